@@ -1,0 +1,31 @@
+//! The one trait every compute backend implements. The seeded work (pool, inputs,
+//! permutations, target, distances) is shared in this crate; a backend only runs the
+//! forward pass of spec §5 for a batch of nonce inputs.
+
+use crate::model::ModelWeights;
+use crate::params::ModelParams;
+use anyhow::Result;
+use half::f16;
+use std::sync::Arc;
+
+pub trait Backend: Send + Sync {
+    /// Short name as used on the command line (`cpu`, `cuda`, `wgpu`).
+    fn name(&self) -> &'static str;
+
+    /// The device this backend computes on, in words.
+    fn device_description(&self) -> String;
+
+    /// Working memory this backend needs beyond the f16 weight pool, for a batch of
+    /// `batch` nonces: checked against the machine before the model is built.
+    fn working_memory_bytes(&self, params: &ModelParams, batch: usize) -> u64;
+
+    /// Prepare the forward pass for these weights.
+    fn load(&self, weights: Arc<ModelWeights>) -> Result<Box<dyn ForwardPass>>;
+}
+
+/// A model ready to compute.
+pub trait ForwardPass: Send + Sync {
+    /// For `batch` nonce inputs (each `[seq_len][dim]` f16, concatenated), the last
+    /// position's logits (`vocab_size` f32 each, concatenated).
+    fn last_position_logits(&self, inputs: &[f16], batch: usize) -> Result<Vec<f32>>;
+}

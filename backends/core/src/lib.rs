@@ -1,0 +1,21 @@
+//! The seeded math of Gonka's Proof-of-Compute, shared by every backend
+//! (`shared/spec/POC.md`): numpy-compatible random streams, model params and presets, the
+//! parameter table and weight pool, nonce inputs, permutations, the target, the RoPE table,
+//! distances, and the [`Backend`] trait.
+
+pub mod backend;
+pub mod distance;
+pub mod memory;
+pub mod model;
+pub mod numpy_sum;
+pub mod parameter_table;
+pub mod params;
+pub mod poc;
+pub mod rng;
+pub mod rope;
+pub mod streams;
+pub mod weight_pool;
+
+pub use backend::{Backend, ForwardPass};
+pub use model::ModelWeights;
+pub use params::ModelParams;

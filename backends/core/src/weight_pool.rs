@@ -1,0 +1,269 @@
+//! The weight pool (spec §3): the first `pool_size` draws of `normal(0, 0.02)` from the
+//! block hash's stream, each rounded f64 → f32 → f16.
+//!
+//! Drawing is parallel yet bit-exact. The stream is cut into chunks of 64-bit draws; each
+//! worker jumps its own PCG64 to its chunk's first draw and decodes normals from there, not
+//! knowing whether that draw starts a sample (about 1 % of normals take more than one draw).
+//! A decoding that starts mid-sample re-aligns with the true sample boundaries within a few
+//! draws: two decodings that start a sample at the same draw agree from there on. So,
+//! chunk by chunk, the true boundary where the previous chunk's last sample ends is looked up
+//! among the sample starts this chunk's worker recorded; what it decoded before that point
+//! is dropped. Output is written at each chunk's draw offset (never more normals than draws)
+//! and compacted afterwards.
+
+use crate::parameter_table::Parameter;
+use crate::rng::{NumpyRng, Pcg64, standard_normal_counted};
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+use rayon::prelude::*;
+
+/// The pool, in f16, exactly as the reference holds it.
+pub struct WeightPool {
+    values: Vec<f16>,
+}
+
+/// The reference's weight distribution.
+const LOC: f64 = 0.0;
+const SCALE: f64 = 0.02;
+/// Draws per parallel chunk: large enough that re-alignment costs nothing, small enough to
+/// give a progress bar steps and every core work.
+const CHUNK_DRAWS: usize = 1 << 22;
+/// How many sample starts a worker records for re-alignment (a few are ever needed).
+const RECORDED_STARTS: usize = 64;
+
+/// What one worker found in its chunk.
+struct ChunkDecode {
+    /// Absolute draw positions of its first sample starts, and how many outputs it had
+    /// written before each.
+    starts: Vec<(u64, usize)>,
+    /// Outputs written (into its chunk's region, from the region's start).
+    written: usize,
+    /// The draw position just after its last sample: a sample boundary.
+    end: u64,
+}
+
+#[inline(always)]
+fn weight_f16(z: f64) -> f32 {
+    // normal(loc, scale) = loc + scale*z (two roundings), then f64 → f32; f16 comes after.
+    (LOC + SCALE * z) as f32
+}
+
+/// Decode every sample that starts in `[start, end)` of the stream, writing the weights to
+/// `out` (which has room for `end - start` values).
+fn decode_chunk(seed: &Pcg64, start: u64, end: u64, out: &mut [f16]) -> ChunkDecode {
+    let mut bits = seed.clone();
+    bits.advance(start as u128);
+    let mut pos = start;
+    let mut written = 0usize;
+    let mut starts = Vec::with_capacity(RECORDED_STARTS);
+    let mut staging = [0f32; 1024];
+    while pos < end {
+        let mut n = 0;
+        while n < staging.len() && pos < end {
+            if starts.len() < RECORDED_STARTS {
+                starts.push((pos, written + n));
+            }
+            let s = standard_normal_counted(&mut bits);
+            staging[n] = weight_f16(s.value);
+            pos += s.draws as u64;
+            n += 1;
+        }
+        // f32 → f16 round-to-nearest-even, vectorised (F16C where the CPU has it).
+        out[written..written + n].convert_from_f32_slice(&staging[..n]);
+        written += n;
+    }
+    ChunkDecode {
+        starts,
+        written,
+        end: pos,
+    }
+}
+
+impl WeightPool {
+    /// Draw the pool for `block_hash`. `progress(done, total)` is called (from any thread)
+    /// as chunks finish.
+    pub fn draw(
+        block_hash: &str,
+        pool_size: usize,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Self {
+        let seed = NumpyRng::from_seed_str(block_hash, 4).pcg().clone();
+        // Normals take ~1.02 draws each; 4 % slack keeps the tail sequential top-up tiny.
+        let chunks = (pool_size + pool_size / 25 + 1024)
+            .div_ceil(CHUNK_DRAWS)
+            .max(1);
+        let total_draws = chunks * CHUNK_DRAWS;
+        let mut buf: Vec<f16> = vec![f16::ZERO; total_draws];
+
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        let mut decodes: Vec<ChunkDecode> = buf
+            .par_chunks_mut(CHUNK_DRAWS)
+            .enumerate()
+            .map(|(j, region)| {
+                let start = (j * CHUNK_DRAWS) as u64;
+                let d = decode_chunk(&seed, start, start + CHUNK_DRAWS as u64, region);
+                progress(
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+                    chunks,
+                );
+                d
+            })
+            .collect();
+
+        // Re-align chunk by chunk and compact the true samples to the front.
+        let mut count = 0usize; // true normals so far
+        let mut boundary = 0u64; // the true stream position of the next sample start
+        for j in 0..chunks {
+            let region_start = j * CHUNK_DRAWS;
+            let region_end = region_start + CHUNK_DRAWS;
+            let aligned = decodes[j]
+                .starts
+                .iter()
+                .find(|(p, _)| *p == boundary)
+                .copied();
+            let skip = match aligned {
+                Some((_, skip)) => skip,
+                None => {
+                    // Not re-aligned within the recorded starts (or `boundary` lies past
+                    // this chunk): decode it again from the true boundary.
+                    let from = boundary.max(region_start as u64);
+                    decodes[j] = decode_chunk(
+                        &seed,
+                        from,
+                        (region_end as u64).max(from),
+                        &mut buf[region_start..region_end],
+                    );
+                    0
+                }
+            };
+            let d = &decodes[j];
+            buf.copy_within(region_start + skip..region_start + d.written, count);
+            count += d.written - skip;
+            boundary = d.end;
+            if count >= pool_size {
+                break;
+            }
+        }
+        buf.truncate(count.min(pool_size));
+        // Top up sequentially if the slack was not enough (it practically always is).
+        if count < pool_size {
+            let mut bits = seed.clone();
+            bits.advance(boundary as u128);
+            let mut rng = NumpyRng::from_pcg(bits);
+            buf.extend(
+                (count..pool_size).map(|_| f16::from_f32(weight_f16(rng.standard_normal()))),
+            );
+        }
+        buf.shrink_to_fit();
+        Self { values: buf }
+    }
+
+    /// The straightforward sequential draw (the definition; used to test the parallel one).
+    pub fn draw_sequential(block_hash: &str, pool_size: usize) -> Self {
+        let mut rng = NumpyRng::from_seed_str(block_hash, 4);
+        let values = (0..pool_size)
+            .map(|_| f16::from_f32(rng.normal(LOC, SCALE) as f32))
+            .collect();
+        Self { values }
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    pub fn values(&self) -> &[f16] {
+        &self.values
+    }
+
+    /// A parameter's elements as a contiguous pool slice, when it takes the slice branch.
+    pub fn slice(&self, p: &Parameter) -> Option<&[f16]> {
+        match p.placement {
+            crate::parameter_table::Placement::Slice { start } => {
+                Some(&self.values[start..start + p.numel])
+            }
+            crate::parameter_table::Placement::Tile { .. } => None,
+        }
+    }
+
+    /// Element `i` of a parameter, whichever branch it takes.
+    #[inline]
+    pub fn element(&self, p: &Parameter, i: usize) -> f16 {
+        self.values[p.pool_index(i, self.values.len())]
+    }
+
+    /// A parameter's elements widened to f32 (exact), written into `out`.
+    pub fn widen_into(&self, p: &Parameter, out: &mut [f32]) {
+        assert_eq!(
+            out.len(),
+            p.numel,
+            "widen_into: wrong output length for {}",
+            p.name
+        );
+        match self.slice(p) {
+            Some(s) => s.convert_to_f32_slice(out),
+            None => out
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, o)| *o = self.element(p, i).to_f32()),
+        }
+    }
+
+    /// SHA-256 of a parameter's f16 little-endian bytes (what the goldens and validators
+    /// compare), streamed so no copy of the parameter is made.
+    pub fn sha256_f16le(&self, p: &Parameter) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        match self.slice(p) {
+            Some(s) => {
+                for chunk in s.chunks(1 << 16) {
+                    let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
+                    h.update(&bytes);
+                }
+            }
+            None => {
+                let mut bytes = Vec::with_capacity(1 << 17);
+                for i in 0..p.numel {
+                    bytes.extend_from_slice(&self.element(p, i).to_le_bytes());
+                    if bytes.len() >= 1 << 17 {
+                        h.update(&bytes);
+                        bytes.clear();
+                    }
+                }
+                h.update(&bytes);
+            }
+        }
+        hex(&h.finalize())
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_draw_equals_sequential_draw() {
+        // Several chunks, so re-alignment at chunk borders is exercised.
+        for (hash, n) in [("abc", 3 * CHUNK_DRAWS + 12345), ("x", 50_000)] {
+            let par = WeightPool::draw(hash, n, &|_, _| {});
+            let seq = WeightPool::draw_sequential(hash, n);
+            assert_eq!(par.len(), n);
+            let first_diff = par
+                .values()
+                .iter()
+                .zip(seq.values())
+                .position(|(a, b)| a.to_bits() != b.to_bits());
+            assert_eq!(
+                first_diff, None,
+                "{hash}: parallel pool differs from sequential"
+            );
+        }
+    }
+}
