@@ -3,7 +3,9 @@
 //! parameter table and weight pool, nonce inputs, permutations, the target, the RoPE table,
 //! distances, and the [`Backend`] trait.
 
+pub mod agreement;
 pub mod backend;
+pub mod conformance;
 pub mod distance;
 pub mod memory;
 pub mod model;

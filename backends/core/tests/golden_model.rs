@@ -24,35 +24,89 @@ fn f16_bits(v: &Value) -> u16 {
 
 fn sha_f16(values: &[f16]) -> String {
     let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn check_model(preset: &str) {
     let g = golden(&format!("model_{preset}.json"));
     let params = params_of(&g);
-    assert_eq!(params, ModelParams::preset(preset).unwrap(), "{preset}: golden params = preset");
+    assert_eq!(
+        params,
+        ModelParams::preset(preset).unwrap(),
+        "{preset}: golden params = preset"
+    );
     let hash = g["block_hash"].as_str().unwrap();
     let table = ParameterTable::new(&params, hash);
-    assert_eq!(table.total_params, g["total_params"].as_u64().unwrap(), "{preset}: total_params");
-    assert_eq!(table.pool_size as u64, g["pool_size"].as_u64().unwrap(), "{preset}: pool_size");
+    assert_eq!(
+        table.total_params,
+        g["total_params"].as_u64().unwrap(),
+        "{preset}: total_params"
+    );
+    assert_eq!(
+        table.pool_size as u64,
+        g["pool_size"].as_u64().unwrap(),
+        "{preset}: pool_size"
+    );
     let pool = WeightPool::draw(hash, table.pool_size, &|_, _| {});
     let want = g["parameters"].as_array().unwrap();
     assert_eq!(table.parameters.len(), want.len());
     for (p, w) in table.parameters.iter().zip(want) {
         assert_eq!(p.name, w["name"].as_str().unwrap());
-        let shape: Vec<usize> = w["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        let shape: Vec<usize> = w["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
         assert_eq!(p.shape, shape, "{}: shape", p.name);
-        assert_eq!(p.numel as u64, w["numel"].as_u64().unwrap(), "{}: numel", p.name);
-        assert_eq!(p.name_hash as u64, w["name_hash"].as_u64().unwrap(), "{}: name hash", p.name);
-        assert_eq!(p.branch(), w["branch"].as_str().unwrap(), "{}: branch", p.name);
+        assert_eq!(
+            p.numel as u64,
+            w["numel"].as_u64().unwrap(),
+            "{}: numel",
+            p.name
+        );
+        assert_eq!(
+            p.name_hash as u64,
+            w["name_hash"].as_u64().unwrap(),
+            "{}: name hash",
+            p.name
+        );
+        assert_eq!(
+            p.branch(),
+            w["branch"].as_str().unwrap(),
+            "{}: branch",
+            p.name
+        );
         for (i, b) in w["first8_f16_bits"].as_array().unwrap().iter().enumerate() {
-            assert_eq!(pool.element(p, i).to_bits(), f16_bits(b), "{}: element {i}", p.name);
+            assert_eq!(
+                pool.element(p, i).to_bits(),
+                f16_bits(b),
+                "{}: element {i}",
+                p.name
+            );
         }
-        assert_eq!(pool.sha256_f16le(p), w["sha256_f16le"].as_str().unwrap(), "{}: sha256", p.name);
+        assert_eq!(
+            pool.sha256_f16le(p),
+            w["sha256_f16le"].as_str().unwrap(),
+            "{}: sha256",
+            p.name
+        );
     }
     let rope = RopeTable::new(&params);
-    for (i, b) in g["rope_fp16_bits_first_positions"].as_array().unwrap().iter().enumerate() {
-        assert_eq!(rope.values[i].to_bits(), f16_bits(b), "{preset}: rope value {i}");
+    for (i, b) in g["rope_fp16_bits_first_positions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(
+            rope.values[i].to_bits(),
+            f16_bits(b),
+            "{preset}: rope value {i}"
+        );
     }
 }
 
@@ -76,14 +130,30 @@ fn nonce_inputs_are_bit_exact() {
     for preset in ["tiny", "small", "devtest"] {
         let g = golden(&format!("forward_{preset}.json"));
         let params = params_of(&g);
-        let (hash, key) = (g["block_hash"].as_str().unwrap(), g["public_key"].as_str().unwrap());
+        let (hash, key) = (
+            g["block_hash"].as_str().unwrap(),
+            g["public_key"].as_str().unwrap(),
+        );
         for case in g["inputs"].as_array().unwrap() {
             let nonce = case["nonce"].as_i64().unwrap();
             let x = streams::nonce_input(&params, hash, key, nonce);
-            for (i, b) in case["first8_f16_bits"].as_array().unwrap().iter().enumerate() {
-                assert_eq!(x[i].to_bits(), f16_bits(b), "{preset} nonce {nonce}: input {i}");
+            for (i, b) in case["first8_f16_bits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .enumerate()
+            {
+                assert_eq!(
+                    x[i].to_bits(),
+                    f16_bits(b),
+                    "{preset} nonce {nonce}: input {i}"
+                );
             }
-            assert_eq!(sha_f16(&x), case["sha256_f16le"].as_str().unwrap(), "{preset} nonce {nonce}: input sha256");
+            assert_eq!(
+                sha_f16(&x),
+                case["sha256_f16le"].as_str().unwrap(),
+                "{preset} nonce {nonce}: input sha256"
+            );
         }
     }
 }
@@ -98,12 +168,14 @@ fn mainnet_sizes_are_exact() {
     assert_eq!(pool as u64, g["pool_size"].as_u64().unwrap());
     let table = ParameterTable::new(&params, g["block_hash"].as_str().unwrap());
     assert_eq!(table.total_params, total);
-    assert!(table.parameters.iter().all(|p| p.branch() == "slice"), "every mainnet parameter is a pool slice");
+    assert!(
+        table.parameters.iter().all(|p| p.branch() == "slice"),
+        "every mainnet parameter is a pool slice"
+    );
 }
 
-/// The full mainnet pool (888 M draws, 1.8 GB): run with `cargo test --release -- --ignored`.
+/// The full mainnet pool: 888 M draws, 1.8 GB, about 9 s in the test profile on 2 cores.
 #[test]
-#[ignore = "draws the 1.8 GB mainnet pool; run with --ignored"]
 fn mainnet_parameter_hashes_are_exact() {
     let g = golden("mainnet.json");
     let params = params_of(&g);
@@ -112,6 +184,11 @@ fn mainnet_parameter_hashes_are_exact() {
     let pool = WeightPool::draw(hash, table.pool_size, &|_, _| {});
     for w in g["parameter_hashes"].as_array().unwrap() {
         let p = table.get(w["name"].as_str().unwrap()).unwrap();
-        assert_eq!(pool.sha256_f16le(p), w["sha256_f16le"].as_str().unwrap(), "{}", p.name);
+        assert_eq!(
+            pool.sha256_f16le(p),
+            w["sha256_f16le"].as_str().unwrap(),
+            "{}",
+            p.name
+        );
     }
 }

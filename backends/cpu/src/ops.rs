@@ -1,0 +1,187 @@
+//! The steps of spec §5, one function each. "f16" arrays are f32 arrays holding
+//! f16-representable values; `round_f16` is the ⟂ of the spec.
+
+use crate::weights::WeightStore;
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+use powhost_core::ModelWeights;
+use powhost_core::parameter_table::Parameter;
+use powhost_core::rope::RopeTable;
+use rayon::prelude::*;
+
+const PAR_CHUNK: usize = 1 << 14;
+
+/// ⟂: round every value to f16 (nearest, ties to even) and widen it back, vectorised.
+pub fn round_f16(values: &mut [f32]) {
+    values.par_chunks_mut(PAR_CHUNK).for_each(|chunk| {
+        let mut tmp = [f16::ZERO; 1024];
+        for c in chunk.chunks_mut(1024) {
+            let t = &mut tmp[..c.len()];
+            t.convert_from_f32_slice(c);
+            t.convert_to_f32_slice(c);
+        }
+    });
+}
+
+#[inline]
+pub fn r16(x: f32) -> f32 {
+    f16::from_f32(x).to_f32()
+}
+
+/// `out[m, n] = x[m, k] · Wᵀ ⟂` for a weight `W` of shape `[n, k]`: f32 products and
+/// accumulation (faer GEMM), then rounded to f16.
+pub fn matmul_xwt(
+    store: &WeightStore,
+    weights: &ModelWeights,
+    x: &[f32],
+    m: usize,
+    w: &Parameter,
+    out: &mut [f32],
+) {
+    let (n, k) = (w.shape[0], w.shape[1]);
+    debug_assert_eq!(x.len(), m * k);
+    debug_assert_eq!(out.len(), m * n);
+    let lhs = MatRef::from_row_major_slice(x, m, k);
+    let mut dst = MatMut::from_row_major_slice_mut(out, m, n);
+    store.for_row_blocks(weights, w, |row0, rows, block| {
+        let rhs = MatRef::from_row_major_slice(block, rows, k).transpose();
+        let dst = dst.as_mut().submatrix_mut(0, row0, m, rows);
+        matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, Par::rayon(0));
+    });
+    round_f16(out);
+}
+
+/// RMSNorm (step 1): in f32 `y = x · 1/sqrt(mean(x²) + eps)` ⟂, then `y · w` ⟂.
+pub fn rms_norm(x: &[f32], dim: usize, weight: &[f32], eps: f64, out: &mut [f32]) {
+    let eps = eps as f32;
+    out.par_chunks_mut(dim)
+        .zip(x.par_chunks(dim))
+        .for_each(|(o, row)| {
+            // The reference's f32 mean; an f64 sum rounded once is its best-rounded value.
+            let sum_sq: f64 = row.iter().map(|&v| (v as f64) * (v as f64)).sum();
+            let mean = (sum_sq as f32) / dim as f32;
+            let r = 1.0f32 / (mean + eps).sqrt();
+            for ((o, &v), &w) in o.iter_mut().zip(row).zip(weight) {
+                *o = r16(r16(v * r) * w);
+            }
+        });
+}
+
+/// RoPE (step 3) on rows `[rows, n_heads·hd]` whose positions `position(row)` gives:
+/// pairs `(x0, x1)` become `(x0·c − x1·s, x1·c + x0·s)` in f32, each product rounded
+/// separately (no FMA), then ⟂.
+pub fn rope(
+    x: &mut [f32],
+    width: usize,
+    rope: &RopeTable,
+    position: impl Fn(usize) -> usize + Sync,
+) {
+    let half = rope.half_dim;
+    x.par_chunks_mut(width).enumerate().for_each(|(row, v)| {
+        let pos = position(row);
+        for head in v.chunks_mut(2 * half) {
+            for j in 0..half {
+                let (c, s) = rope.cos_sin(pos, j);
+                let (x0, x1) = (head[2 * j], head[2 * j + 1]);
+                let (a, b) = (x0 * c, x1 * s);
+                let (d, e) = (x1 * c, x0 * s);
+                head[2 * j] = r16(a - b);
+                head[2 * j + 1] = r16(d + e);
+            }
+        }
+    });
+}
+
+/// The shapes attention works on.
+pub struct AttentionShape {
+    pub batch: usize,
+    pub seq_len: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    /// Query positions per nonce: all `seq_len`, or only the last one (final layer).
+    pub last_only: bool,
+}
+
+/// Steps 4–6: causal GQA attention per nonce and query head. `q` is `[batch·queries,
+/// n_heads·hd]`, `k`/`v` are `[batch·seq_len, n_kv_heads·hd]`; `out` is shaped like `q`.
+pub fn attention(shape: &AttentionShape, q: &[f32], k: &[f32], v: &[f32], out: &mut [f32]) {
+    let AttentionShape {
+        batch,
+        seq_len,
+        n_heads,
+        n_kv_heads,
+        head_dim: hd,
+        last_only,
+    } = *shape;
+    let queries = if last_only { 1 } else { seq_len };
+    let (q_width, kv_width) = (n_heads * hd, n_kv_heads * hd);
+    let n_rep = n_heads / n_kv_heads;
+    let scale = (hd as f32).sqrt();
+    let _ = batch;
+    // One task per (nonce, query position): its row of q and of out.
+    out.par_chunks_mut(q_width)
+        .enumerate()
+        .for_each(|(row, o_row)| {
+            let (b, qi) = (row / queries, row % queries);
+            let pos = if last_only { seq_len - 1 } else { qi };
+            let q_row = &q[row * q_width..(row + 1) * q_width];
+            let mut probs = vec![0f32; pos + 1];
+            for h in 0..n_heads {
+                let g = h / n_rep;
+                let qh = &q_row[h * hd..(h + 1) * hd];
+                // scores = q·kᵀ ⟂, then / sqrt(hd) ⟂ (f32 division); masked keys are skipped,
+                // which is what −∞ does to the max and the exponentials.
+                let mut max = f32::NEG_INFINITY;
+                for (t, p) in probs.iter_mut().enumerate() {
+                    let kr = &k[(b * seq_len + t) * kv_width + g * hd..][..hd];
+                    let dot: f32 = qh.iter().zip(kr).map(|(a, b)| a * b).sum();
+                    *p = r16(r16(dot) / scale);
+                    max = max.max(*p);
+                }
+                // softmax in f32 (the reference multiplies by the reciprocal of the sum) ⟂.
+                let mut sum = 0f32;
+                for p in probs.iter_mut() {
+                    *p = (*p - max).exp();
+                    sum += *p;
+                }
+                let inv = 1.0f32 / sum;
+                probs.iter_mut().for_each(|p| *p = r16(*p * inv));
+                // o = probs·v ⟂.
+                let oh = &mut o_row[h * hd..(h + 1) * hd];
+                oh.fill(0.0);
+                for (t, &p) in probs.iter().enumerate() {
+                    let vr = &v[(b * seq_len + t) * kv_width + g * hd..][..hd];
+                    for (o, &vv) in oh.iter_mut().zip(vr) {
+                        *o += p * vv;
+                    }
+                }
+                oh.iter_mut().for_each(|o| *o = r16(*o));
+            }
+        });
+}
+
+/// `h = h + delta` in f32, ⟂ (steps 7 and 8).
+pub fn add_residual(h: &mut [f32], delta: &[f32]) {
+    h.par_chunks_mut(PAR_CHUNK)
+        .zip(delta.par_chunks(PAR_CHUNK))
+        .for_each(|(h, d)| {
+            for (h, &d) in h.iter_mut().zip(d) {
+                *h = r16(*h + d);
+            }
+        });
+}
+
+/// Step 8's gate: `a ← (silu(a) ⟂) · b ⟂`, with `silu(a) = a / (1 + exp(−a))` in f32.
+pub fn silu_mul(a: &mut [f32], b: &[f32]) {
+    a.par_chunks_mut(PAR_CHUNK)
+        .zip(b.par_chunks(PAR_CHUNK))
+        .for_each(|(a, b)| {
+            for (a, &b) in a.iter_mut().zip(b) {
+                let s = r16(*a / (1.0 + (-*a).exp()));
+                *a = r16(s * b);
+            }
+        });
+}

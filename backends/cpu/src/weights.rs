@@ -1,0 +1,86 @@
+//! Weights as f32 views for the GEMMs, without per-parameter copies of the pool.
+
+use half::slice::HalfFloatSliceExt;
+use powhost_core::ModelWeights;
+use powhost_core::parameter_table::{Parameter, Placement};
+use rayon::prelude::*;
+
+/// Rows of a weight matrix widened at once when widening on the fly (about 16 MB of f32).
+pub const BLOCK_ELEMENTS: usize = 1 << 22;
+
+pub enum WeightStore {
+    /// The whole pool widened to f32 once: slice-branch weights are views into it.
+    WidenedPool { pool: Vec<f32> },
+    /// Large pools stay f16 only; weights are widened block by block when used.
+    OnTheFly,
+}
+
+impl WeightStore {
+    pub fn new(weights: &ModelWeights, widen_limit_bytes: u64) -> Self {
+        let pool = weights.pool.values();
+        if pool.len() as u64 * 4 <= widen_limit_bytes {
+            let mut out = vec![0f32; pool.len()];
+            out.par_chunks_mut(1 << 16)
+                .zip(pool.par_chunks(1 << 16))
+                .for_each(|(o, i)| i.convert_to_f32_slice(o));
+            Self::WidenedPool { pool: out }
+        } else {
+            Self::OnTheFly
+        }
+    }
+
+    /// Call `f(row0, rows, block)` for consecutive blocks of a `[rows, cols]` parameter, each
+    /// `block` holding rows `row0 .. row0 + rows` as f32 (row-major).
+    pub fn for_row_blocks(
+        &self,
+        weights: &ModelWeights,
+        p: &Parameter,
+        mut f: impl FnMut(usize, usize, &[f32]),
+    ) {
+        let cols = *p.shape.last().unwrap();
+        let rows = p.numel / cols;
+        match (self, p.placement) {
+            (Self::WidenedPool { pool }, Placement::Slice { start }) => {
+                f(0, rows, &pool[start..start + p.numel]);
+            }
+            _ => {
+                let rows_per_block = (BLOCK_ELEMENTS / cols).clamp(1, rows);
+                let mut block = vec![0f32; rows_per_block * cols];
+                let mut row0 = 0;
+                while row0 < rows {
+                    let n = rows_per_block.min(rows - row0);
+                    widen_rows(weights, p, row0 * cols, &mut block[..n * cols]);
+                    f(row0, n, &block[..n * cols]);
+                    row0 += n;
+                }
+            }
+        }
+    }
+
+    /// A whole (small) parameter as f32: used for the norm weights.
+    pub fn vector(&self, weights: &ModelWeights, p: &Parameter) -> Vec<f32> {
+        let mut out = vec![0f32; p.numel];
+        weights.pool.widen_into(p, &mut out);
+        out
+    }
+}
+
+/// Elements `first .. first + out.len()` of `p`, widened (exact) to f32.
+fn widen_rows(weights: &ModelWeights, p: &Parameter, first: usize, out: &mut [f32]) {
+    let pool = weights.pool.values();
+    match p.placement {
+        Placement::Slice { start } => {
+            let src = &pool[start + first..start + first + out.len()];
+            out.par_chunks_mut(1 << 16)
+                .zip(src.par_chunks(1 << 16))
+                .for_each(|(o, i)| i.convert_to_f32_slice(o));
+        }
+        Placement::Tile { .. } => {
+            out.par_chunks_mut(1 << 14).enumerate().for_each(|(c, o)| {
+                for (k, v) in o.iter_mut().enumerate() {
+                    *v = weights.pool.element(p, first + c * (1 << 14) + k).to_f32();
+                }
+            });
+        }
+    }
+}
