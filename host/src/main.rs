@@ -1,1 +1,34 @@
-fn main() {}
+//! `powhost`: compute host for Gonka's Proof-of-Compute. `main` only parses the command
+//! line, sets up logging and reports errors; each command lives in `commands/`.
+
+mod backends;
+mod cli;
+mod commands;
+mod model_source;
+mod nonce_list;
+mod progress;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_logging();
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr; the level comes from `RUST_LOG`, else `LOG_LEVEL`, else `warn`.
+fn init_logging() {
+    let filter = std::env::var("RUST_LOG")
+        .or_else(|_| std::env::var("LOG_LEVEL"))
+        .unwrap_or_else(|_| "warn".to_string());
+    env_logger::Builder::new()
+        .parse_filters(&filter.to_lowercase())
+        .init();
+}

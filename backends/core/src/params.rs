@@ -169,6 +169,27 @@ impl ModelParams {
         hidden.div_ceil(self.multiple_of) * self.multiple_of
     }
 
+    /// Floating-point operations of one nonce's forward pass (multiply-adds count 2), with
+    /// the last layer computing only what the last position needs: the figure behind
+    /// GFLOP/s in benchmarks.
+    pub fn forward_flops(&self) -> u64 {
+        let (s, d, hd) = (self.seq_len as u64, self.dim as u64, self.head_dim() as u64);
+        let (q, kv, hidden) = (
+            self.n_heads as u64 * hd,
+            self.n_kv_heads as u64 * hd,
+            self.ffn_hidden() as u64,
+        );
+        let kv_proj = 2 * d * kv * 2;
+        let rest = 2 * d * q * 2 + 3 * 2 * d * hidden; // wq, wo, w1, w2, w3
+        // scores and probs·v: position p attends to p+1 keys.
+        let attention_all = 2 * 2 * q * s * (s + 1) / 2;
+        let attention_last = 2 * 2 * q * s;
+        let layers = self.n_layers as u64;
+        (layers - 1) * (s * (kv_proj + rest) + attention_all)
+            + (s * kv_proj + rest + attention_last)
+            + 2 * d * self.vocab_size as u64
+    }
+
     /// Check the constraints of spec §2 and that every size is sane; the message says
     /// what to change.
     pub fn validate(&self) -> Result<()> {

@@ -1,0 +1,113 @@
+//! The command line, documented for `--help`.
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "powhost",
+    version,
+    about = "Compute host for Gonka's Proof-of-Compute (PoW 2.0)",
+    long_about = "Compute host for Gonka's Proof-of-Compute (PoW 2.0).\n\n\
+        Builds the network's seeded LLaMA-style model for a block hash, computes nonce \
+        distances exactly as the network's reference does (bit-exact RNG and weights, \
+        float16 forward pass), and benchmarks backends.\n\n\
+        Logging: set RUST_LOG or LOG_LEVEL (error, warn, info, debug)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print the model's parameter table with the SHA-256 of every parameter's f16 bytes:
+    /// what to compare when a validator disagrees with you.
+    Fingerprint(FingerprintArgs),
+    /// Compute the distance of every given nonce, unfiltered, in order.
+    Distances(DistancesArgs),
+    /// Measure nonces per second, model build time and peak memory.
+    Bench(BenchArgs),
+    /// List the named model presets.
+    Presets {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Which model: a named preset or a params JSON object.
+#[derive(Args, Debug, Clone)]
+#[group(required = true, multiple = false)]
+pub struct ModelArgs {
+    /// A named preset (see `powhost presets`), e.g. `tiny`, `devtest`, `mainnet`.
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// A params JSON object (inline, or a path to a file holding one); missing fields take
+    /// the `reference-default` values.
+    #[arg(long, value_name = "JSON")]
+    pub params: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct FingerprintArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The block hash that seeds the weights.
+    #[arg(long)]
+    pub block_hash: String,
+    /// Only these parameters (comma-separated names, e.g. `output.weight,norm.weight`).
+    #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
+    pub only: Option<Vec<String>>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DistancesArgs {
+    /// The compute backend (this build has `cpu`).
+    #[arg(long, default_value = "cpu")]
+    pub backend: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The block hash that seeds weights and target.
+    #[arg(long)]
+    pub block_hash: String,
+    /// The node's public key (part of every nonce's seeds).
+    #[arg(long)]
+    pub public_key: String,
+    /// Nonces: comma-separated integers and half-open ranges `A..B`, e.g. `5,-3,0..64`.
+    #[arg(long, value_name = "LIST", allow_hyphen_values = true)]
+    pub nonces: String,
+    /// Nonces per forward pass (default: chosen from the model size).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Print `{"nonces": [...], "dist": [...]}` instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// The compute backend (this build has `cpu`).
+    #[arg(long, default_value = "cpu")]
+    pub backend: String,
+    /// The preset to measure.
+    #[arg(long, default_value = "cpu-bench")]
+    pub preset: String,
+    /// How many nonces to compute (default: enough for a few seconds on a CPU).
+    #[arg(long)]
+    pub nonces: Option<usize>,
+    /// Nonces per forward pass (default: chosen from the model size).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// The block hash to build the model for.
+    #[arg(
+        long,
+        default_value = "0000000000000000000000000000000000000000000000000000000000000001"
+    )]
+    pub block_hash: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,106 @@
+//! `powhost bench`: nonces per second, model build time, peak memory.
+
+use super::{build_weights, default_batch};
+use crate::backends::backend_by_name;
+use crate::cli::BenchArgs;
+use crate::progress;
+use anyhow::Result;
+use powhost_core::ModelParams;
+use powhost_core::memory::{gib, peak_resident_bytes};
+use powhost_core::poc::compute_distances;
+use serde::Serialize;
+use std::time::Instant;
+
+#[derive(Serialize)]
+struct BenchReport {
+    backend: String,
+    device: String,
+    preset: String,
+    nonces: usize,
+    batch: usize,
+    pool_seconds: f64,
+    model_build_seconds: f64,
+    compute_seconds: f64,
+    nonces_per_s: f64,
+    gflop_per_nonce: f64,
+    gflop_per_s: f64,
+    peak_memory_bytes: Option<u64>,
+}
+
+const BENCH_PUBLIC_KEY: &str = "powhost-bench";
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let backend = backend_by_name(&args.backend)?;
+    let params = ModelParams::preset(&args.preset)?;
+    // About 2 s of CPU work by default: one batch at least.
+    let nonces = args.nonces.unwrap_or_else(|| {
+        let per_nonce = params.forward_flops() as f64;
+        ((200e9 * 2.0 / per_nonce) as usize).clamp(1, 4096)
+    });
+    anyhow::ensure!(nonces >= 1, "--nonces must be at least 1");
+    let batch = args.batch.unwrap_or_else(|| default_batch(&params, nonces));
+    anyhow::ensure!(batch >= 1, "--batch must be at least 1");
+
+    let start = Instant::now();
+    let weights = build_weights(
+        &params,
+        &args.block_hash,
+        backend.working_memory_bytes(&params, batch),
+    )?;
+    let forward = backend.load(weights.clone())?;
+    let model_build_seconds = start.elapsed().as_secs_f64();
+
+    let list: Vec<i64> = (0..nonces as i64).collect();
+    let bar = progress::bar(nonces as u64, "nonces");
+    let start = Instant::now();
+    compute_distances(
+        &*forward,
+        &weights,
+        BENCH_PUBLIC_KEY,
+        &list,
+        batch,
+        &|done| bar.set_position(done as u64),
+    )?;
+    let compute_seconds = start.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+
+    let gflop_per_nonce = params.forward_flops() as f64 / 1e9;
+    let nonces_per_s = nonces as f64 / compute_seconds;
+    let report = BenchReport {
+        backend: backend.name().to_string(),
+        device: backend.device_description(),
+        preset: args.preset.clone(),
+        nonces,
+        batch,
+        pool_seconds: weights.pool_seconds,
+        model_build_seconds,
+        compute_seconds,
+        nonces_per_s,
+        gflop_per_nonce,
+        gflop_per_s: nonces_per_s * gflop_per_nonce,
+        peak_memory_bytes: peak_resident_bytes(),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("backend        {} ({})", report.backend, report.device);
+        println!(
+            "preset         {} ({} nonces, batch {})",
+            report.preset, report.nonces, report.batch
+        );
+        println!(
+            "model build    {:.2} s (pool {:.2} s)",
+            report.model_build_seconds, report.pool_seconds
+        );
+        println!("compute        {:.2} s", report.compute_seconds);
+        println!("nonces/s       {:.2}", report.nonces_per_s);
+        println!(
+            "GFLOP/s        {:.1} ({:.3} GFLOP per nonce)",
+            report.gflop_per_s, report.gflop_per_nonce
+        );
+        if let Some(peak) = report.peak_memory_bytes {
+            println!("peak memory    {:.2} GiB", gib(peak));
+        }
+    }
+    Ok(())
+}

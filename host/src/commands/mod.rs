@@ -1,0 +1,44 @@
+//! One module per command; shared steps (building a model) live here.
+
+mod bench;
+mod distances;
+mod fingerprint;
+mod presets;
+
+use crate::cli::{Cli, Command};
+use crate::progress;
+use anyhow::Result;
+use powhost_core::parameter_table::pool_size_of;
+use powhost_core::{ModelParams, ModelWeights};
+use std::sync::Arc;
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Fingerprint(args) => fingerprint::run(args),
+        Command::Distances(args) => distances::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Presets { json } => presets::run(json),
+    }
+}
+
+/// Build the seeded model, refusing before any large allocation when it (plus
+/// `extra_bytes` of backend memory) cannot fit.
+pub fn build_weights(
+    params: &ModelParams,
+    block_hash: &str,
+    extra_bytes: u64,
+) -> Result<Arc<ModelWeights>> {
+    let (_, pool_size) = pool_size_of(params);
+    let progress = progress::pool_progress(pool_size);
+    Ok(Arc::new(ModelWeights::build(
+        params,
+        block_hash,
+        extra_bytes,
+        &progress,
+    )?))
+}
+
+/// Nonces per forward pass when the user does not say: about 1024 rows of activations.
+pub fn default_batch(params: &ModelParams, nonces: usize) -> usize {
+    (1024 / params.seq_len).clamp(1, 256).min(nonces.max(1))
+}

@@ -1,0 +1,79 @@
+//! Nonce lists: comma-separated integers and half-open ranges `A..B`.
+
+use anyhow::{Context, Result, bail};
+
+/// More nonces than this in one command is almost certainly a typo in a range.
+pub const MAX_NONCES: u64 = 10_000_000;
+
+pub fn parse_nonce_list(text: &str) -> Result<Vec<i64>> {
+    let mut nonces = Vec::new();
+    for item in text.split(',').map(str::trim) {
+        if item.is_empty() {
+            bail!("empty item in nonce list `{text}` (use e.g. `5,-3,0..64`)");
+        }
+        if let Some((a, b)) = item.split_once("..") {
+            let a = parse_nonce(a)?;
+            let b = parse_nonce(b)?;
+            if b < a {
+                bail!("range `{item}` is backwards: the end must not be below the start");
+            }
+            let len = (b as i128 - a as i128) as u64;
+            if nonces.len() as u64 + len > MAX_NONCES {
+                bail!("nonce list `{text}` has more than {MAX_NONCES} nonces; split the work");
+            }
+            nonces.extend(a..b);
+        } else {
+            nonces.push(parse_nonce(item)?);
+            if nonces.len() as u64 > MAX_NONCES {
+                bail!("nonce list has more than {MAX_NONCES} nonces; split the work");
+            }
+        }
+    }
+    if nonces.is_empty() {
+        bail!("the nonce list is empty");
+    }
+    Ok(nonces)
+}
+
+fn parse_nonce(s: &str) -> Result<i64> {
+    s.trim().parse::<i64>().with_context(|| {
+        format!("`{s}` is not a nonce: nonces are integers in the signed 64-bit range")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_integers_and_ranges_in_order() {
+        assert_eq!(
+            parse_nonce_list("5,-3,0..4").unwrap(),
+            vec![5, -3, 0, 1, 2, 3]
+        );
+        assert_eq!(parse_nonce_list("-2..1").unwrap(), vec![-2, -1, 0]);
+        assert_eq!(parse_nonce_list(" 7 , 8 ").unwrap(), vec![7, 8]);
+        assert_eq!(
+            parse_nonce_list("9223372036854775807,-9223372036854775808").unwrap(),
+            vec![i64::MAX, i64::MIN]
+        );
+    }
+
+    #[test]
+    fn rejects_bad_lists() {
+        for (text, want) in [
+            ("", "empty item"),
+            ("1,,2", "empty item"),
+            ("1.5", "not a nonce"),
+            ("abc", "not a nonce"),
+            ("9223372036854775808", "not a nonce"),
+            ("5..2", "backwards"),
+            ("3..3", "empty"),
+            ("0..100000000000", "more than"),
+            ("1..", "not a nonce"),
+        ] {
+            let err = parse_nonce_list(text).unwrap_err().to_string();
+            assert!(err.contains(want), "{text:?}: got `{err}`");
+        }
+    }
+}
