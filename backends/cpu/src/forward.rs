@@ -1,6 +1,6 @@
 //! The forward pass of spec §5, step by step, for a batch of nonces.
 
-use crate::ops::{self, AttentionShape};
+use crate::ops::{self, AttentionShape, RopeTableF32};
 use crate::weights::WeightStore;
 use half::f16;
 use half::slice::HalfFloatSliceExt;
@@ -13,6 +13,7 @@ pub struct CpuForward {
     /// Norm weights widened once: per layer (attention_norm, ffn_norm), then the final norm.
     norms: Vec<(Vec<f32>, Vec<f32>)>,
     final_norm: Vec<f32>,
+    rope: RopeTableF32,
 }
 
 impl CpuForward {
@@ -28,12 +29,8 @@ impl CpuForward {
             })
             .collect();
         let final_norm = store.vector(&weights, weights.final_norm());
-        Self {
-            weights,
-            store,
-            norms,
-            final_norm,
-        }
+        let rope = RopeTableF32::new(&weights.rope);
+        Self { weights, store, norms, final_norm, rope }
     }
 
     /// Last-position logits (`batch × vocab`) for `batch` inputs of `[seq_len, dim]`.
@@ -73,8 +70,8 @@ impl CpuForward {
             ops::matmul_xwt(&self.store, w, &xq, q_rows, lp.wq, &mut q);
             // 3. RoPE on q and k
             let q_pos = |row: usize| if last_only { s - 1 } else { row % s };
-            ops::rope(&mut q, q_width, &w.rope, q_pos);
-            ops::rope(&mut k, kv_width, &w.rope, |row| row % s);
+            ops::rope(&mut q, q_width, &self.rope, q_pos);
+            ops::rope(&mut k, kv_width, &self.rope, |row| row % s);
             // 4–6. attention
             let mut o = vec![0f32; q_rows * q_width];
             let shape = AttentionShape {

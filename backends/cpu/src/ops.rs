@@ -9,6 +9,19 @@ use half::slice::HalfFloatSliceExt;
 use powhost_core::ModelWeights;
 use powhost_core::parameter_table::Parameter;
 use powhost_core::rope::RopeTable;
+
+/// The RoPE table widened once to f32 pairs `(cos, sin)`, `[pos][j]`.
+pub struct RopeTableF32 {
+    pub half_dim: usize,
+    pub cos_sin: Vec<(f32, f32)>,
+}
+
+impl RopeTableF32 {
+    pub fn new(t: &RopeTable) -> Self {
+        let cos_sin = t.values.chunks_exact(2).map(|p| (p[0].to_f32(), p[1].to_f32())).collect();
+        Self { half_dim: t.half_dim, cos_sin }
+    }
+}
 use rayon::prelude::*;
 
 const PAR_CHUNK: usize = 1 << 14;
@@ -25,9 +38,31 @@ pub fn round_f16(values: &mut [f32]) {
     });
 }
 
-#[inline]
+/// ⟂ for one value: round an f32 to the nearest f16 (ties to even) and back, in f32 bit
+/// arithmetic. Equal to `f16::from_f32(x).to_f32()` for every input (tested), but inlinable
+/// and vectorisable, where the `half` call is an out-of-line F16C call per element.
+#[inline(always)]
 pub fn r16(x: f32) -> f32 {
-    f16::from_f32(x).to_f32()
+    let bits = x.to_bits();
+    let sign = bits & 0x8000_0000;
+    let abs = bits & 0x7FFF_FFFF;
+    if abs >= 0x3880_0000 {
+        // |x| ≥ 2^-14, f16's smallest normal: keep 10 mantissa bits, round to nearest even.
+        if abs >= 0x7F80_0000 {
+            return x; // inf, NaN
+        }
+        let rounded = (abs + 0x0FFF + ((abs >> 13) & 1)) & !0x1FFF;
+        if rounded > 0x477F_E000 {
+            f32::from_bits(sign | 0x7F80_0000) // beyond 65504: overflows to inf
+        } else {
+            f32::from_bits(sign | rounded)
+        }
+    } else {
+        // f16 subnormals are multiples of 2^-24, which is f32's ulp in [0.5, 1): adding
+        // and removing 0.5 rounds to that grid, ties to even.
+        let a = f32::from_bits(abs);
+        f32::from_bits(sign | ((a + 0.5) - 0.5).to_bits())
+    }
 }
 
 /// `out[m, n] = x[m, k] · Wᵀ ⟂` for a weight `W` of shape `[n, k]`: f32 products and
@@ -75,7 +110,7 @@ pub fn rms_norm(x: &[f32], dim: usize, weight: &[f32], eps: f64, out: &mut [f32]
 pub fn rope(
     x: &mut [f32],
     width: usize,
-    rope: &RopeTable,
+    rope: &RopeTableF32,
     position: impl Fn(usize) -> usize + Sync,
 ) {
     let half = rope.half_dim;
@@ -83,7 +118,7 @@ pub fn rope(
         let pos = position(row);
         for head in v.chunks_mut(2 * half) {
             for j in 0..half {
-                let (c, s) = rope.cos_sin(pos, j);
+                let (c, s) = rope.cos_sin[pos * half + j];
                 let (x0, x1) = (head[2 * j], head[2 * j + 1]);
                 let (a, b) = (x0 * c, x1 * s);
                 let (d, e) = (x1 * c, x0 * s);
@@ -184,4 +219,40 @@ pub fn silu_mul(a: &mut [f32], b: &[f32]) {
                 *a = r16(s * b);
             }
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(x: f32) {
+        let want = f16::from_f32(x).to_f32();
+        let got = r16(x);
+        assert!(
+            got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+            "r16({x:e} = {:#010x}) = {got:e}, half says {want:e}",
+            x.to_bits()
+        );
+    }
+
+    #[test]
+    fn r16_equals_half_conversion() {
+        // Every f32 whose low 9 bits are a fixed pattern (8 M values spread over the whole
+        // range), plus every value near the rounding boundaries of every f16.
+        for hi in 0..(1u32 << 23) {
+            check(f32::from_bits((hi << 9) | 0x0AB));
+        }
+        for h in 0..=u16::MAX {
+            let v = f16::from_bits(h).to_f32();
+            if !v.is_finite() {
+                continue;
+            }
+            for d in -4096i32..=4096 {
+                check(f32::from_bits((v.to_bits() as i32).wrapping_add(d) as u32));
+            }
+        }
+        for x in [0.0, -0.0, 65504.0, 65519.99, 65520.0, -65520.0, 5.96e-8, 2.98e-8, 2.9802322e-8, f32::MIN_POSITIVE, f32::INFINITY, f32::NAN] {
+            check(x);
+        }
+    }
 }
