@@ -30,7 +30,13 @@ impl CpuForward {
             .collect();
         let final_norm = store.vector(&weights, weights.final_norm());
         let rope = RopeTableF32::new(&weights.rope);
-        Self { weights, store, norms, final_norm, rope }
+        Self {
+            weights,
+            store,
+            norms,
+            final_norm,
+            rope,
+        }
     }
 
     /// Last-position logits (`batch × vocab`) for `batch` inputs of `[seq_len, dim]`.
