@@ -24,14 +24,14 @@ pub fn gib(bytes: u64) -> f64 {
 
 /// Refuse `what` when it needs more than the machine has available.
 pub fn check_fits(required: u64, what: &str) -> Result<()> {
-    if let Some(avail) = available_bytes() {
-        if required > avail {
-            bail!(
-                "{what} needs about {:.2} GiB of memory but only {:.2} GiB is available; choose smaller params or a machine with more memory",
-                gib(required),
-                gib(avail)
-            );
-        }
+    if let Some(avail) = available_bytes()
+        && required > avail
+    {
+        bail!(
+            "{what} needs about {:.2} GiB of memory but only {:.2} GiB is available; choose smaller params or a machine with more memory",
+            gib(required),
+            gib(avail)
+        );
     }
     Ok(())
 }

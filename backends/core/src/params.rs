@@ -210,21 +210,21 @@ impl ModelParams {
                 bail!("params.{name} = {v} is too large (at most 2^32)");
             }
         }
-        if self.dim % self.n_heads != 0 {
+        if !self.dim.is_multiple_of(self.n_heads) {
             bail!(
                 "params.dim ({}) must be divisible by params.n_heads ({})",
                 self.dim,
                 self.n_heads
             );
         }
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             bail!(
                 "params.n_heads ({}) must be divisible by params.n_kv_heads ({})",
                 self.n_heads,
                 self.n_kv_heads
             );
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             bail!(
                 "the head dimension dim/n_heads = {}/{} = {} must be even (RoPE rotates pairs)",
                 self.dim,

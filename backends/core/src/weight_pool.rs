@@ -113,21 +113,17 @@ impl WeightPool {
         // Re-align chunk by chunk and compact the true samples to the front.
         let mut count = 0usize; // true normals so far
         let mut boundary = 0u64; // the true stream position of the next sample start
-        for j in 0..chunks {
+        for (j, decode) in decodes.iter_mut().enumerate() {
             let region_start = j * CHUNK_DRAWS;
             let region_end = region_start + CHUNK_DRAWS;
-            let aligned = decodes[j]
-                .starts
-                .iter()
-                .find(|(p, _)| *p == boundary)
-                .copied();
+            let aligned = decode.starts.iter().find(|(p, _)| *p == boundary).copied();
             let skip = match aligned {
                 Some((_, skip)) => skip,
                 None => {
                     // Not re-aligned within the recorded starts (or `boundary` lies past
                     // this chunk): decode it again from the true boundary.
                     let from = boundary.max(region_start as u64);
-                    decodes[j] = decode_chunk(
+                    *decode = decode_chunk(
                         &seed,
                         from,
                         (region_end as u64).max(from),
@@ -136,7 +132,7 @@ impl WeightPool {
                     0
                 }
             };
-            let d = &decodes[j];
+            let d = &*decode;
             buf.copy_within(region_start + skip..region_start + d.written, count);
             count += d.written - skip;
             boundary = d.end;
