@@ -93,7 +93,7 @@ impl WeightPool {
             .div_ceil(CHUNK_DRAWS)
             .max(1);
         let total_draws = chunks * CHUNK_DRAWS;
-        let mut buf: Vec<f16> = vec![f16::ZERO; total_draws];
+        let mut buf: Vec<f16> = crate::memory::large_zeroed_vec(total_draws);
 
         let done = std::sync::atomic::AtomicUsize::new(0);
         let mut decodes: Vec<ChunkDecode> = buf
