@@ -14,6 +14,10 @@ pub struct CpuForward {
     norms: Vec<(Vec<f32>, Vec<f32>)>,
     final_norm: Vec<f32>,
     rope: RopeTableF32,
+    /// One single-thread pool per core: big batches are split into one group of nonces per
+    /// core, each run start to finish on its own core with sequential GEMMs. That avoids
+    /// synchronising the cores at every step, which costs more than the parallel GEMM gains.
+    group_pools: Vec<rayon::ThreadPool>,
 }
 
 impl CpuForward {
@@ -30,17 +34,49 @@ impl CpuForward {
             .collect();
         let final_norm = store.vector(&weights, weights.final_norm());
         let rope = RopeTableF32::new(&weights.rope);
+        let group_pools = (0..rayon::current_num_threads())
+            .filter_map(|_| rayon::ThreadPoolBuilder::new().num_threads(1).build().ok())
+            .collect();
         Self {
             weights,
             store,
             norms,
             final_norm,
             rope,
+            group_pools,
         }
     }
 
     /// Last-position logits (`batch × vocab`) for `batch` inputs of `[seq_len, dim]`.
     pub fn forward(&self, inputs: &[f16], batch: usize) -> Vec<f32> {
+        let groups = self.group_pools.len();
+        // Below two nonces per core, splitting would leave cores idle: parallelise inside
+        // each step instead.
+        if groups < 2 || batch < 2 * groups {
+            return self.forward_group(inputs, batch);
+        }
+        let per_input = inputs.len() / batch;
+        let per_group = batch.div_ceil(groups);
+        let parts: Vec<Vec<f32>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = inputs
+                .chunks(per_group * per_input)
+                .zip(&self.group_pools)
+                .map(|(part, pool)| {
+                    scope.spawn(move || {
+                        pool.install(|| self.forward_group(part, part.len() / per_input))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("forward pass thread panicked"))
+                .collect()
+        });
+        parts.concat()
+    }
+
+    /// The forward pass for one group of nonces on the current rayon pool.
+    fn forward_group(&self, inputs: &[f16], batch: usize) -> Vec<f32> {
         let w = &*self.weights;
         let p = &w.params;
         let (s, dim, hd) = (p.seq_len, p.dim, p.head_dim());
