@@ -82,8 +82,12 @@ impl CpuForward {
         let (s, dim, hd) = (p.seq_len, p.dim, p.head_dim());
         let (q_width, kv_width, hidden) = (p.n_heads * hd, p.n_kv_heads * hd, p.ffn_hidden());
         let rows = batch * s;
+        // Every buffer is allocated once per call and reused by each layer: mainnet's FFN
+        // buffers are 50 MB each, and fresh ones per layer would cost page faults by the
+        // million.
+        let mut buf = Buffers::new(rows, dim, q_width, kv_width, hidden);
 
-        // The residual stream h, [rows, dim].
+        // The residual stream h, [rows, dim] (the last layer keeps the last positions only).
         let mut h = vec![0f32; rows * dim];
         inputs.convert_to_f32_slice(&mut h);
 
@@ -94,28 +98,31 @@ impl CpuForward {
             // need every position, nothing else does.
             let last_only = l + 1 == p.n_layers;
             let q_rows = if last_only { batch } else { rows };
+            let Buffers {
+                xn,
+                q,
+                k,
+                v,
+                o,
+                a,
+                b,
+            } = &mut buf;
+            let (q, o) = (&mut q[..q_rows * q_width], &mut o[..q_rows * q_width]);
 
             // 1. xn = RMSNorm(h)
-            let mut xn = vec![0f32; rows * dim];
-            ops::rms_norm(&h, dim, attention_norm, p.norm_eps, &mut xn);
+            ops::rms_norm(&h, dim, attention_norm, p.norm_eps, xn);
             // 2. q, k, v
-            let mut k = vec![0f32; rows * kv_width];
-            let mut v = vec![0f32; rows * kv_width];
-            ops::matmul_xwt(&self.store, w, &xn, rows, lp.wk, &mut k);
-            ops::matmul_xwt(&self.store, w, &xn, rows, lp.wv, &mut v);
-            let xq = if last_only {
-                last_rows(&xn, batch, s, dim)
-            } else {
-                xn
-            };
-            let mut q = vec![0f32; q_rows * q_width];
-            ops::matmul_xwt(&self.store, w, &xq, q_rows, lp.wq, &mut q);
+            ops::matmul_xwt(&self.store, w, xn, rows, lp.wk, k);
+            ops::matmul_xwt(&self.store, w, xn, rows, lp.wv, v);
+            if last_only {
+                keep_last_rows(xn, batch, s, dim);
+            }
+            ops::matmul_xwt(&self.store, w, &xn[..q_rows * dim], q_rows, lp.wq, q);
             // 3. RoPE on q and k
             let q_pos = |row: usize| if last_only { s - 1 } else { row % s };
-            ops::rope(&mut q, q_width, &self.rope, q_pos);
-            ops::rope(&mut k, kv_width, &self.rope, |row| row % s);
+            ops::rope(q, q_width, &self.rope, q_pos);
+            ops::rope(k, kv_width, &self.rope, |row| row % s);
             // 4–6. attention
-            let mut o = vec![0f32; q_rows * q_width];
             let shape = AttentionShape {
                 batch,
                 seq_len: s,
@@ -124,40 +131,66 @@ impl CpuForward {
                 head_dim: hd,
                 last_only,
             };
-            ops::attention(&shape, &q, &k, &v, &mut o);
+            ops::attention(&shape, q, k, v, o);
             // 7. h = h + o·woᵀ
             if last_only {
-                h = last_rows(&h, batch, s, dim);
+                keep_last_rows(&mut h, batch, s, dim);
+                h.truncate(q_rows * dim);
             }
-            let mut attn = vec![0f32; q_rows * dim];
-            ops::matmul_xwt(&self.store, w, &o, q_rows, lp.wo, &mut attn);
-            ops::add_residual(&mut h, &attn);
+            let delta = &mut xn[..q_rows * dim];
+            ops::matmul_xwt(&self.store, w, o, q_rows, lp.wo, delta);
+            ops::add_residual(&mut h, delta);
             // 8. the SwiGLU feed-forward
-            let mut xn = vec![0f32; q_rows * dim];
-            ops::rms_norm(&h, dim, ffn_norm, p.norm_eps, &mut xn);
-            let mut a = vec![0f32; q_rows * hidden];
-            let mut b = vec![0f32; q_rows * hidden];
-            ops::matmul_xwt(&self.store, w, &xn, q_rows, lp.w1, &mut a);
-            ops::matmul_xwt(&self.store, w, &xn, q_rows, lp.w3, &mut b);
-            ops::silu_mul(&mut a, &b);
-            let mut ffn = vec![0f32; q_rows * dim];
-            ops::matmul_xwt(&self.store, w, &a, q_rows, lp.w2, &mut ffn);
-            ops::add_residual(&mut h, &ffn);
+            let xn = &mut xn[..q_rows * dim];
+            ops::rms_norm(&h, dim, ffn_norm, p.norm_eps, xn);
+            let (a, b) = (&mut a[..q_rows * hidden], &mut b[..q_rows * hidden]);
+            ops::matmul_xwt(&self.store, w, xn, q_rows, lp.w1, a);
+            ops::matmul_xwt(&self.store, w, xn, q_rows, lp.w3, b);
+            ops::silu_mul(a, b);
+            ops::matmul_xwt(&self.store, w, a, q_rows, lp.w2, xn);
+            ops::add_residual(&mut h, xn);
         }
 
         // The final norm and the output projection, last positions only.
-        let mut xn = vec![0f32; batch * dim];
-        ops::rms_norm(&h, dim, &self.final_norm, p.norm_eps, &mut xn);
+        let xn = &mut buf.xn[..batch * dim];
+        ops::rms_norm(&h, dim, &self.final_norm, p.norm_eps, xn);
         let mut logits = vec![0f32; batch * p.vocab_size];
-        ops::matmul_xwt(&self.store, w, &xn, batch, w.output(), &mut logits);
+        ops::matmul_xwt(&self.store, w, xn, batch, w.output(), &mut logits);
         logits
     }
 }
 
-/// The rows of each nonce's last position: `[batch, width]` out of `[batch·seq_len, width]`.
-fn last_rows(x: &[f32], batch: usize, seq_len: usize, width: usize) -> Vec<f32> {
-    (0..batch)
-        .flat_map(|b| &x[((b + 1) * seq_len - 1) * width..][..width])
-        .copied()
-        .collect()
+/// The activations of one forward pass, sized for every position.
+struct Buffers {
+    xn: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    o: Vec<f32>,
+    a: Vec<f32>,
+    b: Vec<f32>,
+}
+
+impl Buffers {
+    fn new(rows: usize, dim: usize, q_width: usize, kv_width: usize, hidden: usize) -> Self {
+        Self {
+            xn: vec![0f32; rows * dim],
+            q: vec![0f32; rows * q_width],
+            k: vec![0f32; rows * kv_width],
+            v: vec![0f32; rows * kv_width],
+            o: vec![0f32; rows * q_width],
+            a: vec![0f32; rows * hidden],
+            b: vec![0f32; rows * hidden],
+        }
+    }
+}
+
+/// Move each nonce's last-position row to the front: `[batch, width]` out of
+/// `[batch·seq_len, width]`, in place (row `b` comes from a later row, so none is overwritten
+/// before it is read).
+fn keep_last_rows(x: &mut [f32], batch: usize, seq_len: usize, width: usize) {
+    for b in 0..batch {
+        let from = ((b + 1) * seq_len - 1) * width;
+        x.copy_within(from..from + width, b * width);
+    }
 }
