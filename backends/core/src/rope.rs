@@ -18,26 +18,35 @@ pub struct RopeTable {
     pub values: Vec<f16>,
 }
 
-/// f32 operations computed in f64 and rounded once: correctly rounded (as glibc's powf,
-/// cosf and sinf are in practice), so the result does not depend on this platform's libm.
-fn freq(j: usize, hd: usize, theta: f64, scaled: bool) -> f32 {
+/// `1 / theta^(2j/hd)` in f32 (pow computed in f64 and rounded once; equal to PyTorch's f32
+/// pow for every preset's head size and theta).
+pub fn base_freq(j: usize, hd: usize, theta: f64) -> f32 {
     let e = (2 * j) as f32 / hd as f32;
     let pow = (theta as f32 as f64).powf(e as f64) as f32;
-    let f = 1.0f32 / pow;
-    if !scaled {
-        return f;
-    }
-    let f = f as f64;
-    let wavelen = 2.0 * std::f64::consts::PI / f;
-    let scaled = if wavelen < HIGH_FREQ_WAVELEN {
-        f
-    } else if wavelen > LOW_FREQ_WAVELEN {
-        f / SCALE_FACTOR
+    1.0f32 / pow
+}
+
+/// LLaMA 3.1's `apply_scaling` as the reference runs it: each frequency is a 0-d float32
+/// tensor, so all of it is f32 arithmetic, and `c / t` with a Python number `c` is
+/// PyTorch's `t.reciprocal() * c`. (Spec §5 says f64; f64 differs from the reference in one
+/// frequency of devtest's 16, and more at larger head sizes.)
+pub fn scale_freq(freq: f32) -> f32 {
+    let two_pi = (2.0 * std::f64::consts::PI) as f32;
+    let wavelen = (1.0f32 / freq) * two_pi;
+    if (wavelen as f64) < HIGH_FREQ_WAVELEN {
+        freq
+    } else if (wavelen as f64) > LOW_FREQ_WAVELEN {
+        freq / SCALE_FACTOR as f32
     } else {
-        let smooth = (OLD_CONTEXT_LEN / wavelen - 1.0) / 3.0;
-        (1.0 - smooth) * f / SCALE_FACTOR + smooth * f
-    };
-    scaled as f32
+        let smooth = ((1.0f32 / wavelen) * OLD_CONTEXT_LEN as f32 - 1.0) / 3.0;
+        // `(1 - smooth)` is `-smooth + 1` in PyTorch (`__rsub__`); same bits in IEEE.
+        (1.0 - smooth) * freq / SCALE_FACTOR as f32 + smooth * freq
+    }
+}
+
+fn freq(j: usize, hd: usize, theta: f64, scaled: bool) -> f32 {
+    let f = base_freq(j, hd, theta);
+    if scaled { scale_freq(f) } else { f }
 }
 
 impl RopeTable {

@@ -192,3 +192,61 @@ fn mainnet_parameter_hashes_are_exact() {
         );
     }
 }
+
+#[test]
+fn rope_scaling_matches_the_reference_f32_arithmetic() {
+    let g = golden("rope_scaling_torch.json");
+    let mut compared = 0;
+    for case in g["cases"].as_array().unwrap() {
+        let hd = case["head_dim"].as_u64().unwrap();
+        let bits = |key: &str| -> Vec<f32> {
+            case[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| f32::from_bits(u32::from_str_radix(v.as_str().unwrap(), 16).unwrap()))
+                .collect()
+        };
+        for (f, want) in bits("freqs_f32_bits")
+            .into_iter()
+            .zip(bits("scaled_f32_bits"))
+        {
+            let got = powhost_core::rope::scale_freq(f);
+            assert_eq!(
+                got.to_bits(),
+                want.to_bits(),
+                "hd {hd}: scale_freq({f:e}) = {got:e}, reference {want:e}"
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared > 300);
+}
+
+#[test]
+fn rope_base_frequencies_match_the_reference_for_every_preset() {
+    let g = golden("rope_scaling_torch.json");
+    for (name, _, p) in powhost_core::params::PRESETS {
+        let case = g["cases"].as_array().unwrap().iter().find(|c| {
+            c["head_dim"].as_u64().unwrap() as usize == p.head_dim()
+                && c["rope_theta"].as_f64().unwrap() == p.rope_theta
+        });
+        let Some(case) = case else {
+            panic!(
+                "{name}: no reference frequencies for hd {} theta {}",
+                p.head_dim(),
+                p.rope_theta
+            )
+        };
+        for (j, v) in case["freqs_f32_bits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+        {
+            let want = u32::from_str_radix(v.as_str().unwrap(), 16).unwrap();
+            let got = powhost_core::rope::base_freq(j, p.head_dim(), p.rope_theta);
+            assert_eq!(got.to_bits(), want, "{name}: frequency {j}");
+        }
+    }
+}
