@@ -151,6 +151,25 @@ fn distances_keep_the_given_order_and_params_json_equals_preset() {
 }
 
 #[test]
+fn a_batch_larger_than_the_nonce_list_is_fine() {
+    let out = stdout_json(&powhost(&[
+        "distances",
+        "--preset",
+        "tiny",
+        "--block-hash",
+        HASH,
+        "--public-key",
+        KEY,
+        "--nonces",
+        "0..3",
+        "--batch",
+        "1000000000",
+        "--json",
+    ]));
+    assert_eq!(out["dist"].as_array().unwrap().len(), 3);
+}
+
+#[test]
 fn bench_reports_its_figures() {
     let out = stdout_json(&powhost(&[
         "bench", "--preset", "tiny", "--nonces", "8", "--json",

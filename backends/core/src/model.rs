@@ -8,7 +8,7 @@ use crate::rope::RopeTable;
 use crate::streams;
 use crate::weight_pool::WeightPool;
 use anyhow::Result;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub struct ModelWeights {
     pub params: ModelParams,
@@ -74,10 +74,6 @@ impl ModelWeights {
             pool,
             pool_seconds,
         })
-    }
-
-    pub fn pool_duration(&self) -> Duration {
-        Duration::from_secs_f64(self.pool_seconds)
     }
 
     fn param(&self, name: &str) -> &Parameter {

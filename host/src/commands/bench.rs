@@ -1,6 +1,6 @@
 //! `powhost bench`: nonces per second, model build time, peak memory.
 
-use super::{build_weights, default_batch};
+use super::{build_weights, choose_batch};
 use crate::backends::backend_by_name;
 use crate::cli::BenchArgs;
 use crate::progress;
@@ -38,8 +38,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         ((200e9 * 2.0 / per_nonce) as usize).clamp(1, 4096)
     });
     anyhow::ensure!(nonces >= 1, "--nonces must be at least 1");
-    let batch = args.batch.unwrap_or_else(|| default_batch(&params, nonces));
-    anyhow::ensure!(batch >= 1, "--batch must be at least 1");
+    let batch = choose_batch(args.batch, &params, nonces)?;
 
     let start = Instant::now();
     let weights = build_weights(

@@ -1,6 +1,6 @@
 //! `powhost distances`: every nonce's distance, unfiltered, in order.
 
-use super::{build_weights, default_batch};
+use super::{build_weights, choose_batch};
 use crate::backends::backend_by_name;
 use crate::cli::DistancesArgs;
 use crate::model_source::{check_seed_text, params_from_args};
@@ -15,10 +15,7 @@ pub fn run(args: DistancesArgs) -> Result<()> {
     check_seed_text("--block-hash", &args.block_hash)?;
     check_seed_text("--public-key", &args.public_key)?;
     let nonces = parse_nonce_list(&args.nonces)?;
-    let batch = args
-        .batch
-        .unwrap_or_else(|| default_batch(&params, nonces.len()));
-    anyhow::ensure!(batch >= 1, "--batch must be at least 1");
+    let batch = choose_batch(args.batch, &params, nonces.len())?;
     let weights = build_weights(
         &params,
         &args.block_hash,

@@ -38,7 +38,14 @@ pub fn build_weights(
     )?))
 }
 
-/// Nonces per forward pass when the user does not say: about 1024 rows of activations.
-pub fn default_batch(params: &ModelParams, nonces: usize) -> usize {
-    (1024 / params.seq_len).clamp(1, 256).min(nonces.max(1))
+/// Nonces per forward pass: the user's `--batch`, else about 1024 rows of activations;
+/// never more than there are nonces (the memory check counts a whole batch).
+pub fn choose_batch(
+    requested: Option<usize>,
+    params: &ModelParams,
+    nonces: usize,
+) -> Result<usize> {
+    let batch = requested.unwrap_or((1024 / params.seq_len).clamp(1, 256));
+    anyhow::ensure!(batch >= 1, "--batch must be at least 1");
+    Ok(batch.min(nonces.max(1)))
 }
