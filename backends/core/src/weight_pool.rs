@@ -43,7 +43,7 @@ struct ChunkDecode {
 }
 
 #[inline(always)]
-fn weight_f16(z: f64) -> f32 {
+fn weight_f32(z: f64) -> f32 {
     // normal(loc, scale) = loc + scale*z (two roundings), then f64 → f32; f16 comes after.
     (LOC + SCALE * z) as f32
 }
@@ -64,7 +64,7 @@ fn decode_chunk(seed: &Pcg64, start: u64, end: u64, out: &mut [f16]) -> ChunkDec
                 starts.push((pos, written + n));
             }
             let s = standard_normal_counted(&mut bits);
-            staging[n] = weight_f16(s.value);
+            staging[n] = weight_f32(s.value);
             pos += s.draws as u64;
             n += 1;
         }
@@ -87,21 +87,32 @@ impl WeightPool {
         pool_size: usize,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Self {
-        let seed = NumpyRng::from_seed_str(block_hash, 4).pcg().clone();
         // Normals take ~1.02 draws each; 4 % slack keeps the tail sequential top-up tiny.
         let chunks = (pool_size + pool_size / 25 + 1024)
             .div_ceil(CHUNK_DRAWS)
             .max(1);
-        let total_draws = chunks * CHUNK_DRAWS;
-        let mut buf: Vec<f16> = crate::memory::large_zeroed_vec(total_draws);
+        Self::draw_chunked(block_hash, pool_size, CHUNK_DRAWS, chunks, progress)
+    }
+
+    /// The parallel draw over `chunks` chunks of `chunk_draws` draws, then a sequential
+    /// top-up if they held fewer than `pool_size` normals.
+    fn draw_chunked(
+        block_hash: &str,
+        pool_size: usize,
+        chunk_draws: usize,
+        chunks: usize,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Self {
+        let seed = NumpyRng::from_seed_str(block_hash, 4).pcg().clone();
+        let mut buf: Vec<f16> = crate::memory::large_zeroed_vec(chunks * chunk_draws);
 
         let done = std::sync::atomic::AtomicUsize::new(0);
         let mut decodes: Vec<ChunkDecode> = buf
-            .par_chunks_mut(CHUNK_DRAWS)
+            .par_chunks_mut(chunk_draws)
             .enumerate()
             .map(|(j, region)| {
-                let start = (j * CHUNK_DRAWS) as u64;
-                let d = decode_chunk(&seed, start, start + CHUNK_DRAWS as u64, region);
+                let start = (j * chunk_draws) as u64;
+                let d = decode_chunk(&seed, start, start + chunk_draws as u64, region);
                 progress(
                     done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
                     chunks,
@@ -114,8 +125,8 @@ impl WeightPool {
         let mut count = 0usize; // true normals so far
         let mut boundary = 0u64; // the true stream position of the next sample start
         for (j, decode) in decodes.iter_mut().enumerate() {
-            let region_start = j * CHUNK_DRAWS;
-            let region_end = region_start + CHUNK_DRAWS;
+            let region_start = j * chunk_draws;
+            let region_end = region_start + chunk_draws;
             let aligned = decode.starts.iter().find(|(p, _)| *p == boundary).copied();
             let skip = match aligned {
                 Some((_, skip)) => skip,
@@ -147,7 +158,7 @@ impl WeightPool {
             bits.advance(boundary as u128);
             let mut rng = NumpyRng::from_pcg(bits);
             buf.extend(
-                (count..pool_size).map(|_| f16::from_f32(weight_f16(rng.standard_normal()))),
+                (count..pool_size).map(|_| f16::from_f32(weight_f32(rng.standard_normal()))),
             );
         }
         buf.shrink_to_fit();
@@ -259,6 +270,34 @@ mod tests {
             assert_eq!(
                 first_diff, None,
                 "{hash}: parallel pool differs from sequential"
+            );
+        }
+    }
+
+    #[test]
+    fn tiny_chunks_realign_and_short_draws_top_up() {
+        // Chunks of a few draws put multi-draw samples across chunk borders and past whole
+        // chunks (the re-decode path); too few chunks leave the rest to the sequential top-up.
+        let n = 20_000;
+        let seq = WeightPool::draw_sequential("edge", n);
+        for (chunk_draws, chunks) in [
+            (1, 21_000),
+            (2, 11_000),
+            (3, 7_000),
+            (64, 400),
+            (1000, 10),
+            (97, 1),
+        ] {
+            let par = WeightPool::draw_chunked("edge", n, chunk_draws, chunks, &|_, _| {});
+            assert_eq!(par.len(), n);
+            let same = par
+                .values()
+                .iter()
+                .zip(seq.values())
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(
+                same,
+                "chunks of {chunk_draws} × {chunks}: differs from the sequential draw"
             );
         }
     }
