@@ -124,7 +124,6 @@ impl CpuForward {
             ops::rope(k, kv_width, &self.rope, |row| row % s);
             // 4–6. attention
             let shape = AttentionShape {
-                batch,
                 seq_len: s,
                 n_heads: p.n_heads,
                 n_kv_heads: p.n_kv_heads,

@@ -138,7 +138,6 @@ pub fn rope(
 
 /// The shapes attention works on.
 pub struct AttentionShape {
-    pub batch: usize,
     pub seq_len: usize,
     pub n_heads: usize,
     pub n_kv_heads: usize,
@@ -151,7 +150,6 @@ pub struct AttentionShape {
 /// n_heads·hd]`, `k`/`v` are `[batch·seq_len, n_kv_heads·hd]`; `out` is shaped like `q`.
 pub fn attention(shape: &AttentionShape, q: &[f32], k: &[f32], v: &[f32], out: &mut [f32]) {
     let AttentionShape {
-        batch,
         seq_len,
         n_heads,
         n_kv_heads,
@@ -162,7 +160,6 @@ pub fn attention(shape: &AttentionShape, q: &[f32], k: &[f32], v: &[f32], out: &
     let (q_width, kv_width) = (n_heads * hd, n_kv_heads * hd);
     let n_rep = n_heads / n_kv_heads;
     let scale = (hd as f32).sqrt();
-    let _ = batch;
     // One task per (nonce, query position): its row of q and of out.
     out.par_chunks_mut(q_width)
         .enumerate()

@@ -1,13 +1,11 @@
 //! `powhost bench`: nonces per second, model build time, peak memory.
 
-use super::{build_weights, choose_batch};
+use super::{LoadedModel, choose_batch};
 use crate::backends::backend_by_name;
 use crate::cli::BenchArgs;
-use crate::progress;
 use anyhow::Result;
 use powhost_core::ModelParams;
 use powhost_core::memory::{gib, peak_resident_bytes};
-use powhost_core::poc::compute_distances;
 use serde::Serialize;
 use std::time::Instant;
 
@@ -41,27 +39,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let batch = choose_batch(args.batch, &params, nonces)?;
 
     let start = Instant::now();
-    let weights = build_weights(
-        &params,
-        &args.block_hash,
-        backend.working_memory_bytes(&params, batch),
-    )?;
-    let forward = backend.load(weights.clone())?;
+    let model = LoadedModel::new(&*backend, &params, &args.block_hash, batch)?;
     let model_build_seconds = start.elapsed().as_secs_f64();
 
     let list: Vec<i64> = (0..nonces as i64).collect();
-    let bar = progress::bar(nonces as u64, "nonces");
     let start = Instant::now();
-    compute_distances(
-        &*forward,
-        &weights,
-        BENCH_PUBLIC_KEY,
-        &list,
-        batch,
-        &|done| bar.set_position(done as u64),
-    )?;
+    model.distances(BENCH_PUBLIC_KEY, &list, batch)?;
     let compute_seconds = start.elapsed().as_secs_f64();
-    bar.finish_and_clear();
 
     let gflop_per_nonce = params.forward_flops() as f64 / 1e9;
     let nonces_per_s = nonces as f64 / compute_seconds;
@@ -71,7 +55,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         preset: args.preset.clone(),
         nonces,
         batch,
-        pool_seconds: weights.pool_seconds,
+        pool_seconds: model.weights.pool_seconds,
         model_build_seconds,
         compute_seconds,
         nonces_per_s,

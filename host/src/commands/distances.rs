@@ -1,13 +1,11 @@
 //! `powhost distances`: every nonce's distance, unfiltered, in order.
 
-use super::{build_weights, choose_batch};
+use super::{LoadedModel, choose_batch};
 use crate::backends::backend_by_name;
 use crate::cli::DistancesArgs;
 use crate::model_source::{check_seed_text, params_from_args};
 use crate::nonce_list::parse_nonce_list;
-use crate::progress;
 use anyhow::Result;
-use powhost_core::poc::compute_distances;
 
 pub fn run(args: DistancesArgs) -> Result<()> {
     let backend = backend_by_name(&args.backend)?;
@@ -16,22 +14,8 @@ pub fn run(args: DistancesArgs) -> Result<()> {
     check_seed_text("--public-key", &args.public_key)?;
     let nonces = parse_nonce_list(&args.nonces)?;
     let batch = choose_batch(args.batch, &params, nonces.len())?;
-    let weights = build_weights(
-        &params,
-        &args.block_hash,
-        backend.working_memory_bytes(&params, batch),
-    )?;
-    let forward = backend.load(weights.clone())?;
-    let bar = progress::bar(nonces.len() as u64, "nonces");
-    let dist = compute_distances(
-        &*forward,
-        &weights,
-        &args.public_key,
-        &nonces,
-        batch,
-        &|done| bar.set_position(done as u64),
-    )?;
-    bar.finish_and_clear();
+    let model = LoadedModel::new(&*backend, &params, &args.block_hash, batch)?;
+    let dist = model.distances(&args.public_key, &nonces, batch)?;
     if args.json {
         println!("{}", serde_json::json!({ "nonces": nonces, "dist": dist }));
     } else {

@@ -9,7 +9,8 @@ use crate::cli::{Cli, Command};
 use crate::progress;
 use anyhow::Result;
 use powhost_core::parameter_table::pool_size_of;
-use powhost_core::{ModelParams, ModelWeights};
+use powhost_core::poc::compute_distances;
+use powhost_core::{Backend, ForwardPass, ModelParams, ModelWeights};
 use std::sync::Arc;
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -18,6 +19,46 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Distances(args) => distances::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Presets { json } => presets::run(json),
+    }
+}
+
+/// A model built for one block and loaded on a backend.
+pub struct LoadedModel {
+    pub weights: Arc<ModelWeights>,
+    pub forward: Box<dyn ForwardPass>,
+}
+
+impl LoadedModel {
+    /// Build the seeded model and load it on `backend`, refusing before any large allocation
+    /// when it cannot fit with `batch` nonces in flight.
+    pub fn new(
+        backend: &dyn Backend,
+        params: &ModelParams,
+        block_hash: &str,
+        batch: usize,
+    ) -> Result<Self> {
+        let weights = build_weights(
+            params,
+            block_hash,
+            backend.working_memory_bytes(params, batch),
+        )?;
+        let forward = backend.load(weights.clone())?;
+        Ok(Self { weights, forward })
+    }
+
+    /// The distances of `nonces` in order, with a progress bar.
+    pub fn distances(&self, public_key: &str, nonces: &[i64], batch: usize) -> Result<Vec<f64>> {
+        let bar = progress::bar(nonces.len() as u64, "nonces");
+        let dist = compute_distances(
+            &*self.forward,
+            &self.weights,
+            public_key,
+            nonces,
+            batch,
+            &|done| bar.set_position(done as u64),
+        )?;
+        bar.finish_and_clear();
+        Ok(dist)
     }
 }
 
