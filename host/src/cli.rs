@@ -27,6 +27,15 @@ pub enum Command {
     Distances(DistancesArgs),
     /// Measure nonces per second, model build time and peak memory.
     Bench(BenchArgs),
+    /// Handle requests with a plugin: one request (`{"input": {...}}`) from a file or stdin,
+    /// or one per line with --ndjson. Exit 0 on success, 1 when the response is an error.
+    Run(RunArgs),
+    /// List the built-in plugins and what each does.
+    Plugins {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the named model presets.
     Presets {
         /// Print JSON instead of a table.
@@ -65,7 +74,7 @@ pub struct FingerprintArgs {
 
 #[derive(Args, Debug)]
 pub struct DistancesArgs {
-    /// The compute backend (this build has `cpu`).
+    /// The compute backend: `cpu`, or `auto` (CUDA when a device answers, then wgpu, then CPU).
     #[arg(long, default_value = "cpu")]
     pub backend: String,
     #[command(flatten)]
@@ -89,7 +98,7 @@ pub struct DistancesArgs {
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// The compute backend (this build has `cpu`).
+    /// The compute backend: `cpu`, or `auto` (CUDA when a device answers, then wgpu, then CPU).
     #[arg(long, default_value = "cpu")]
     pub backend: String,
     /// The preset to measure.
@@ -110,4 +119,32 @@ pub struct BenchArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The request: a file holding `{"input": {...}}`, or `-` (the default) for stdin.
+    #[arg(value_name = "INPUT", default_value = "-")]
+    pub input: String,
+    /// The plugin: a built-in name (see `powhost plugins`) or the path of a component (.wasm).
+    #[arg(long, default_value = "runpod", value_name = "NAME|PATH")]
+    pub plugin: String,
+    /// The compute backend: `auto` picks CUDA when a device answers, then wgpu, then CPU.
+    #[arg(long, default_value = "auto")]
+    pub backend: String,
+    /// One request per input line, one response per output line; the model is reused.
+    #[arg(long)]
+    pub ndjson: bool,
+    /// Seconds a streaming request runs before it stops (it delivers what it computed).
+    #[arg(long, default_value_t = 420.0, value_name = "SECONDS")]
+    pub time_limit: f64,
+    /// Nonces per forward pass (default: chosen from the model size).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Memory one plugin call may use, in MiB.
+    #[arg(long, default_value_t = 1024, value_name = "MIB")]
+    pub plugin_memory: usize,
+    /// Seconds of plugin code one call may run (time computing distances does not count).
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub plugin_time_limit: f64,
 }

@@ -4,8 +4,10 @@
 mod backends;
 mod cli;
 mod commands;
+mod compute_service;
 mod model_source;
 mod nonce_list;
+mod plugins;
 mod progress;
 
 use clap::Parser;
@@ -15,7 +17,7 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     init_logging();
     match commands::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

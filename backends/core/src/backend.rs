@@ -15,6 +15,11 @@ pub trait Backend: Send + Sync {
     /// The device this backend computes on, in words.
     fn device_description(&self) -> String;
 
+    /// The device names a request may ask for (`cpu`, `cuda:0`, …).
+    fn devices(&self) -> Vec<String> {
+        vec![self.name().to_string()]
+    }
+
     /// Working memory this backend needs beyond the f16 weight pool, for a batch of
     /// `batch` nonces: checked against the machine before the model is built.
     fn working_memory_bytes(&self, params: &ModelParams, batch: usize) -> u64;

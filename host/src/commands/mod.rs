@@ -3,7 +3,9 @@
 mod bench;
 mod distances;
 mod fingerprint;
+mod plugins;
 mod presets;
+mod run;
 
 use crate::cli::{Cli, Command};
 use crate::progress;
@@ -11,14 +13,20 @@ use anyhow::Result;
 use powhost_core::parameter_table::pool_size_of;
 use powhost_core::poc::compute_distances;
 use powhost_core::{Backend, ForwardPass, ModelParams, ModelWeights};
+use std::process::ExitCode;
 use std::sync::Arc;
 
-pub fn run(cli: Cli) -> Result<()> {
+/// Run a command; `Ok` carries the exit code of a command that reported its own failure
+/// (`powhost run` prints error responses and exits 1).
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let done = |r: Result<()>| r.map(|()| ExitCode::SUCCESS);
     match cli.command {
-        Command::Fingerprint(args) => fingerprint::run(args),
-        Command::Distances(args) => distances::run(args),
-        Command::Bench(args) => bench::run(args),
-        Command::Presets { json } => presets::run(json),
+        Command::Fingerprint(args) => done(fingerprint::run(args)),
+        Command::Distances(args) => done(distances::run(args)),
+        Command::Bench(args) => done(bench::run(args)),
+        Command::Run(args) => run::run(args),
+        Command::Plugins { json } => done(plugins::run(json)),
+        Command::Presets { json } => done(presets::run(json)),
     }
 }
 

@@ -1,0 +1,213 @@
+//! `powhost run`: requests in (a file, stdin, or one per line), a plugin handles each,
+//! responses out on stdout.
+
+use crate::backends::backend_by_name;
+use crate::cli::RunArgs;
+use crate::compute_service::{ComputeService, StopSignal};
+use crate::plugins::{CallContext, Plugin, PluginHost, PluginLimits, PluginReply};
+use anyhow::{Context, Result, ensure};
+use std::io::{BufRead, Read, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Requests larger than this are refused before they are read whole.
+const MAX_REQUEST_BYTES: u64 = 1 << 30;
+
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let cancelled = install_cancel_handler();
+    let session = match Session::start(&args, cancelled) {
+        Ok(s) => s,
+        Err(e) => return Ok(host_error(&e)),
+    };
+    if args.ndjson {
+        session.serve_lines(&args.input)
+    } else {
+        let request = match read_input(&args.input) {
+            Ok(r) => r,
+            Err(e) => return Ok(host_error(&e)),
+        };
+        Ok(session.answer(&request))
+    }
+}
+
+/// The plugin, the compute service and the limits shared by every request of this run.
+struct Session {
+    host: PluginHost,
+    plugin: Plugin,
+    compute: Arc<ComputeService>,
+    cancelled: Arc<AtomicBool>,
+    time_limit: Duration,
+}
+
+impl Session {
+    fn start(args: &RunArgs, cancelled: Arc<AtomicBool>) -> Result<Self> {
+        ensure!(
+            args.time_limit.is_finite() && args.time_limit > 0.0,
+            "--time-limit must be a positive number of seconds"
+        );
+        ensure!(
+            args.plugin_time_limit.is_finite() && args.plugin_time_limit > 0.0,
+            "--plugin-time-limit must be a positive number of seconds"
+        );
+        ensure!(
+            args.plugin_memory >= 1,
+            "--plugin-memory must be at least 1 MiB"
+        );
+        ensure!(args.batch != Some(0), "--batch must be at least 1");
+        let limits = PluginLimits {
+            memory_bytes: args.plugin_memory.saturating_mul(1 << 20),
+            guest_time: Duration::from_secs_f64(args.plugin_time_limit),
+        };
+        let host = PluginHost::new(limits)?;
+        let plugin = host.load(&args.plugin)?;
+        let backend = backend_by_name(&args.backend)?;
+        log::info!(
+            "plugin `{}` {} on backend {} ({})",
+            plugin.info.name,
+            plugin.info.version,
+            backend.name(),
+            backend.device_description()
+        );
+        Ok(Self {
+            host,
+            plugin,
+            compute: Arc::new(ComputeService::new(backend, args.batch)),
+            cancelled,
+            time_limit: Duration::from_secs_f64(args.time_limit),
+        })
+    }
+
+    /// Handle one request; print what it emits and its response.
+    fn answer(&self, request: &str) -> ExitCode {
+        let call = CallContext {
+            compute: Some(self.compute.clone()),
+            stop: StopSignal::new(
+                self.cancelled.clone(),
+                Some(Instant::now() + self.time_limit),
+            ),
+            emit: Box::new(|chunk| print_line(chunk)),
+        };
+        let start = Instant::now();
+        let result = self.host.handle(&self.plugin, request, call);
+        log::debug!(
+            "request handled in {:.3} ms",
+            start.elapsed().as_secs_f64() * 1e3
+        );
+        match result {
+            Ok(PluginReply::Ok(body)) => {
+                if !body.is_empty() {
+                    print_line(&body);
+                }
+                ExitCode::SUCCESS
+            }
+            Ok(PluginReply::Error(body)) => {
+                print_line(&body);
+                ExitCode::FAILURE
+            }
+            Err(failure) => {
+                eprintln!("error: {failure}");
+                print_line(&error_json(&failure.to_string(), "PluginError"));
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    /// `--ndjson`: one request per line; blank lines are skipped. Exit 1 if any failed.
+    fn serve_lines(&self, input: &str) -> Result<ExitCode> {
+        let reader: Box<dyn BufRead> = if input == "-" {
+            Box::new(std::io::stdin().lock())
+        } else {
+            Box::new(std::io::BufReader::new(
+                std::fs::File::open(input).with_context(|| format!("opening {input}"))?,
+            ))
+        };
+        let mut code = ExitCode::SUCCESS;
+        for (i, line) in reader.lines().enumerate() {
+            if self.cancelled.load(Ordering::Relaxed) {
+                log::warn!("cancelled: the remaining lines are not read");
+                return Ok(ExitCode::FAILURE);
+            }
+            let line = match line {
+                Ok(l) => l,
+                Err(e) => {
+                    print_line(&error_json(
+                        &format!("line {} could not be read: {e}", i + 1),
+                        "HostError",
+                    ));
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            if self.answer(&line) != ExitCode::SUCCESS {
+                code = ExitCode::FAILURE;
+            }
+        }
+        Ok(code)
+    }
+}
+
+fn read_input(input: &str) -> Result<String> {
+    let mut text = String::new();
+    let reader: Box<dyn Read> = if input == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(
+            std::fs::File::open(input)
+                .with_context(|| format!("cannot open the request file `{input}`"))?,
+        )
+    };
+    reader
+        .take(MAX_REQUEST_BYTES + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading the request from {}", display(input)))?;
+    ensure!(
+        text.len() as u64 <= MAX_REQUEST_BYTES,
+        "the request is larger than {} MiB",
+        MAX_REQUEST_BYTES >> 20
+    );
+    Ok(text)
+}
+
+fn display(input: &str) -> &str {
+    if input == "-" { "stdin" } else { input }
+}
+
+/// A failure before any plugin ran (bad flags, unknown plugin, unreadable input): the
+/// same error shape on stdout, the sentence on stderr, exit 1.
+fn host_error(e: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {e:#}");
+    print_line(&error_json(&format!("{e:#}"), "HostError"));
+    ExitCode::FAILURE
+}
+
+fn error_json(message: &str, error_type: &str) -> String {
+    serde_json::json!({ "error": message, "error_type": error_type }).to_string()
+}
+
+fn print_line(text: &str) {
+    let mut out = std::io::stdout().lock();
+    // A closed stdout (a reader that went away) is not worth a panic.
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
+}
+
+/// Ctrl-C (or SIGTERM) once: stop after the current batch, delivering what was computed.
+/// Twice: quit now.
+fn install_cancel_handler() -> Arc<AtomicBool> {
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let flag = cancelled.clone();
+    let installed = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("powhost: interrupted again, quitting");
+            std::process::exit(130);
+        }
+        eprintln!("powhost: cancelling after the current batch (interrupt again to quit now)");
+    });
+    if let Err(e) = installed {
+        log::warn!("Ctrl-C will quit at once: could not install a handler ({e})");
+    }
+    cancelled
+}

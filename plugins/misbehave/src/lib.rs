@@ -1,0 +1,52 @@
+//! A deliberately bad plugin, for the host's sandbox tests. The request text picks the
+//! misbehaviour; `ok` answers normally, so a test can check the host still serves.
+
+wit_bindgen::generate!({ world: "handler", path: "../../wit" });
+
+use gonka::pow::types::ReplyStatus;
+
+struct Misbehave;
+
+impl Guest for Misbehave {
+    fn handle(request: String) -> Reply {
+        match request.trim() {
+            "trap" => panic!("misbehaving on purpose"),
+            "loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "memory" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 16 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "emit-flood" => loop {
+                gonka::pow::session::emit("{\"flood\": true}");
+                if gonka::pow::session::stop_requested().is_some() {
+                    return Reply {
+                        status: ReplyStatus::Ok,
+                        body: String::new(),
+                    };
+                }
+            },
+            other => Reply {
+                status: ReplyStatus::Ok,
+                body: format!("{{\"echo\": {:?}}}", other),
+            },
+        }
+    }
+
+    fn info() -> PluginInfo {
+        PluginInfo {
+            name: "misbehave".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            summary: "test fixture: traps, loops or exhausts memory on request".into(),
+        }
+    }
+}
+
+export!(Misbehave);

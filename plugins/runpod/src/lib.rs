@@ -1,0 +1,166 @@
+//! The serverless handler contract (API.md §1) as a powhost plugin: the default plugin.
+//!
+//! A request lists nonces (one response with the valid ones) or gives `start_nonce` and
+//! `batch_size` (streaming: one result per batch until the time limit or a cancellation).
+//! The response has the reference handler's shape and key order; errors are
+//! `{"error": …, "error_type": …}` with Python-style error types, as the reference gives them.
+
+pub mod request;
+pub mod response;
+
+use request::{PartialParams, RequestError, Work};
+
+wit_bindgen::generate!({ world: "handler", path: "../../wit" });
+
+use gonka::pow::compute;
+use gonka::pow::log::log;
+use gonka::pow::session;
+use gonka::pow::types::{
+    ComputeError, ComputeErrorKind, Level, ModelParams, ReplyStatus, StopReason, Task,
+};
+
+struct Runpod;
+
+impl Guest for Runpod {
+    fn handle(text: String) -> Reply {
+        match handle(&text) {
+            Ok(body) => Reply {
+                status: ReplyStatus::Ok,
+                body,
+            },
+            Err(e) => {
+                log(Level::Info, &format!("{}: {}", e.error_type, e.message));
+                Reply {
+                    status: ReplyStatus::Error,
+                    body: response::error(&e),
+                }
+            }
+        }
+    }
+
+    fn info() -> PluginInfo {
+        PluginInfo {
+            name: "runpod".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            summary: "serverless handler contract: {\"input\": {...}} with nonces (valid ones back) or start_nonce + batch_size (streamed batches)".into(),
+        }
+    }
+}
+
+export!(Runpod);
+
+fn handle(text: &str) -> Result<String, RequestError> {
+    let req = request::parse(text)?;
+    let params = fill_params(&req.params)?;
+    compute::check_params(params).map_err(compute_error)?;
+    let task = Task {
+        block_hash: req.block_hash.clone(),
+        public_key: req.public_key.clone(),
+        params,
+        devices: req.devices.clone(),
+    };
+    let header = response::Header {
+        public_key: &req.public_key,
+        block_hash: &req.block_hash,
+        block_height: req.block_height,
+    };
+    match req.work {
+        Work::Nonces(nonces) => {
+            let dist = compute::distances(&task, &nonces).map_err(compute_error)?;
+            Ok(response::batch(&header, &nonces, &dist, req.r_target))
+        }
+        Work::Stream {
+            start_nonce,
+            batch_size,
+        } => {
+            stream(&task, &header, start_nonce, batch_size, req.r_target)?;
+            Ok(String::new())
+        }
+    }
+}
+
+/// Consecutive batches from `start_nonce`, each emitted as soon as it is computed, until
+/// the host says stop; what was computed before the stop has been delivered.
+fn stream(
+    task: &Task,
+    header: &response::Header,
+    start_nonce: i64,
+    batch_size: u64,
+    r_target: f64,
+) -> Result<(), RequestError> {
+    let mut totals = response::StreamTotals::default();
+    let mut next = start_nonce;
+    loop {
+        if let Some(reason) = session::stop_requested() {
+            let why = match reason {
+                StopReason::Cancelled => "cancelled",
+                StopReason::Deadline => "time limit reached",
+            };
+            log(
+                Level::Info,
+                &format!(
+                    "stream stopped ({why}) after {} batches, {} nonces, {} valid; next nonce {next}",
+                    totals.batches, totals.computed, totals.valid
+                ),
+            );
+            return Ok(());
+        }
+        let end = next.checked_add(batch_size as i64).ok_or_else(|| {
+            RequestError::new(
+                "OverflowError",
+                format!("the nonce range passed the largest 64-bit integer at {next}"),
+            )
+        })?;
+        let nonces: Vec<i64> = (next..end).collect();
+        let dist = match compute::distances(task, &nonces) {
+            Ok(d) => d,
+            // A stop that lands during a batch loses only that unfinished batch.
+            Err(e) if e.kind == ComputeErrorKind::Stopped => continue,
+            Err(e) => return Err(compute_error(e)),
+        };
+        next = end;
+        session::emit(&response::stream_batch(
+            header,
+            &nonces,
+            &dist,
+            r_target,
+            &mut totals,
+            next,
+        ));
+    }
+}
+
+/// Fill the params the request left out from `reference-default`, as the reference does.
+fn fill_params(p: &PartialParams) -> Result<ModelParams, RequestError> {
+    let d = compute::preset("reference-default").ok_or_else(|| {
+        RequestError::new(
+            "RuntimeError",
+            "the host has no `reference-default` preset to fill params from",
+        )
+    })?;
+    Ok(ModelParams {
+        dim: p.dim.unwrap_or(d.dim),
+        n_layers: p.n_layers.unwrap_or(d.n_layers),
+        n_heads: p.n_heads.unwrap_or(d.n_heads),
+        n_kv_heads: p.n_kv_heads.unwrap_or(d.n_kv_heads),
+        vocab_size: p.vocab_size.unwrap_or(d.vocab_size),
+        ffn_dim_multiplier: p.ffn_dim_multiplier.unwrap_or(d.ffn_dim_multiplier),
+        multiple_of: p.multiple_of.unwrap_or(d.multiple_of),
+        norm_eps: p.norm_eps.unwrap_or(d.norm_eps),
+        rope_theta: p.rope_theta.unwrap_or(d.rope_theta),
+        use_scaled_rope: p.use_scaled_rope.unwrap_or(d.use_scaled_rope),
+        seq_len: p.seq_len.unwrap_or(d.seq_len),
+    })
+}
+
+/// The host's compute errors as this contract's Python-style error types.
+fn compute_error(e: ComputeError) -> RequestError {
+    let error_type = match e.kind {
+        ComputeErrorKind::InvalidParams | ComputeErrorKind::InvalidTask => "ValueError",
+        ComputeErrorKind::TooLarge => "MemoryError",
+        ComputeErrorKind::DeviceUnavailable => "DeviceError",
+        ComputeErrorKind::BackendFailed => "RuntimeError",
+        ComputeErrorKind::Stopped => "Cancelled",
+    };
+    RequestError::new(error_type, e.message)
+}
