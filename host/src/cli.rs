@@ -116,6 +116,14 @@ pub struct BenchArgs {
         default_value = "0000000000000000000000000000000000000000000000000000000000000001"
     )]
     pub block_hash: String,
+    /// Measure the per-request overhead of this plugin instead (a runpod-contract plugin,
+    /// built-in name or path): the same requests through the plugin and straight to the
+    /// backend, the model built once.
+    #[arg(long, value_name = "NAME|PATH")]
+    pub plugin: Option<String>,
+    /// With --plugin: how many requests to time each way.
+    #[arg(long, default_value_t = 300)]
+    pub requests: usize,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,

@@ -131,6 +131,10 @@ impl ComputeService {
         params
             .validate()
             .map_err(|e| ComputeFailure::new(FailureKind::InvalidParams, format!("{e:#}")))?;
+        if self.is_cached(params) {
+            // Built already: it fits (and /proc/meminfo need not be read per request).
+            return Ok(());
+        }
         let batch = self.model_batch(params);
         let bytes = pool_memory_bytes(params)
             .saturating_add(self.backend.working_memory_bytes(params, batch));
@@ -204,6 +208,11 @@ impl ComputeService {
             }
         }
         Ok(())
+    }
+
+    fn is_cached(&self, params: &ModelParams) -> bool {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.as_ref().is_some_and(|c| &c.params == params)
     }
 
     fn model_batch(&self, params: &ModelParams) -> usize {

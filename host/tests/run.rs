@@ -493,8 +493,8 @@ fn a_trapping_looping_or_hungry_plugin_is_contained_and_the_host_answers_the_nex
     let responses = lines(&out);
     assert_eq!(responses.len(), 4, "{responses:?}");
     let error = |i: usize| responses[i]["error"].as_str().unwrap().to_string();
-    for i in 0..3 {
-        assert_eq!(responses[i]["error_type"], json!("PluginError"));
+    for (i, response) in responses.iter().take(3).enumerate() {
+        assert_eq!(response["error_type"], json!("PluginError"));
         assert!(error(i).contains("misbehave.wasm"), "{}", error(i));
     }
     assert!(

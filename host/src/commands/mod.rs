@@ -1,6 +1,7 @@
 //! One module per command; shared steps (building a model) live here.
 
 mod bench;
+mod bench_plugin;
 mod distances;
 mod fingerprint;
 mod plugins;
@@ -23,6 +24,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Fingerprint(args) => done(fingerprint::run(args)),
         Command::Distances(args) => done(distances::run(args)),
+        Command::Bench(args) if args.plugin.is_some() => done(bench_plugin::run(args)),
         Command::Bench(args) => done(bench::run(args)),
         Command::Run(args) => run::run(args),
         Command::Plugins { json } => done(plugins::run(json)),

@@ -87,7 +87,7 @@ impl Session {
                 self.cancelled.clone(),
                 Some(Instant::now() + self.time_limit),
             ),
-            emit: Box::new(|chunk| print_line(chunk)),
+            emit: Box::new(print_line),
         };
         let start = Instant::now();
         let result = self.host.handle(&self.plugin, request, call);
