@@ -531,7 +531,7 @@ fn components_of_another_world_and_non_components_are_refused() {
                    )"#,
             )
             .unwrap(),
-            "does not match",
+            "does not grant",
         ),
         (
             "core-module.wasm",

@@ -140,6 +140,28 @@ impl State {
     }
 }
 
+/// Interfaces a plugin may import: the WIT's own, and the stdio and exit of WASI that
+/// Rust's standard library links (given closed: no environment, stdin empty, stdout
+/// dropped, stderr captured). The linker holds all of WASI p2 for simplicity, so anything
+/// else (clocks, random, filesystem, sockets) is refused here, before instantiation.
+const GRANTED_IMPORTS: &[&str] = &["gonka:pow/", "wasi:io/", "wasi:cli/"];
+
+fn check_imports(source: &str, component: &Component, engine: &Engine) -> Result<()> {
+    let denied: Vec<String> = component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .filter(|name| !GRANTED_IMPORTS.iter().any(|p| name.starts_with(p)))
+        .collect();
+    if !denied.is_empty() {
+        bail!(
+            "plugin `{source}` imports {}, which powhost does not grant (plugins get {WIT_PACKAGE} and stdio only: no clock, randomness, files or network)",
+            denied.join(", ")
+        );
+    }
+    Ok(())
+}
+
 impl PluginHost {
     pub fn new(limits: PluginLimits) -> Result<Self> {
         let mut config = Config::new();
@@ -197,6 +219,7 @@ impl PluginHost {
         let component = Component::new(&self.engine, wasm).map_err(|e| {
             anyhow!("plugin `{source}` is not a WebAssembly component this host can load: {e}")
         })?;
+        check_imports(source, &component, &self.engine)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
