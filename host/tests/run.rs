@@ -556,3 +556,37 @@ fn components_of_another_world_and_non_components_are_refused() {
         );
     }
 }
+
+#[test]
+fn compiled_plugins_are_cached_and_a_bad_cache_file_is_recompiled() {
+    let dir = tempdir().join("plugin-cache");
+    let _ = std::fs::remove_dir_all(&dir);
+    let list = || {
+        let out = powhost()
+            .env("POWHOST_CACHE_DIR", &dir)
+            .args(["plugins", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        files[0].clone()
+    };
+    let cached = list();
+    assert!(std::fs::metadata(&cached).unwrap().len() > 1000);
+    assert_eq!(list(), cached, "the second run reuses the same file");
+    std::fs::write(&cached, b"not machine code").unwrap();
+    assert_eq!(list(), cached);
+    assert_ne!(
+        std::fs::read(&cached).unwrap(),
+        b"not machine code",
+        "rewritten"
+    );
+}

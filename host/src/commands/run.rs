@@ -87,7 +87,15 @@ impl Session {
                 self.cancelled.clone(),
                 Some(Instant::now() + self.time_limit),
             ),
-            emit: Box::new(print_line),
+            emit: {
+                // A reader that went away cannot receive more batches: stop computing them.
+                let cancelled = self.cancelled.clone();
+                Box::new(move |chunk| {
+                    if !print_line(chunk) && !cancelled.swap(true, Ordering::SeqCst) {
+                        log::warn!("stdout is closed: stopping the stream");
+                    }
+                })
+            },
         };
         let start = Instant::now();
         let result = self.host.handle(&self.plugin, request, call);
@@ -151,6 +159,10 @@ impl Session {
 }
 
 fn read_input(input: &str) -> Result<String> {
+    use std::io::IsTerminal;
+    if input == "-" && std::io::stdin().is_terminal() {
+        eprintln!("powhost: reading one request from stdin; end it with Ctrl-D (or give a file)");
+    }
     let mut text = String::new();
     let reader: Box<dyn Read> = if input == "-" {
         Box::new(std::io::stdin().lock())
@@ -188,10 +200,10 @@ fn error_json(message: &str, error_type: &str) -> String {
     serde_json::json!({ "error": message, "error_type": error_type }).to_string()
 }
 
-fn print_line(text: &str) {
+/// One line on stdout; false when it could not be written (a reader that went away).
+fn print_line(text: &str) -> bool {
     let mut out = std::io::stdout().lock();
-    // A closed stdout (a reader that went away) is not worth a panic.
-    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
+    writeln!(out, "{text}").and_then(|()| out.flush()).is_ok()
 }
 
 /// Ctrl-C (or SIGTERM) once: stop after the current batch, delivering what was computed.
