@@ -1,0 +1,312 @@
+//! The forward pass of spec §5 on wgpu: one command buffer per batch, every step a kernel
+//! of `kernels.wgsl`, the logits of the last positions read back.
+
+use crate::gpu::Gpu;
+use anyhow::{Result, ensure};
+use half::f16;
+use powhost_core::parameter_table::{Parameter, Placement};
+use powhost_core::{ForwardPass, ModelWeights};
+use std::sync::Arc;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct PlacementArgs {
+    tile: u32,
+    start: u32,
+    shift: u32,
+    numel: u32,
+    pool_size: u32,
+    _pad: [u32; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct MatmulArgs {
+    rows: u32,
+    n: u32,
+    k: u32,
+    _pad: u32,
+    w: PlacementArgs,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct NormArgs {
+    rows: u32,
+    dim: u32,
+    eps: f32,
+    _pad: u32,
+    w: PlacementArgs,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct RopeArgs {
+    rows: u32,
+    width: u32,
+    half_dim: u32,
+    seq_len: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct AttnArgs {
+    rows: u32,
+    seq_len: u32,
+    n_heads: u32,
+    n_kv_heads: u32,
+    head_dim: u32,
+    scale: f32,
+    _pad: [u32; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct EltArgs {
+    pub len: u32,
+    pub width: u32,
+    pub seq_len: u32,
+    pub _pad: u32,
+}
+
+pub struct WgpuForward {
+    gpu: Arc<Gpu>,
+    weights: Arc<ModelWeights>,
+    /// The f16 pool, two values per u32.
+    pool: wgpu::Buffer,
+    /// RoPE `(cos, sin)` pairs as f32, `[pos][j]`.
+    rope: wgpu::Buffer,
+}
+
+impl WgpuForward {
+    pub fn new(gpu: Arc<Gpu>, weights: Arc<ModelWeights>) -> Result<Self> {
+        let p = &weights.params;
+        ensure!(
+            weights.table.pool_size < u32::MAX as usize && p.vocab_size * p.dim < u32::MAX as usize,
+            "the wgpu backend indexes the pool with 32-bit integers; this model is too large for it"
+        );
+        let mut pool_bytes: Vec<u8> = Vec::with_capacity(weights.pool.len() * 2 + 2);
+        for v in weights.pool.values() {
+            pool_bytes.extend_from_slice(&v.to_bits().to_le_bytes());
+        }
+        while pool_bytes.len() % 4 != 0 {
+            pool_bytes.push(0);
+        }
+        let rope_values: Vec<f32> = weights.rope.values.iter().map(|v| v.to_f32()).collect();
+        let (pool, rope) = gpu.checked("uploading the weight pool", || {
+            Ok((
+                gpu.storage_with("weight pool", &pool_bytes)?,
+                gpu.storage_with("rope table", bytemuck::cast_slice(&rope_values))?,
+            ))
+        })?;
+        Ok(Self {
+            gpu,
+            weights,
+            pool,
+            rope,
+        })
+    }
+
+    fn placement(&self, p: &Parameter) -> PlacementArgs {
+        let pool_size = self.weights.table.pool_size as u32;
+        let (tile, start, shift) = match p.placement {
+            Placement::Slice { start } => (0, start as u32, 0),
+            Placement::Tile { shift } => (1, 0, (shift % p.numel) as u32),
+        };
+        PlacementArgs {
+            tile,
+            start,
+            shift,
+            numel: p.numel as u32,
+            pool_size,
+            _pad: [0; 3],
+        }
+    }
+
+    /// out[rows, n] = ⟂(x[rows, k] · Wᵀ).
+    fn matmul(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        x: &wgpu::Buffer,
+        rows: usize,
+        w: &Parameter,
+        out: &wgpu::Buffer,
+    ) {
+        let (n, k) = (w.shape[0], w.shape[1]);
+        let args = self.gpu.uniform(&MatmulArgs {
+            rows: rows as u32,
+            n: n as u32,
+            k: k as u32,
+            _pad: 0,
+            w: self.placement(w),
+        });
+        let groups = (n.div_ceil(32) as u32, rows.div_ceil(32) as u32);
+        let k = &self.gpu.kernels;
+        self.gpu
+            .dispatch(enc, &k.matmul, &[&self.pool, x, out, &args], groups);
+    }
+
+    fn rms_norm(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        x: &wgpu::Buffer,
+        rows: usize,
+        w: &Parameter,
+        out: &wgpu::Buffer,
+    ) {
+        let p = &self.weights.params;
+        let args = self.gpu.uniform(&NormArgs {
+            rows: rows as u32,
+            dim: p.dim as u32,
+            eps: p.norm_eps as f32,
+            _pad: 0,
+            w: self.placement(w),
+        });
+        let k = &self.gpu.kernels;
+        self.gpu.dispatch(
+            enc,
+            &k.rms_norm,
+            &[&self.pool, x, out, &args],
+            (rows.div_ceil(64) as u32, 1),
+        );
+    }
+
+    fn elementwise(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        pipeline: &wgpu::ComputePipeline,
+        a: &wgpu::Buffer,
+        b: &wgpu::Buffer,
+        args: EltArgs,
+    ) {
+        let groups = self.gpu.elementwise_groups(args.len as usize);
+        let args = self.gpu.uniform(&args);
+        self.gpu.dispatch(enc, pipeline, &[a, b, &args], groups);
+    }
+}
+
+impl ForwardPass for WgpuForward {
+    fn last_position_logits(&self, inputs: &[f16], batch: usize) -> Result<Vec<f32>> {
+        self.gpu
+            .checked("the wgpu forward pass", || self.forward(inputs, batch))
+    }
+}
+
+impl WgpuForward {
+    fn forward(&self, inputs: &[f16], batch: usize) -> Result<Vec<f32>> {
+        let gpu = &*self.gpu;
+        let kern = &gpu.kernels;
+        let w = &*self.weights;
+        let p = &w.params;
+        let (s, dim, hd) = (p.seq_len, p.dim, p.head_dim());
+        let (q_width, kv_width, hidden) = (p.n_heads * hd, p.n_kv_heads * hd, p.ffn_hidden());
+        let rows = batch * s;
+        ensure!(
+            inputs.len() == rows * dim,
+            "inputs are not batch × seq_len × dim"
+        );
+
+        let h_init: Vec<f32> = inputs.iter().map(|v| v.to_f32()).collect();
+        let h = gpu.storage_with("h", bytemuck::cast_slice(&h_init))?;
+        let xn = gpu.storage("xn", rows * dim)?;
+        let q = gpu.storage("q", rows * q_width)?;
+        let k = gpu.storage("k", rows * kv_width)?;
+        let v = gpu.storage("v", rows * kv_width)?;
+        let o = gpu.storage("o", rows * q_width)?;
+        let a = gpu.storage("ffn a", rows * hidden)?;
+        let b = gpu.storage("ffn b", rows * hidden)?;
+        let probs = gpu.storage("attention probabilities", rows * p.n_heads * s)?;
+        let logits = gpu.storage("logits", batch * p.vocab_size)?;
+
+        let mut enc = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        let rope_args = |width: usize| RopeArgs {
+            rows: rows as u32,
+            width: width as u32,
+            half_dim: (hd / 2) as u32,
+            seq_len: s as u32,
+        };
+        let elt = |len: usize| EltArgs {
+            len: len as u32,
+            width: 0,
+            seq_len: 0,
+            _pad: 0,
+        };
+        for l in 0..p.n_layers {
+            let lp = w.layer(l);
+            // 1. xn = RMSNorm(h); 2. q, k, v
+            self.rms_norm(&mut enc, &h, rows, lp.attention_norm, &xn);
+            self.matmul(&mut enc, &xn, rows, lp.wq, &q);
+            self.matmul(&mut enc, &xn, rows, lp.wk, &k);
+            self.matmul(&mut enc, &xn, rows, lp.wv, &v);
+            // 3. RoPE on q and k
+            for (x, width) in [(&q, q_width), (&k, kv_width)] {
+                let args = gpu.uniform(&rope_args(width));
+                let groups = gpu.elementwise_groups(rows * width / 2);
+                gpu.dispatch(&mut enc, &kern.rope, &[x, &self.rope, &args], groups);
+            }
+            // 4–6. attention
+            let args = gpu.uniform(&AttnArgs {
+                rows: rows as u32,
+                seq_len: s as u32,
+                n_heads: p.n_heads as u32,
+                n_kv_heads: p.n_kv_heads as u32,
+                head_dim: hd as u32,
+                scale: (hd as f32).sqrt(),
+                _pad: [0; 2],
+            });
+            gpu.dispatch(
+                &mut enc,
+                &kern.attention,
+                &[&q, &k, &v, &o, &probs, &args],
+                ((rows * p.n_heads).div_ceil(64) as u32, 1),
+            );
+            // 7. h = h + o·woᵀ
+            self.matmul(&mut enc, &o, rows, lp.wo, &xn);
+            self.elementwise(&mut enc, &kern.add_residual, &h, &xn, elt(rows * dim));
+            // 8. the SwiGLU feed-forward
+            self.rms_norm(&mut enc, &h, rows, lp.ffn_norm, &xn);
+            self.matmul(&mut enc, &xn, rows, lp.w1, &a);
+            self.matmul(&mut enc, &xn, rows, lp.w3, &b);
+            self.elementwise(&mut enc, &kern.silu_mul, &a, &b, elt(rows * hidden));
+            self.matmul(&mut enc, &a, rows, lp.w2, &xn);
+            self.elementwise(&mut enc, &kern.add_residual, &h, &xn, elt(rows * dim));
+        }
+        // The final norm and the output projection, last positions only.
+        let gather = EltArgs {
+            len: (batch * dim) as u32,
+            width: dim as u32,
+            seq_len: s as u32,
+            _pad: 0,
+        };
+        self.elementwise(&mut enc, &kern.last_rows, &q, &h, gather);
+        self.rms_norm(&mut enc, &q, batch, w.final_norm(), &xn);
+        self.matmul(&mut enc, &xn, batch, w.output(), &logits);
+        gpu.read_f32(enc, &logits, batch * p.vocab_size)
+    }
+}
+
+pub(crate) fn round_f16_on_device(gpu: &Gpu, values: &[f32]) -> Result<Vec<f32>> {
+    gpu.checked("rounding on the wgpu device", || {
+        let input = gpu.storage_with("round input", bytemuck::cast_slice(values))?;
+        let out = gpu.storage("round output", values.len())?;
+        let args = gpu.uniform(&EltArgs {
+            len: values.len() as u32,
+            width: 0,
+            seq_len: 0,
+            _pad: 0,
+        });
+        let mut enc = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        let groups = gpu.elementwise_groups(values.len());
+        gpu.dispatch(
+            &mut enc,
+            &gpu.kernels.round_f16,
+            &[&out, &input, &args],
+            groups,
+        );
+        gpu.read_f32(enc, &out, values.len())
+    })
+}

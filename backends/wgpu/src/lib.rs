@@ -1,0 +1,78 @@
+//! The portable GPU backend: spec §5's float16 forward pass as WGSL compute shaders on
+//! wgpu (Vulkan: NVIDIA, AMD, Intel, and Mesa's software lavapipe for tests on machines
+//! without a GPU).
+//!
+//! Activations are f32 buffers holding f16-representable values, rounded at every rounding
+//! point by integer operations (`r16` in `kernels.wgsl`, tested against `half`); the f16
+//! pool is uploaded once and every weight is read from it at its placement, so no parameter
+//! is ever copied. The distances agree with the reference within spec §9's budget (the
+//! conformance tests), not to the bit: sums run in a different order than PyTorch's.
+
+mod forward;
+mod gpu;
+
+use anyhow::Result;
+use powhost_core::{Backend, ForwardPass, ModelParams, ModelWeights};
+use std::sync::Arc;
+
+pub use gpu::Gpu;
+
+/// The wgpu backend on the first adapter wgpu offers (set `WGPU_ADAPTER_NAME` or
+/// `WGPU_BACKEND` to choose).
+#[derive(Clone)]
+pub struct WgpuBackend {
+    gpu: Arc<Gpu>,
+}
+
+impl WgpuBackend {
+    /// The first adapter, or an error that says none answered ("no wgpu adapter: …").
+    pub fn new() -> Result<Self> {
+        Ok(Self {
+            gpu: Arc::new(Gpu::new()?),
+        })
+    }
+
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    /// The shaders' f16 rounding (⟂) applied to `values` on the device: for checking it
+    /// against a reference rounding.
+    pub fn round_f16_on_device(&self, values: &[f32]) -> Result<Vec<f32>> {
+        forward::round_f16_on_device(&self.gpu, values)
+    }
+
+    /// Whether the adapter is a real GPU (not a software rasteriser such as lavapipe,
+    /// which is far slower than the CPU backend).
+    pub fn is_hardware(&self) -> bool {
+        self.gpu.is_hardware()
+    }
+}
+
+impl Backend for WgpuBackend {
+    fn name(&self) -> &'static str {
+        "wgpu"
+    }
+
+    fn device_description(&self) -> String {
+        self.gpu.description()
+    }
+
+    fn devices(&self) -> Vec<String> {
+        vec!["wgpu".into(), "wgpu:0".into()]
+    }
+
+    fn working_memory_bytes(&self, params: &ModelParams, batch: usize) -> u64 {
+        // Host memory beyond the pool: the batch's inputs widened to f32 and the logits read
+        // back. Device memory is checked against the adapter's limits when loading.
+        let rows = (batch * params.seq_len) as u64;
+        rows * params.dim as u64 * 4 + batch as u64 * params.vocab_size as u64 * 8
+    }
+
+    fn load(&self, weights: Arc<ModelWeights>) -> Result<Box<dyn ForwardPass>> {
+        Ok(Box::new(forward::WgpuForward::new(
+            self.gpu.clone(),
+            weights,
+        )?))
+    }
+}
