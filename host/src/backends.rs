@@ -3,34 +3,44 @@
 use anyhow::{Result, bail};
 use powhost_core::Backend;
 use powhost_cpu::CpuBackend;
+use powhost_wgpu::WgpuBackend;
 
-/// Backends in the order `auto` tries them, and whether this build has each.
-const BUILT: &[(&str, bool)] = &[("cuda", false), ("wgpu", false), ("cpu", true)];
+pub const NAMES: &str = "auto, cpu, wgpu (cuda is not built into this powhost yet)";
 
 pub fn backend_by_name(name: &str) -> Result<Box<dyn Backend>> {
     match name {
         "cpu" => Ok(Box::new(CpuBackend)),
-        "auto" => {
-            let skipped: Vec<&str> = BUILT
-                .iter()
-                .take_while(|(_, built)| !built)
-                .map(|(n, _)| *n)
-                .collect();
-            let backend = Box::new(CpuBackend);
-            log::info!(
-                "backend auto: using cpu ({}); {}",
-                backend.device_description(),
-                if skipped.is_empty() {
-                    String::new()
-                } else {
-                    format!("this build has no {} backend", skipped.join(" or "))
-                }
-            );
-            Ok(backend)
+        "wgpu" => Ok(Box::new(WgpuBackend::new()?)),
+        "auto" => Ok(auto()),
+        "cuda" => {
+            bail!(
+                "backend `cuda` is not built into this powhost yet; use --backend cpu, wgpu or auto"
+            )
         }
-        "cuda" | "wgpu" => {
-            bail!("backend `{name}` is not built into this powhost yet; use --backend cpu or auto")
-        }
-        other => bail!("unknown backend `{other}`; choose auto or cpu"),
+        other => bail!("unknown backend `{other}`; choose one of: {NAMES}"),
     }
+}
+
+/// CUDA when a device answers (not in this build), then wgpu on a hardware GPU, then the
+/// CPU. A software Vulkan adapter (lavapipe) is passed over: the CPU backend is far faster.
+fn auto() -> Box<dyn Backend> {
+    let backend: Box<dyn Backend> = match powhost_wgpu::hardware_adapter() {
+        Some(name) => match WgpuBackend::new() {
+            Ok(wgpu) => Box::new(wgpu),
+            Err(e) => {
+                log::warn!("backend auto: the GPU {name} did not open ({e:#}); using the CPU");
+                Box::new(CpuBackend)
+            }
+        },
+        None => {
+            log::info!("backend auto: no hardware GPU through wgpu");
+            Box::new(CpuBackend)
+        }
+    };
+    log::info!(
+        "backend auto: using {} ({}); this build has no cuda backend",
+        backend.name(),
+        backend.device_description()
+    );
+    backend
 }

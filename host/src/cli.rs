@@ -27,6 +27,10 @@ pub enum Command {
     Distances(DistancesArgs),
     /// Measure nonces per second, model build time and peak memory.
     Bench(BenchArgs),
+    /// Compute the same nonces on several backends (and read a golden file) and report how
+    /// closely they agree: does this machine compute what the network will accept?
+    /// Exit 1 when a pair breaks the budget.
+    Compare(CompareArgs),
     /// Handle requests with a plugin: one request (`{"input": {...}}`) from a file or stdin,
     /// or one per line with --ndjson. Exit 0 on success, 1 when the response is an error.
     Run(RunArgs),
@@ -74,7 +78,8 @@ pub struct FingerprintArgs {
 
 #[derive(Args, Debug)]
 pub struct DistancesArgs {
-    /// The compute backend: `cpu`, or `auto` (CUDA when a device answers, then wgpu, then CPU).
+    /// The compute backend: `cpu`, `wgpu`, or `auto` (CUDA when a device answers, then a
+    /// hardware GPU through wgpu, then the CPU).
     #[arg(long, default_value = "cpu")]
     pub backend: String,
     #[command(flatten)]
@@ -98,7 +103,8 @@ pub struct DistancesArgs {
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// The compute backend: `cpu`, or `auto` (CUDA when a device answers, then wgpu, then CPU).
+    /// The compute backend: `cpu`, `wgpu`, or `auto` (CUDA when a device answers, then a
+    /// hardware GPU through wgpu, then the CPU).
     #[arg(long, default_value = "cpu")]
     pub backend: String,
     /// The preset to measure.
@@ -137,7 +143,8 @@ pub struct RunArgs {
     /// The plugin: a built-in name (see `powhost plugins`) or the path of a component (.wasm).
     #[arg(long, default_value = "runpod", value_name = "NAME|PATH")]
     pub plugin: String,
-    /// The compute backend: `auto` picks CUDA when a device answers, then wgpu, then CPU.
+    /// The compute backend: `auto` picks CUDA when a device answers, then a hardware GPU
+    /// through wgpu, then the CPU; or `cpu`, `wgpu`.
     #[arg(long, default_value = "auto")]
     pub backend: String,
     /// One request per input line, one response per output line; the model is reused.
@@ -155,4 +162,49 @@ pub struct RunArgs {
     /// Seconds of plugin code one call may run (time computing distances does not count).
     #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
     pub plugin_time_limit: f64,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Backends to run, comma-separated (`cpu`, `wgpu`).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "cpu,wgpu",
+        value_name = "LIST"
+    )]
+    pub backends: Vec<String>,
+    /// A named preset; with --golden, the golden file's params are the default.
+    #[arg(long, conflicts_with = "params")]
+    pub preset: Option<String>,
+    /// A params JSON object (inline or a file); missing fields take `reference-default`.
+    #[arg(long, value_name = "JSON")]
+    pub params: Option<String>,
+    /// The block hash (default: the golden file's, else 00…01).
+    #[arg(long)]
+    pub block_hash: Option<String>,
+    /// The public key (default: the golden file's, else the test key).
+    #[arg(long)]
+    pub public_key: Option<String>,
+    /// Nonces, e.g. `0..64` (default: the golden file's, else 0..64).
+    #[arg(long, value_name = "LIST", allow_hyphen_values = true)]
+    pub nonces: Option<String>,
+    /// Verdicts are compared at this r_target.
+    #[arg(long, default_value_t = 1.4013564660458173, value_name = "R")]
+    pub r_target: f64,
+    /// A `forward_<preset>.json` golden file (distances from the reference) to compare with.
+    #[arg(long, value_name = "FILE")]
+    pub golden: Option<String>,
+    /// Largest |Δd| a pair may show (spec §9).
+    #[arg(long, default_value_t = 5e-6, value_name = "X")]
+    pub budget_max: f64,
+    /// Largest median |Δd| a pair may show (spec §9).
+    #[arg(long, default_value_t = 5e-7, value_name = "Y")]
+    pub budget_median: f64,
+    /// Nonces per forward pass (default: chosen from the model size).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -28,18 +28,7 @@ pub struct Gpu {
 
 impl Gpu {
     pub fn new() -> Result<Self> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-            power_preference: wgpu::PowerPreference::HighPerformance,
-            ..Default::default()
-        }))
-        .map_err(|e| {
-            anyhow!(
-                "no wgpu adapter: {e}. Install a Vulkan driver (on Debian without a GPU: \
-                 `apt-get install mesa-vulkan-drivers libvulkan1`) or use --backend cpu"
-            )
-        })?;
+        let adapter = adapter()?;
         let info = adapter.get_info();
         // Ask for the adapter's own limits: the storage binding size bounds the batch.
         let limits = adapter.limits();
@@ -284,4 +273,31 @@ fn checked<R>(device: &wgpu::Device, what: &str, f: impl FnOnce() -> Result<R>) 
         bail!("{what}: wgpu refused it: {e}");
     }
     result
+}
+
+/// The adapter wgpu offers first (`WGPU_ADAPTER_NAME`, `WGPU_BACKEND` choose).
+fn adapter() -> Result<wgpu::Adapter> {
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+        power_preference: wgpu::PowerPreference::HighPerformance,
+        ..Default::default()
+    }))
+    .map_err(|e| {
+        anyhow!(
+            "no wgpu adapter: {e}. Install a Vulkan driver (on Debian without a GPU: \
+             `apt-get install mesa-vulkan-drivers libvulkan1`) or use --backend cpu"
+        )
+    })
+}
+
+/// The adapter's name when it is a hardware GPU, without opening a device or compiling
+/// anything: what `--backend auto` asks first.
+pub fn hardware_adapter() -> Option<String> {
+    let info = adapter().ok()?.get_info();
+    (!matches!(
+        info.device_type,
+        wgpu::DeviceType::Cpu | wgpu::DeviceType::Other
+    ))
+    .then_some(info.name)
 }

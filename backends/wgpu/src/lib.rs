@@ -15,7 +15,7 @@ use anyhow::Result;
 use powhost_core::{Backend, ForwardPass, ModelParams, ModelWeights};
 use std::sync::Arc;
 
-pub use gpu::Gpu;
+pub use gpu::{Gpu, hardware_adapter};
 
 /// The wgpu backend on the first adapter wgpu offers (set `WGPU_ADAPTER_NAME` or
 /// `WGPU_BACKEND` to choose).

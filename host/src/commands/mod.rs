@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_plugin;
+mod compare;
 mod distances;
 mod fingerprint;
 mod plugins;
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Distances(args) => done(distances::run(args)),
         Command::Bench(args) if args.plugin.is_some() => done(bench_plugin::run(args)),
         Command::Bench(args) => done(bench::run(args)),
+        Command::Compare(args) => compare::run(args),
         Command::Run(args) => run::run(args),
         Command::Plugins { json } => done(plugins::run(json)),
         Command::Presets { json } => done(presets::run(json)),

@@ -1,0 +1,253 @@
+//! `powhost compare`: the same nonces on several backends (and a golden file), and how
+//! closely every pair agrees against spec §9's budget.
+
+use super::{build_weights, choose_batch};
+use crate::backends::backend_by_name;
+use crate::cli::{CompareArgs, ModelArgs};
+use crate::model_source::{check_seed_text, params_from_args};
+use crate::nonce_list::parse_nonce_list;
+use anyhow::{Context, Result, bail, ensure};
+use powhost_core::ModelParams;
+use powhost_core::agreement::Agreement;
+use powhost_core::poc::compute_distances;
+use serde::Serialize;
+use serde_json::Value;
+use std::process::ExitCode;
+use std::time::Instant;
+
+const DEFAULT_BLOCK_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000001";
+const DEFAULT_PUBLIC_KEY: &str = "test_public_key_12345678901234567890";
+
+#[derive(Serialize)]
+struct Report {
+    params: ModelParams,
+    block_hash: String,
+    public_key: String,
+    nonces: usize,
+    r_target: f64,
+    budget_median: f64,
+    budget_max: f64,
+    backends: Vec<BackendRun>,
+    pairs: Vec<Pair>,
+    within_budget: bool,
+}
+
+#[derive(Serialize)]
+struct BackendRun {
+    name: String,
+    device: String,
+    seconds: f64,
+    nonces_per_s: f64,
+}
+
+#[derive(Serialize)]
+struct Pair {
+    a: String,
+    b: String,
+    median_abs_diff: f64,
+    max_abs_diff: f64,
+    bit_identical: usize,
+    verdict_flips: usize,
+    within_budget: bool,
+}
+
+/// What a golden file fixes: model, seeds, nonces and the reference's distances.
+struct Golden {
+    params: Value,
+    block_hash: String,
+    public_key: String,
+    nonces: Vec<i64>,
+    dist: Vec<f64>,
+}
+
+pub fn run(args: CompareArgs) -> Result<ExitCode> {
+    ensure!(!args.backends.is_empty(), "--backends names no backend");
+    ensure!(
+        args.r_target.is_finite() && args.r_target > 0.0,
+        "--r-target must be a positive number"
+    );
+    ensure!(
+        args.budget_max >= 0.0 && args.budget_median >= 0.0,
+        "budgets must be 0 or more"
+    );
+    let golden = args.golden.as_deref().map(read_golden).transpose()?;
+
+    let params = match (&args.preset, &args.params, &golden) {
+        (None, None, Some(g)) => ModelParams::from_json(&g.params.to_string())?,
+        (None, None, None) => bail!("give --preset NAME, --params JSON or --golden FILE"),
+        _ => params_from_args(&ModelArgs {
+            preset: args.preset.clone(),
+            params: args.params.clone(),
+        })?,
+    };
+    let block_hash = args
+        .block_hash
+        .clone()
+        .or_else(|| golden.as_ref().map(|g| g.block_hash.clone()))
+        .unwrap_or_else(|| DEFAULT_BLOCK_HASH.into());
+    let public_key = args
+        .public_key
+        .clone()
+        .or_else(|| golden.as_ref().map(|g| g.public_key.clone()))
+        .unwrap_or_else(|| DEFAULT_PUBLIC_KEY.into());
+    check_seed_text("--block-hash", &block_hash)?;
+    check_seed_text("--public-key", &public_key)?;
+    let nonces = match (&args.nonces, &golden) {
+        (Some(list), _) => parse_nonce_list(list)?,
+        (None, Some(g)) => g.nonces.clone(),
+        (None, None) => (0..64).collect(),
+    };
+    if let Some(g) = &golden {
+        ensure!(
+            nonces == g.nonces && block_hash == g.block_hash && public_key == g.public_key,
+            "--golden fixes the block hash, public key and nonces; leave those flags out or match the file"
+        );
+    }
+    let batch = choose_batch(args.batch, &params, nonces.len())?;
+
+    let mut backends = Vec::new();
+    for name in &args.backends {
+        if backends.iter().any(|(b, _): &(String, _)| b == name) {
+            bail!("--backends lists `{name}` twice");
+        }
+        backends.push((name.clone(), backend_by_name(name)?));
+    }
+    let extra = backends
+        .iter()
+        .map(|(_, b)| b.working_memory_bytes(&params, batch))
+        .max()
+        .unwrap_or(0);
+    let weights = build_weights(&params, &block_hash, extra)?;
+
+    let mut runs = Vec::new();
+    let mut results: Vec<(String, Vec<f64>)> = Vec::new();
+    for (name, backend) in &backends {
+        let start = Instant::now();
+        let forward = backend.load(weights.clone())?;
+        let dist = compute_distances(&*forward, &weights, &public_key, &nonces, batch, &|_| {})
+            .with_context(|| format!("computing on {name}"))?;
+        let seconds = start.elapsed().as_secs_f64();
+        runs.push(BackendRun {
+            name: name.clone(),
+            device: backend.device_description(),
+            seconds,
+            nonces_per_s: nonces.len() as f64 / seconds,
+        });
+        results.push((name.clone(), dist));
+    }
+    if let Some(g) = &golden {
+        results.push(("golden".into(), g.dist.clone()));
+    }
+
+    let mut pairs = Vec::new();
+    for i in 0..results.len() {
+        for j in i + 1..results.len() {
+            let agreement = Agreement::between(&results[i].1, &results[j].1, &[args.r_target]);
+            pairs.push(Pair {
+                a: results[i].0.clone(),
+                b: results[j].0.clone(),
+                median_abs_diff: agreement.median_abs_diff,
+                max_abs_diff: agreement.max_abs_diff,
+                bit_identical: agreement.bit_identical,
+                verdict_flips: agreement.verdict_flips[0].1,
+                within_budget: agreement.within(args.budget_median, args.budget_max),
+            });
+        }
+    }
+    let report = Report {
+        within_budget: pairs.iter().all(|p| p.within_budget),
+        params,
+        block_hash,
+        public_key,
+        nonces: nonces.len(),
+        r_target: args.r_target,
+        budget_median: args.budget_median,
+        budget_max: args.budget_max,
+        backends: runs,
+        pairs,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(if report.within_budget {
+        ExitCode::SUCCESS
+    } else {
+        if !args.json {
+            eprintln!("error: a pair breaks the agreement budget");
+        }
+        ExitCode::FAILURE
+    })
+}
+
+fn print_table(r: &Report) {
+    println!(
+        "{} nonces, block hash {}, verdicts at r_target {}",
+        r.nonces, r.block_hash, r.r_target
+    );
+    println!();
+    println!(
+        "{:<8} {:>10} {:>12}  device",
+        "backend", "seconds", "nonces/s"
+    );
+    for b in &r.backends {
+        println!(
+            "{:<8} {:>10.3} {:>12.1}  {}",
+            b.name, b.seconds, b.nonces_per_s, b.device
+        );
+    }
+    println!();
+    println!(
+        "{:<16} {:>12} {:>12} {:>14} {:>13}  budget (median ≤ {:e}, max ≤ {:e})",
+        "pair",
+        "median |Δd|",
+        "max |Δd|",
+        "bit-identical",
+        "verdict flips",
+        r.budget_median,
+        r.budget_max
+    );
+    for p in &r.pairs {
+        println!(
+            "{:<16} {:>12.3e} {:>12.3e} {:>8}/{:<5} {:>13}  {}",
+            format!("{} / {}", p.a, p.b),
+            p.median_abs_diff,
+            p.max_abs_diff,
+            p.bit_identical,
+            r.nonces,
+            p.verdict_flips,
+            if p.within_budget { "ok" } else { "BROKEN" }
+        );
+    }
+}
+
+fn read_golden(path: &str) -> Result<Golden> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading --golden {path}"))?;
+    let g: Value =
+        serde_json::from_str(&text).with_context(|| format!("--golden {path} is not JSON"))?;
+    let shape = || {
+        format!(
+            "--golden {path} is not a forward_<preset>.json golden (params, block_hash, public_key, distances)"
+        )
+    };
+    let cases = g["distances"].as_array().with_context(shape)?;
+    let mut nonces = Vec::with_capacity(cases.len());
+    let mut dist = Vec::with_capacity(cases.len());
+    for c in cases {
+        nonces.push(c["nonce"].as_i64().with_context(shape)?);
+        // The exact bits when given, else the decimal.
+        let d = match c["distance_f64_bits"].as_str() {
+            Some(hex) => f64::from_bits(u64::from_str_radix(hex, 16).with_context(shape)?),
+            None => c["distance"].as_f64().with_context(shape)?,
+        };
+        dist.push(d);
+    }
+    Ok(Golden {
+        params: g["params"].clone(),
+        block_hash: g["block_hash"].as_str().with_context(shape)?.to_string(),
+        public_key: g["public_key"].as_str().with_context(shape)?.to_string(),
+        nonces,
+        dist,
+    })
+}

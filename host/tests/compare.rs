@@ -1,0 +1,97 @@
+//! `powhost compare`: the report's deterministic fields for `tiny` (cpu vs wgpu, and the
+//! golden), and exit 1 when a pair breaks the budget. Where no wgpu adapter exists at all
+//! the wgpu case says so and passes without running (CI installs lavapipe).
+
+use insta::assert_json_snapshot;
+use serde_json::Value;
+use std::process::{Command, Output};
+
+fn compare(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_powhost"))
+        .arg("compare")
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .expect("run powhost")
+}
+
+fn golden(name: &str) -> String {
+    format!("{}/../tests/golden/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn tiny_cpu_wgpu_and_golden_agree() {
+    let out = compare(&[
+        "--backends",
+        "cpu,wgpu",
+        "--golden",
+        &golden("forward_tiny.json"),
+        "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("no wgpu adapter") {
+        eprintln!("SKIPPED: {stderr}");
+        return;
+    }
+    assert!(out.status.success(), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Timings, the device and the last bits of the distances depend on the machine.
+    assert_json_snapshot!("tiny_cpu_wgpu_golden", report, {
+        ".backends[].seconds" => "[seconds]",
+        ".backends[].nonces_per_s" => "[nonces/s]",
+        ".backends[].device" => "[device]",
+        ".pairs[].median_abs_diff" => "[|Δd|]",
+        ".pairs[].max_abs_diff" => "[|Δd|]",
+        ".pairs[].bit_identical" => "[count]",
+    });
+    for pair in report["pairs"].as_array().unwrap() {
+        assert!(pair["max_abs_diff"].as_f64().unwrap() <= 5e-6, "{pair}");
+    }
+}
+
+#[test]
+fn a_broken_budget_exits_1_and_says_which_pair() {
+    let out = compare(&[
+        "--backends",
+        "cpu",
+        "--golden",
+        &golden("forward_tiny.json"),
+        "--budget-max",
+        "0",
+        "--budget-median",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("cpu / golden") && table.contains("BROKEN"),
+        "{table}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("breaks the agreement budget"));
+}
+
+#[test]
+fn bad_compare_arguments() {
+    for (args, expect) in [
+        (vec!["--backends", "cpu"], "give --preset"),
+        (vec!["--preset", "tiny", "--backends", "cpu,cpu"], "twice"),
+        (
+            vec!["--preset", "tiny", "--backends", "quantum"],
+            "unknown backend",
+        ),
+        (
+            vec!["--golden", "/no/such/golden.json"],
+            "/no/such/golden.json",
+        ),
+        (
+            vec!["--preset", "tiny", "--backends", "cpu", "--r-target", "0"],
+            "--r-target",
+        ),
+    ] {
+        let out = compare(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expect), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"));
+    }
+}
