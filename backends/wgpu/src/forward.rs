@@ -89,7 +89,7 @@ impl WgpuForward {
         for v in weights.pool.values() {
             pool_bytes.extend_from_slice(&v.to_bits().to_le_bytes());
         }
-        while pool_bytes.len() % 4 != 0 {
+        while !pool_bytes.len().is_multiple_of(4) {
             pool_bytes.push(0);
         }
         let rope_values: Vec<f32> = weights.rope.values.iter().map(|v| v.to_f32()).collect();

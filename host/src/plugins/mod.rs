@@ -316,13 +316,13 @@ impl PluginHost {
         let component = Component::new(&self.engine, wasm).map_err(|e| {
             anyhow!("plugin `{source}` is not a WebAssembly component this host can load: {e}")
         })?;
-        if let Some(path) = cached {
-            if let Err(e) = write_cache(&path, &component) {
-                log::debug!(
-                    "not caching the compiled plugin at {}: {e:#}",
-                    path.display()
-                );
-            }
+        if let Some(path) = cached
+            && let Err(e) = write_cache(&path, &component)
+        {
+            log::debug!(
+                "not caching the compiled plugin at {}: {e:#}",
+                path.display()
+            );
         }
         Ok(component)
     }
