@@ -25,7 +25,9 @@ struct MatmulArgs {
     rows: u32,
     n: u32,
     k: u32,
-    _pad: u32,
+    n_total: u32,
+    col0: u32,
+    _pad: [u32; 3],
     w: PlacementArgs,
 }
 
@@ -95,7 +97,7 @@ impl WgpuForward {
         let rope_values: Vec<f32> = weights.rope.values.iter().map(|v| v.to_f32()).collect();
         let (pool, rope) = gpu.checked("uploading the weight pool", || {
             Ok((
-                gpu.storage_with("weight pool", &pool_bytes)?,
+                gpu.pool_buffer(&pool_bytes)?,
                 gpu.storage_with("rope table", bytemuck::cast_slice(&rope_values))?,
             ))
         })?;
@@ -107,23 +109,70 @@ impl WgpuForward {
         })
     }
 
-    fn placement(&self, p: &Parameter) -> PlacementArgs {
-        let pool_size = self.weights.table.pool_size as u32;
-        let (tile, start, shift) = match p.placement {
-            Placement::Slice { start } => (0, start as u32, 0),
-            Placement::Tile { shift } => (1, 0, (shift % p.numel) as u32),
-        };
-        PlacementArgs {
-            tile,
-            start,
-            shift,
-            numel: p.numel as u32,
-            pool_size,
-            _pad: [0; 3],
+    /// The binding through which elements `first .. first + count` of `p` are read, and
+    /// their placement relative to it. A slice-placed parameter is read through a window of
+    /// the pool (so no binding need hold the whole pool); the tile branch wraps around the
+    /// whole pool, which must then fit one binding.
+    fn pool_window(
+        &self,
+        p: &Parameter,
+        first: usize,
+        count: usize,
+    ) -> Result<(wgpu::BindingResource<'_>, PlacementArgs)> {
+        let pool_size = self.weights.table.pool_size;
+        let limit = self.gpu.pool_window_limit;
+        match p.placement {
+            Placement::Slice { start } => {
+                let align = self.gpu.limits.min_storage_buffer_offset_alignment.max(4) as u64;
+                let byte_start = 2 * (start + first) as u64;
+                let offset = byte_start / align * align;
+                let rel = (byte_start - offset) / 2;
+                let size = (2 * (rel + count as u64)).div_ceil(4) * 4;
+                ensure!(
+                    size <= limit,
+                    "parameter {} needs a {} MiB window of the pool, over this adapter's {} MiB binding limit",
+                    p.name,
+                    size >> 20,
+                    limit >> 20
+                );
+                let binding = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &self.pool,
+                    offset,
+                    size: std::num::NonZeroU64::new(size),
+                });
+                let placement = PlacementArgs {
+                    tile: 0,
+                    start: rel as u32,
+                    shift: 0,
+                    numel: p.numel as u32,
+                    pool_size: pool_size as u32,
+                    _pad: [0; 3],
+                };
+                Ok((binding, placement))
+            }
+            Placement::Tile { shift } => {
+                ensure!(
+                    self.pool.size() <= limit,
+                    "parameter {} wraps around the whole {} MiB pool, which this adapter cannot bind at once ({} MiB at most); use --backend cpu for this model",
+                    p.name,
+                    self.pool.size() >> 20,
+                    limit >> 20
+                );
+                ensure!(first == 0, "a tile-placed parameter is read whole");
+                let placement = PlacementArgs {
+                    tile: 1,
+                    start: 0,
+                    shift: (shift % p.numel) as u32,
+                    numel: p.numel as u32,
+                    pool_size: pool_size as u32,
+                    _pad: [0; 3],
+                };
+                Ok((self.pool.as_entire_binding(), placement))
+            }
         }
     }
 
-    /// out[rows, n] = ⟂(x[rows, k] · Wᵀ).
+    /// out[rows, n] = ⟂(x[rows, k] · Wᵀ), in column blocks whose weights fit one binding.
     fn matmul(
         &self,
         enc: &mut wgpu::CommandEncoder,
@@ -131,19 +180,50 @@ impl WgpuForward {
         rows: usize,
         w: &Parameter,
         out: &wgpu::Buffer,
-    ) {
+    ) -> Result<()> {
         let (n, k) = (w.shape[0], w.shape[1]);
-        let args = self.gpu.uniform(&MatmulArgs {
-            rows: rows as u32,
-            n: n as u32,
-            k: k as u32,
-            _pad: 0,
-            w: self.placement(w),
-        });
-        let groups = (n.div_ceil(32) as u32, rows.div_ceil(32) as u32);
-        let k = &self.gpu.kernels;
-        self.gpu
-            .dispatch(enc, &k.matmul, &[&self.pool, x, out, &args], groups);
+        let block = match w.placement {
+            Placement::Tile { .. } => n,
+            Placement::Slice { .. } => {
+                let align = self.gpu.limits.min_storage_buffer_offset_alignment.max(4) as u64;
+                let fit = self.gpu.pool_window_limit.saturating_sub(align + 4) / (2 * k as u64);
+                ensure!(
+                    fit >= 1,
+                    "one row of {} does not fit this adapter's binding limit",
+                    w.name
+                );
+                (fit as usize).min(n)
+            }
+        };
+        let mut col0 = 0;
+        while col0 < n {
+            let cols = block.min(n - col0);
+            let (window, placement) = if block == n {
+                self.pool_window(w, 0, n * k)?
+            } else {
+                self.pool_window(w, col0 * k, cols * k)?
+            };
+            let args = self.gpu.uniform(&MatmulArgs {
+                rows: rows as u32,
+                n: cols as u32,
+                k: k as u32,
+                n_total: n as u32,
+                col0: col0 as u32,
+                _pad: [0; 3],
+                w: placement,
+            });
+            let groups = (cols.div_ceil(32) as u32, rows.div_ceil(32) as u32);
+            let bindings = vec![
+                window,
+                x.as_entire_binding(),
+                out.as_entire_binding(),
+                args.as_entire_binding(),
+            ];
+            self.gpu
+                .dispatch_bound(enc, &self.gpu.kernels.matmul, bindings, groups);
+            col0 += cols;
+        }
+        Ok(())
     }
 
     fn rms_norm(
@@ -153,22 +233,29 @@ impl WgpuForward {
         rows: usize,
         w: &Parameter,
         out: &wgpu::Buffer,
-    ) {
+    ) -> Result<()> {
         let p = &self.weights.params;
+        let (window, placement) = self.pool_window(w, 0, w.numel)?;
         let args = self.gpu.uniform(&NormArgs {
             rows: rows as u32,
             dim: p.dim as u32,
             eps: p.norm_eps as f32,
             _pad: 0,
-            w: self.placement(w),
+            w: placement,
         });
-        let k = &self.gpu.kernels;
-        self.gpu.dispatch(
+        let bindings = vec![
+            window,
+            x.as_entire_binding(),
+            out.as_entire_binding(),
+            args.as_entire_binding(),
+        ];
+        self.gpu.dispatch_bound(
             enc,
-            &k.rms_norm,
-            &[&self.pool, x, out, &args],
+            &self.gpu.kernels.rms_norm,
+            bindings,
             (rows.div_ceil(64) as u32, 1),
         );
+        Ok(())
     }
 
     fn elementwise(
@@ -236,10 +323,10 @@ impl WgpuForward {
         for l in 0..p.n_layers {
             let lp = w.layer(l);
             // 1. xn = RMSNorm(h); 2. q, k, v
-            self.rms_norm(&mut enc, &h, rows, lp.attention_norm, &xn);
-            self.matmul(&mut enc, &xn, rows, lp.wq, &q);
-            self.matmul(&mut enc, &xn, rows, lp.wk, &k);
-            self.matmul(&mut enc, &xn, rows, lp.wv, &v);
+            self.rms_norm(&mut enc, &h, rows, lp.attention_norm, &xn)?;
+            self.matmul(&mut enc, &xn, rows, lp.wq, &q)?;
+            self.matmul(&mut enc, &xn, rows, lp.wk, &k)?;
+            self.matmul(&mut enc, &xn, rows, lp.wv, &v)?;
             // 3. RoPE on q and k
             for (x, width) in [(&q, q_width), (&k, kv_width)] {
                 let args = gpu.uniform(&rope_args(width));
@@ -263,14 +350,14 @@ impl WgpuForward {
                 ((rows * p.n_heads).div_ceil(64) as u32, 1),
             );
             // 7. h = h + o·woᵀ
-            self.matmul(&mut enc, &o, rows, lp.wo, &xn);
+            self.matmul(&mut enc, &o, rows, lp.wo, &xn)?;
             self.elementwise(&mut enc, &kern.add_residual, &h, &xn, elt(rows * dim));
             // 8. the SwiGLU feed-forward
-            self.rms_norm(&mut enc, &h, rows, lp.ffn_norm, &xn);
-            self.matmul(&mut enc, &xn, rows, lp.w1, &a);
-            self.matmul(&mut enc, &xn, rows, lp.w3, &b);
+            self.rms_norm(&mut enc, &h, rows, lp.ffn_norm, &xn)?;
+            self.matmul(&mut enc, &xn, rows, lp.w1, &a)?;
+            self.matmul(&mut enc, &xn, rows, lp.w3, &b)?;
             self.elementwise(&mut enc, &kern.silu_mul, &a, &b, elt(rows * hidden));
-            self.matmul(&mut enc, &a, rows, lp.w2, &xn);
+            self.matmul(&mut enc, &a, rows, lp.w2, &xn)?;
             self.elementwise(&mut enc, &kern.add_residual, &h, &xn, elt(rows * dim));
         }
         // The final norm and the output projection, last positions only.
@@ -281,8 +368,8 @@ impl WgpuForward {
             _pad: 0,
         };
         self.elementwise(&mut enc, &kern.last_rows, &q, &h, gather);
-        self.rms_norm(&mut enc, &q, batch, w.final_norm(), &xn);
-        self.matmul(&mut enc, &xn, batch, w.output(), &logits);
+        self.rms_norm(&mut enc, &q, batch, w.final_norm(), &xn)?;
+        self.matmul(&mut enc, &xn, batch, w.output(), &logits)?;
         gpu.read_f32(enc, &logits, batch * p.vocab_size)
     }
 }

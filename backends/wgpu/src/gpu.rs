@@ -23,10 +23,19 @@ pub struct Gpu {
     pub(crate) queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     pub(crate) limits: wgpu::Limits,
+    /// Most bytes of the pool one dispatch binds: the adapter's storage binding limit, or
+    /// less when set for tests (`WgpuBackend::with_pool_window_limit`).
+    pub(crate) pool_window_limit: u64,
     pub(crate) kernels: Kernels,
 }
 
 impl Gpu {
+    pub fn with_pool_window_limit(bytes: u64) -> Result<Self> {
+        let mut gpu = Self::new()?;
+        gpu.pool_window_limit = gpu.pool_window_limit.min(bytes);
+        Ok(gpu)
+    }
+
     pub fn new() -> Result<Self> {
         let adapter = adapter()?;
         let info = adapter.get_info();
@@ -54,6 +63,7 @@ impl Gpu {
             device,
             queue,
             info,
+            pool_window_limit: binding_limit(&limits),
             limits,
             kernels,
         })
@@ -107,11 +117,29 @@ impl Gpu {
         }))
     }
 
+    /// The weight pool: one buffer, which may be larger than one binding (dispatches bind
+    /// windows of it), but not larger than the adapter's largest buffer.
+    pub(crate) fn pool_buffer(&self, data: &[u8]) -> Result<wgpu::Buffer> {
+        let max = self.limits.max_buffer_size;
+        if data.len() as u64 > max {
+            bail!(
+                "the weight pool needs {} MiB but {} allows buffers of at most {} MiB",
+                data.len() >> 20,
+                self.info.name,
+                max >> 20
+            );
+        }
+        Ok(self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("weight pool"),
+                contents: data,
+                usage: wgpu::BufferUsages::STORAGE,
+            }))
+    }
+
     fn check_binding(&self, label: &str, bytes: u64) -> Result<()> {
-        let max = self
-            .limits
-            .max_storage_buffer_binding_size
-            .min(self.limits.max_buffer_size);
+        let max = binding_limit(&self.limits);
         if bytes > max {
             bail!(
                 "the wgpu buffer `{label}` needs {} MiB but {} binds at most {} MiB; use a smaller --batch (or a smaller model on this adapter)",
@@ -132,7 +160,7 @@ impl Gpu {
             })
     }
 
-    /// Record one dispatch of `pipeline` with `buffers` bound in order (binding 0, 1, …).
+    /// Record one dispatch of `pipeline` with `buffers` bound whole, in order (binding 0, 1, …).
     pub(crate) fn dispatch(
         &self,
         encoder: &mut wgpu::CommandEncoder,
@@ -140,12 +168,24 @@ impl Gpu {
         buffers: &[&wgpu::Buffer],
         workgroups: (u32, u32),
     ) {
-        let entries: Vec<wgpu::BindGroupEntry> = buffers
-            .iter()
+        let resources = buffers.iter().map(|b| b.as_entire_binding()).collect();
+        self.dispatch_bound(encoder, pipeline, resources, workgroups);
+    }
+
+    /// Record one dispatch with these bindings (whole buffers or windows), in order.
+    pub(crate) fn dispatch_bound(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        pipeline: &wgpu::ComputePipeline,
+        resources: Vec<wgpu::BindingResource<'_>>,
+        workgroups: (u32, u32),
+    ) {
+        let entries: Vec<wgpu::BindGroupEntry> = resources
+            .into_iter()
             .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
+            .map(|(i, resource)| wgpu::BindGroupEntry {
                 binding: i as u32,
-                resource: b.as_entire_binding(),
+                resource,
             })
             .collect();
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -300,4 +340,10 @@ pub fn hardware_adapter() -> Option<String> {
         wgpu::DeviceType::Cpu | wgpu::DeviceType::Other
     ))
     .then_some(info.name)
+}
+
+fn binding_limit(limits: &wgpu::Limits) -> u64 {
+    limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size)
 }

@@ -48,11 +48,17 @@ fn pool_index(p: Placement, i: u32) -> u32 {
 
 // ---- matmul: out[r, c] = ⟂(Σ_k x[r, k] · W[c, k]), W = [n, k] ---------------------------
 
+// Large matrices are split into column blocks whose weights fit one binding: this dispatch
+// computes columns col0 .. col0 + n of an output whose rows are n_total wide.
 struct MatmulArgs {
     rows: u32,
     n: u32,
     k: u32,
-    _pad: u32,
+    n_total: u32,
+    col0: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
     w: Placement,
 }
 
@@ -98,7 +104,7 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var j = 0u; j < 4u; j++) {
             let c = c0 + j;
             if (r < mm.rows && c < mm.n) {
-                mm_out[r * mm.n + c] = r16(acc[i][j]);
+                mm_out[r * mm.n_total + mm.col0 + c] = r16(acc[i][j]);
             }
         }
     }

@@ -32,6 +32,14 @@ impl WgpuBackend {
         })
     }
 
+    /// Read weights through pool windows of at most `bytes` (for tests: large matrices are
+    /// then split into column blocks, as on adapters whose bindings are smaller than the pool).
+    pub fn with_pool_window_limit(&self, bytes: u64) -> Result<Self> {
+        Ok(Self {
+            gpu: Arc::new(Gpu::with_pool_window_limit(bytes)?),
+        })
+    }
+
     pub fn gpu(&self) -> &Gpu {
         &self.gpu
     }

@@ -108,3 +108,44 @@ fn devtest_agrees_with_reference() {
     let Some(b) = backend() else { return };
     check_forward_golden(b, &golden("forward_devtest.json"), 32).unwrap();
 }
+
+/// Large matrices split into column blocks whose weights fit one binding (as on adapters
+/// whose bindings are smaller than the pool) give exactly the same logits.
+#[test]
+fn weights_read_through_small_windows_give_the_same_bits() {
+    use powhost_core::poc::batch_inputs;
+    use powhost_core::{Backend, ModelParams, ModelWeights};
+    let Some(b) = backend() else { return };
+    // tiny: every parameter is slice-placed; a 4 KiB window holds 30 rows of a 64-wide matrix.
+    let windowed = b.with_pool_window_limit(4096).unwrap();
+    let params = ModelParams::preset("tiny").unwrap();
+    let weights = std::sync::Arc::new(ModelWeights::build(&params, "01", 0, &|_, _| {}).unwrap());
+    let inputs = batch_inputs(&weights, "key", &[0, 1, 2, 3, 4]);
+    let whole = b
+        .load(weights.clone())
+        .unwrap()
+        .last_position_logits(&inputs, 5)
+        .unwrap();
+    let split = windowed
+        .load(weights)
+        .unwrap()
+        .last_position_logits(&inputs, 5)
+        .unwrap();
+    assert_eq!(whole.len(), split.len());
+    assert!(
+        whole
+            .iter()
+            .zip(&split)
+            .all(|(x, y)| x.to_bits() == y.to_bits())
+    );
+
+    // small's tile-placed parameters wrap around the whole pool: refused with a clear error.
+    let params = ModelParams::preset("small").unwrap();
+    let weights = std::sync::Arc::new(ModelWeights::build(&params, "01", 0, &|_, _| {}).unwrap());
+    let inputs = batch_inputs(&weights, "key", &[0]);
+    let err = windowed
+        .load(weights)
+        .and_then(|f| f.last_position_logits(&inputs, 1))
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("whole"), "{err:#}");
+}
