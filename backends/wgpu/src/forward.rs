@@ -293,17 +293,17 @@ impl WgpuForward {
             "inputs are not batch × seq_len × dim"
         );
 
-        let h_init: Vec<f32> = inputs.iter().map(|v| v.to_f32()).collect();
-        let h = gpu.storage_with("h", bytemuck::cast_slice(&h_init))?;
-        let xn = gpu.storage("xn", rows * dim)?;
-        let q = gpu.storage("q", rows * q_width)?;
-        let k = gpu.storage("k", rows * kv_width)?;
-        let v = gpu.storage("v", rows * kv_width)?;
-        let o = gpu.storage("o", rows * q_width)?;
-        let a = gpu.storage("ffn a", rows * hidden)?;
-        let b = gpu.storage("ffn b", rows * hidden)?;
+        let h = gpu.storage_with("h", &gpu.act_data(inputs))?;
+        let xn = gpu.activations("xn", rows * dim)?;
+        let q = gpu.activations("q", rows * q_width)?;
+        let k = gpu.activations("k", rows * kv_width)?;
+        let v = gpu.activations("v", rows * kv_width)?;
+        let o = gpu.activations("o", rows * q_width)?;
+        let a = gpu.activations("ffn a", rows * hidden)?;
+        let b = gpu.activations("ffn b", rows * hidden)?;
+        // Scores, exponentials and probabilities: the exponentials are not rounded, so f32.
         let probs = gpu.storage("attention probabilities", rows * p.n_heads * s)?;
-        let logits = gpu.storage("logits", batch * p.vocab_size)?;
+        let logits = gpu.activations("logits", batch * p.vocab_size)?;
 
         let mut enc = gpu
             .device
@@ -370,7 +370,7 @@ impl WgpuForward {
         self.elementwise(&mut enc, &kern.last_rows, &q, &h, gather);
         self.rms_norm(&mut enc, &q, batch, w.final_norm(), &xn)?;
         self.matmul(&mut enc, &xn, batch, w.output(), &logits)?;
-        gpu.read_f32(enc, &logits, batch * p.vocab_size)
+        gpu.read_activations(enc, &logits, batch * p.vocab_size)
     }
 }
 
@@ -378,12 +378,7 @@ pub(crate) fn round_f16_on_device(gpu: &Gpu, values: &[f32]) -> Result<Vec<f32>>
     gpu.checked("rounding on the wgpu device", || {
         let input = gpu.storage_with("round input", bytemuck::cast_slice(values))?;
         let out = gpu.storage("round output", values.len())?;
-        let args = gpu.uniform(&EltArgs {
-            len: values.len() as u32,
-            width: 0,
-            seq_len: 0,
-            _pad: 0,
-        });
+        let args = gpu.uniform(&[values.len() as u32, 0, 0, 0]);
         let mut enc = gpu
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });

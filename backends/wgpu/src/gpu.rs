@@ -26,6 +26,8 @@ pub struct Gpu {
     /// Most bytes of the pool one dispatch binds: the adapter's storage binding limit, or
     /// less when set for tests (`WgpuBackend::with_pool_window_limit`).
     pub(crate) pool_window_limit: u64,
+    /// Activations stored as f16 (the adapter has SHADER_F16), else as f32.
+    pub(crate) f16_storage: bool,
     pub(crate) kernels: Kernels,
 }
 
@@ -36,34 +38,47 @@ impl Gpu {
         Ok(gpu)
     }
 
+    /// The first adapter, storing activations as f16 where it has SHADER_F16.
     pub fn new() -> Result<Self> {
+        Self::open(true)
+    }
+
+    /// Like `new`, with f16 activation storage only if `f16_storage` and the adapter has it.
+    pub fn open(f16_storage: bool) -> Result<Self> {
         let adapter = adapter()?;
+        let f16_storage = f16_storage && adapter.features().contains(wgpu::Features::SHADER_F16);
         let info = adapter.get_info();
         // Ask for the adapter's own limits: the storage binding size bounds the batch.
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("powhost"),
-            required_features: wgpu::Features::empty(),
+            required_features: if f16_storage {
+                wgpu::Features::SHADER_F16
+            } else {
+                wgpu::Features::empty()
+            },
             required_limits: limits.clone(),
             ..Default::default()
         }))
         .with_context(|| format!("opening the wgpu device {}", info.name))?;
         log::info!(
-            "wgpu adapter: {} ({:?}, {:?}, driver {}), storage bindings up to {} MiB",
+            "wgpu adapter: {} ({:?}, {:?}, driver {}), storage bindings up to {} MiB, activations in {}",
             info.name,
             info.backend,
             info.device_type,
             info.driver,
-            limits.max_storage_buffer_binding_size >> 20
+            limits.max_storage_buffer_binding_size >> 20,
+            if f16_storage { "f16" } else { "f32" }
         );
         let kernels = checked(&device, "compiling the WGSL kernels", || {
-            Kernels::compile(&device)
+            Kernels::compile(&device, f16_storage)
         })?;
         Ok(Self {
             device,
             queue,
             info,
             pool_window_limit: binding_limit(&limits),
+            f16_storage,
             limits,
             kernels,
         })
@@ -84,8 +99,12 @@ impl Gpu {
 
     pub fn description(&self) -> String {
         format!(
-            "{} ({:?} via {:?}, driver {})",
-            self.info.name, self.info.device_type, self.info.backend, self.info.driver
+            "{} ({:?} via {:?}, driver {}, {} activations)",
+            self.info.name,
+            self.info.device_type,
+            self.info.backend,
+            self.info.driver,
+            if self.f16_storage { "f16" } else { "f32" }
         )
     }
 
@@ -103,9 +122,41 @@ impl Gpu {
             }))
     }
 
+    /// Bytes per stored activation.
+    pub(crate) fn act_bytes(&self) -> usize {
+        if self.f16_storage { 2 } else { 4 }
+    }
+
+    /// f16 values as the kernels store activations.
+    pub(crate) fn act_data(&self, values: &[half::f16]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(values.len() * 4 + 2);
+        for v in values {
+            if self.f16_storage {
+                out.extend_from_slice(&v.to_bits().to_le_bytes());
+            } else {
+                out.extend_from_slice(&v.to_f32().to_le_bytes());
+            }
+        }
+        while !out.len().is_multiple_of(4) {
+            out.push(0);
+        }
+        out
+    }
+
+    /// A zeroed buffer for `len` activations.
+    pub(crate) fn activations(&self, label: &str, len: usize) -> Result<wgpu::Buffer> {
+        self.zeroed(
+            label,
+            (len.max(1) * self.act_bytes()).div_ceil(4) as u64 * 4,
+        )
+    }
+
     /// A zeroed f32 storage buffer of `len` elements.
     pub(crate) fn storage(&self, label: &str, len: usize) -> Result<wgpu::Buffer> {
-        let size = (len.max(1) * 4) as u64;
+        self.zeroed(label, (len.max(1) * 4) as u64)
+    }
+
+    fn zeroed(&self, label: &str, size: u64) -> Result<wgpu::Buffer> {
         self.check_binding(label, size)?;
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
@@ -211,14 +262,43 @@ impl Gpu {
         }
     }
 
+    /// Submit `encoder`, then copy `len` activations of `buffer` back to the host as f32.
+    pub(crate) fn read_activations(
+        &self,
+        encoder: wgpu::CommandEncoder,
+        buffer: &wgpu::Buffer,
+        len: usize,
+    ) -> Result<Vec<f32>> {
+        let bytes = self.read_bytes(encoder, buffer, (len * self.act_bytes()).div_ceil(4) * 4)?;
+        Ok(if self.f16_storage {
+            bytes
+                .chunks_exact(2)
+                .take(len)
+                .map(|b| half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32())
+                .collect()
+        } else {
+            bytemuck::cast_slice::<u8, f32>(&bytes).to_vec()
+        })
+    }
+
     /// Submit `encoder`, then copy `len` f32 values of `buffer` back to the host.
     pub(crate) fn read_f32(
+        &self,
+        encoder: wgpu::CommandEncoder,
+        buffer: &wgpu::Buffer,
+        len: usize,
+    ) -> Result<Vec<f32>> {
+        let bytes = self.read_bytes(encoder, buffer, len * 4)?;
+        Ok(bytemuck::cast_slice::<u8, f32>(&bytes).to_vec())
+    }
+
+    fn read_bytes(
         &self,
         mut encoder: wgpu::CommandEncoder,
         buffer: &wgpu::Buffer,
         len: usize,
-    ) -> Result<Vec<f32>> {
-        let size = (len * 4) as u64;
+    ) -> Result<Vec<u8>> {
+        let size = len as u64;
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size: size.max(4),
@@ -246,7 +326,7 @@ impl Gpu {
             .slice(..size)
             .get_mapped_range()
             .map_err(|e| anyhow!("mapping the wgpu readback buffer: {e}"))?;
-        let out = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
+        let out = view.to_vec();
         drop(view);
         staging.unmap();
         Ok(out)
@@ -256,7 +336,12 @@ impl Gpu {
 impl Kernels {
     /// Each section of `kernels.wgsl` is compiled as its own module with the shared
     /// functions in front: sections reuse binding numbers, which one module cannot.
-    fn compile(device: &wgpu::Device) -> Result<Self> {
+    fn compile(device: &wgpu::Device, f16_storage: bool) -> Result<Self> {
+        let act = if f16_storage {
+            "enable f16;\nalias act = f16;\n"
+        } else {
+            "alias act = f32;\n"
+        };
         let sections: Vec<&str> = KERNELS.split("\n// ---- ").collect();
         let shared = sections
             .get(1)
@@ -266,7 +351,7 @@ impl Kernels {
                 .iter()
                 .find(|s| s.starts_with(name))
                 .with_context(|| format!("kernels.wgsl has no `{name}` section"))?;
-            let source = format!("// ---- {shared}\n// ---- {section}");
+            let source = format!("{act}// ---- {shared}\n// ---- {section}");
             Ok(device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(name),
                 source: wgpu::ShaderSource::Wgsl(source.into()),
@@ -287,6 +372,7 @@ impl Kernels {
         let rope = module_of("RoPE")?;
         let attention = module_of("attention")?;
         let elementwise = module_of("elementwise")?;
+        let rounding = module_of("rounding test")?;
         Ok(Self {
             matmul: pipeline(&matmul, "matmul"),
             rms_norm: pipeline(&norm, "rms_norm"),
@@ -295,7 +381,7 @@ impl Kernels {
             add_residual: pipeline(&elementwise, "add_residual"),
             silu_mul: pipeline(&elementwise, "silu_mul"),
             last_rows: pipeline(&elementwise, "last_rows"),
-            round_f16: pipeline(&elementwise, "round_f16"),
+            round_f16: pipeline(&rounding, "round_f16"),
         })
     }
 }

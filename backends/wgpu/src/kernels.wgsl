@@ -4,8 +4,11 @@
 // depend on how a driver converts. Weights are read from the f16 pool, packed two per u32,
 // at the parameter's placement: the slice branch by offset, the tile branch by index.
 //
-// Each entry point is compiled as its own pipeline; the host prepends nothing and binds
-// only what an entry point uses (WGSL auto layout).
+// Activations are stored as `act`: f16 where the adapter has SHADER_F16 (half the memory
+// traffic), else f32. Either way every stored value has been rounded by r16 first, so the
+// conversion to `act` is exact and both storages compute the same bits. Each section is
+// compiled as its own module with the shared functions and the `act` alias in front (the
+// host prepends `enable f16; alias act = f16;` or `alias act = f32;`).
 
 // ---- shared ---------------------------------------------------------------------------
 
@@ -63,8 +66,8 @@ struct MatmulArgs {
 }
 
 @group(0) @binding(0) var<storage, read> mm_pool: array<u32>;
-@group(0) @binding(1) var<storage, read> mm_x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> mm_out: array<f32>;
+@group(0) @binding(1) var<storage, read> mm_x: array<act>;
+@group(0) @binding(2) var<storage, read_write> mm_out: array<act>;
 @group(0) @binding(3) var<uniform> mm: MatmulArgs;
 
 fn mm_weight(i: u32) -> f32 {
@@ -96,7 +99,7 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
             mm_weight(wrow[3] + kk)
         );
         for (var i = 0u; i < 4u; i++) {
-            acc[i] += mm_x[xrow[i] + kk] * wv;
+            acc[i] += f32(mm_x[xrow[i] + kk]) * wv;
         }
     }
     for (var i = 0u; i < 4u; i++) {
@@ -104,7 +107,7 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var j = 0u; j < 4u; j++) {
             let c = c0 + j;
             if (r < mm.rows && c < mm.n) {
-                mm_out[r * mm.n_total + mm.col0 + c] = r16(acc[i][j]);
+                mm_out[r * mm.n_total + mm.col0 + c] = act(r16(acc[i][j]));
             }
         }
     }
@@ -121,8 +124,8 @@ struct NormArgs {
 }
 
 @group(0) @binding(0) var<storage, read> nm_pool: array<u32>;
-@group(0) @binding(1) var<storage, read> nm_x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> nm_out: array<f32>;
+@group(0) @binding(1) var<storage, read> nm_x: array<act>;
+@group(0) @binding(2) var<storage, read_write> nm_out: array<act>;
 @group(0) @binding(3) var<uniform> nm: NormArgs;
 
 fn nm_weight(i: u32) -> f32 {
@@ -143,7 +146,7 @@ fn rms_norm(@builtin(global_invocation_id) gid: vec3<u32>) {
     var sum = 0.0;
     var carry = 0.0;
     for (var i = 0u; i < nm.dim; i++) {
-        let v = nm_x[base + i];
+        let v = f32(nm_x[base + i]);
         let y = v * v - carry;
         let t = sum + y;
         carry = (t - sum) - y;
@@ -152,7 +155,7 @@ fn rms_norm(@builtin(global_invocation_id) gid: vec3<u32>) {
     let mean = sum / f32(nm.dim);
     let r = 1.0 / sqrt(mean + nm.eps);
     for (var i = 0u; i < nm.dim; i++) {
-        nm_out[base + i] = r16(r16(nm_x[base + i] * r) * nm_weight(i));
+        nm_out[base + i] = act(r16(r16(f32(nm_x[base + i]) * r) * nm_weight(i)));
     }
 }
 
@@ -165,7 +168,7 @@ struct RopeArgs {
     seq_len: u32,
 }
 
-@group(0) @binding(0) var<storage, read_write> rp_x: array<f32>;
+@group(0) @binding(0) var<storage, read_write> rp_x: array<act>;
 @group(0) @binding(1) var<storage, read> rp_table: array<vec2<f32>>;
 @group(0) @binding(2) var<uniform> rp: RopeArgs;
 
@@ -181,10 +184,10 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let pos = row % rp.seq_len;
     let cs = rp_table[pos * rp.half_dim + p % rp.half_dim];
     let i = row * rp.width + 2u * p;
-    let x0 = rp_x[i];
-    let x1 = rp_x[i + 1u];
-    rp_x[i] = r16(x0 * cs.x - x1 * cs.y);
-    rp_x[i + 1u] = r16(x1 * cs.x + x0 * cs.y);
+    let x0 = f32(rp_x[i]);
+    let x1 = f32(rp_x[i + 1u]);
+    rp_x[i] = act(r16(x0 * cs.x - x1 * cs.y));
+    rp_x[i + 1u] = act(r16(x1 * cs.x + x0 * cs.y));
 }
 
 // ---- attention, causal, grouped heads: one invocation per (row, head) ------------------
@@ -200,10 +203,10 @@ struct AttnArgs {
     _pad1: u32,
 }
 
-@group(0) @binding(0) var<storage, read> at_q: array<f32>;
-@group(0) @binding(1) var<storage, read> at_k: array<f32>;
-@group(0) @binding(2) var<storage, read> at_v: array<f32>;
-@group(0) @binding(3) var<storage, read_write> at_out: array<f32>;
+@group(0) @binding(0) var<storage, read> at_q: array<act>;
+@group(0) @binding(1) var<storage, read> at_k: array<act>;
+@group(0) @binding(2) var<storage, read> at_v: array<act>;
+@group(0) @binding(3) var<storage, read_write> at_out: array<act>;
 @group(0) @binding(4) var<storage, read_write> at_probs: array<f32>;
 @group(0) @binding(5) var<uniform> at: AttnArgs;
 
@@ -229,7 +232,7 @@ fn attention(@builtin(global_invocation_id) gid: vec3<u32>) {
         let k0 = (b * at.seq_len + t) * kv_width + g * hd;
         var dot = 0.0;
         for (var d = 0u; d < hd; d++) {
-            dot += at_q[q0 + d] * at_k[k0 + d];
+            dot += f32(at_q[q0 + d]) * f32(at_k[k0 + d]);
         }
         let s = r16(r16(dot) / at.scale);
         at_probs[p0 + t] = s;
@@ -250,9 +253,9 @@ fn attention(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var d = 0u; d < hd; d++) {
         var o = 0.0;
         for (var t = 0u; t <= pos; t++) {
-            o += at_probs[p0 + t] * at_v[(b * at.seq_len + t) * kv_width + g * hd + d];
+            o += at_probs[p0 + t] * f32(at_v[(b * at.seq_len + t) * kv_width + g * hd + d]);
         }
-        at_out[q0 + d] = r16(o);
+        at_out[q0 + d] = act(r16(o));
     }
 }
 
@@ -266,8 +269,8 @@ struct EltArgs {
     _pad: u32,
 }
 
-@group(0) @binding(0) var<storage, read_write> el_a: array<f32>;
-@group(0) @binding(1) var<storage, read> el_b: array<f32>;
+@group(0) @binding(0) var<storage, read_write> el_a: array<act>;
+@group(0) @binding(1) var<storage, read> el_b: array<act>;
 @group(0) @binding(2) var<uniform> el: EltArgs;
 
 fn el_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
@@ -279,7 +282,7 @@ fn el_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 fn add_residual(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = el_index(gid, nwg);
     if (i < el.len) {
-        el_a[i] = r16(el_a[i] + el_b[i]);
+        el_a[i] = act(r16(f32(el_a[i]) + f32(el_b[i])));
     }
 }
 
@@ -288,9 +291,9 @@ fn add_residual(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 fn silu_mul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = el_index(gid, nwg);
     if (i < el.len) {
-        let x = el_a[i];
+        let x = f32(el_a[i]);
         let s = r16(x / (1.0 + exp(-x)));
-        el_a[i] = r16(s * el_b[i]);
+        el_a[i] = act(r16(s * f32(el_b[i])));
     }
 }
 
@@ -305,11 +308,16 @@ fn last_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     }
 }
 
-// out = ⟂(in): for testing r16 against a reference rounding.
+// ---- rounding test: out = ⟂(in), f32 in and out, to check r16 against a reference -----
+
+@group(0) @binding(0) var<storage, read_write> rt_out: array<f32>;
+@group(0) @binding(1) var<storage, read> rt_in: array<f32>;
+@group(0) @binding(2) var<uniform> rt_len: vec4<u32>;
+
 @compute @workgroup_size(256)
 fn round_f16(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = el_index(gid, nwg);
-    if (i < el.len) {
-        el_a[i] = r16(el_b[i]);
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i < rt_len.x) {
+        rt_out[i] = r16(rt_in[i]);
     }
 }

@@ -34,6 +34,14 @@ impl WgpuBackend {
 
     /// Read weights through pool windows of at most `bytes` (for tests: large matrices are
     /// then split into column blocks, as on adapters whose bindings are smaller than the pool).
+    /// Store activations as f32 even where the adapter has SHADER_F16 (for comparing the
+    /// two storages, which compute the same bits).
+    pub fn with_f32_storage() -> Result<Self> {
+        Ok(Self {
+            gpu: Arc::new(Gpu::open(false)?),
+        })
+    }
+
     pub fn with_pool_window_limit(&self, bytes: u64) -> Result<Self> {
         Ok(Self {
             gpu: Arc::new(Gpu::with_pool_window_limit(bytes)?),

@@ -149,3 +149,44 @@ fn weights_read_through_small_windows_give_the_same_bits() {
         .unwrap_err();
     assert!(format!("{err:#}").contains("whole"), "{err:#}");
 }
+
+/// f16 activation storage (where the adapter has SHADER_F16) and f32 storage hold the
+/// same f16-representable values, so they compute the same bits.
+#[test]
+fn f16_and_f32_activation_storage_agree_bit_for_bit() {
+    use powhost_core::poc::batch_inputs;
+    use powhost_core::{Backend, ModelParams, ModelWeights};
+    let Some(b) = backend() else { return };
+    if !b.gpu().description().contains("f16 activations") {
+        eprintln!("SKIPPED: {} has no SHADER_F16", b.gpu().description());
+        return;
+    }
+    let f32_storage = WgpuBackend::with_f32_storage().unwrap();
+    for preset in ["tiny", "small"] {
+        let params = ModelParams::preset(preset).unwrap();
+        let weights =
+            std::sync::Arc::new(ModelWeights::build(&params, "01", 0, &|_, _| {}).unwrap());
+        let inputs = batch_inputs(&weights, "key", &[0, 1, 2, 3]);
+        let f16 = b
+            .load(weights.clone())
+            .unwrap()
+            .last_position_logits(&inputs, 4)
+            .unwrap();
+        let f32 = f32_storage
+            .load(weights)
+            .unwrap()
+            .last_position_logits(&inputs, 4)
+            .unwrap();
+        let same = f16
+            .iter()
+            .zip(&f32)
+            .filter(|(x, y)| x.to_bits() == y.to_bits())
+            .count();
+        assert_eq!(
+            same,
+            f16.len(),
+            "{preset}: {same} of {} logits identical",
+            f16.len()
+        );
+    }
+}
