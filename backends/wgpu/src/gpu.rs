@@ -38,9 +38,10 @@ impl Gpu {
         Ok(gpu)
     }
 
-    /// The first adapter, storing activations as f16 where it has SHADER_F16.
+    /// The first adapter, storing activations as f16 where it has SHADER_F16 (unless
+    /// `POWHOST_WGPU_F16=0`).
     pub fn new() -> Result<Self> {
-        Self::open(true)
+        Self::open(std::env::var("POWHOST_WGPU_F16").map_or(true, |v| v != "0"))
     }
 
     /// Like `new`, with f16 activation storage only if `f16_storage` and the adapter has it.
