@@ -78,8 +78,8 @@ pub struct FingerprintArgs {
 
 #[derive(Args, Debug)]
 pub struct DistancesArgs {
-    /// The compute backend: `cpu`, `wgpu`, or `auto` (CUDA when a device answers, then a
-    /// hardware GPU through wgpu, then the CPU).
+    /// The compute backend: `cpu`, `wgpu`, `cuda` (every device; or `cuda:0,cuda:1`), or
+    /// `auto` (CUDA when a device answers, then a hardware GPU through wgpu, then the CPU).
     #[arg(long, default_value = "cpu")]
     pub backend: String,
     #[command(flatten)]
@@ -103,8 +103,8 @@ pub struct DistancesArgs {
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// The compute backend: `cpu`, `wgpu`, or `auto` (CUDA when a device answers, then a
-    /// hardware GPU through wgpu, then the CPU).
+    /// The compute backend: `cpu`, `wgpu`, `cuda` (every device; or `cuda:0,cuda:1`), or
+    /// `auto` (CUDA when a device answers, then a hardware GPU through wgpu, then the CPU).
     #[arg(long, default_value = "cpu")]
     pub backend: String,
     /// The preset to measure.
@@ -144,7 +144,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "runpod", value_name = "NAME|PATH")]
     pub plugin: String,
     /// The compute backend: `auto` picks CUDA when a device answers, then a hardware GPU
-    /// through wgpu, then the CPU; or `cpu`, `wgpu`.
+    /// through wgpu, then the CPU; or `cpu`, `wgpu`, `cuda` (`cuda:0,cuda:1` for some devices).
     #[arg(long, default_value = "auto")]
     pub backend: String,
     /// One request per input line, one response per output line; the model is reused.
@@ -166,7 +166,7 @@ pub struct RunArgs {
 
 #[derive(Args, Debug)]
 pub struct CompareArgs {
-    /// Backends to run, comma-separated (`cpu`, `wgpu`).
+    /// Backends to run, comma-separated (`cpu`, `wgpu`, `cuda`).
     #[arg(
         long,
         value_delimiter = ',',

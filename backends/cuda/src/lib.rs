@@ -1,0 +1,133 @@
+//! The CUDA backend: spec §5's float16 forward pass on NVIDIA GPUs, with cuBLAS GEMMs
+//! (f16 in, f32 accumulation, f16 out) and NVRTC-compiled kernels for the other steps
+//! (`kernels.cu`). The f16 pool is uploaded once per device and weights are offsets into it.
+//!
+//! cudarc loads libcuda, libcublas and libnvrtc at run time, so this crate builds on
+//! machines without CUDA; there, [`CudaBackend::new`] returns "no CUDA device: …" (cudarc
+//! panics when a library is missing, so their presence is checked first).
+//!
+//! Status: written and compiled without a GPU; it has not run yet (see the conformance
+//! tests, which skip with a message where no device answers).
+
+mod forward;
+
+use anyhow::{Context, Result, bail};
+use cudarc::driver::CudaContext;
+use powhost_core::{Backend, ForwardPass, ModelParams, ModelWeights};
+use std::sync::Arc;
+
+const KERNELS: &str = include_str!("kernels.cu");
+
+/// One or more CUDA devices; a model replica is loaded on each and batches are split
+/// between them.
+pub struct CudaBackend {
+    devices: Vec<Arc<CudaContext>>,
+    names: Vec<String>,
+}
+
+impl CudaBackend {
+    /// Every device the driver reports.
+    pub fn all() -> Result<Self> {
+        check_libraries()?;
+        let count = CudaContext::device_count().map_err(|e| {
+            anyhow::anyhow!("no CUDA device: the driver could not count devices ({e})")
+        })?;
+        if count < 1 {
+            bail!("no CUDA device: the driver reports none");
+        }
+        Self::on((0..count as usize).collect())
+    }
+
+    /// These device ordinals (`cuda:0,cuda:1` → `[0, 1]`).
+    pub fn on(ordinals: Vec<usize>) -> Result<Self> {
+        check_libraries()?;
+        if ordinals.is_empty() {
+            bail!("no CUDA device was named");
+        }
+        let mut devices = Vec::new();
+        let mut names = Vec::new();
+        for i in ordinals {
+            let ctx = CudaContext::new(i)
+                .map_err(|e| anyhow::anyhow!("no CUDA device: cuda:{i} did not open ({e})"))?;
+            let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
+            names.push(format!("cuda:{i} ({name})"));
+            devices.push(ctx);
+        }
+        Ok(Self { devices, names })
+    }
+
+    /// Parse `cuda`, `cuda:0`, `cuda:0,cuda:1` into device ordinals.
+    pub fn parse_devices(spec: &str) -> Result<Option<Vec<usize>>> {
+        if spec == "cuda" {
+            return Ok(None);
+        }
+        spec.split(',')
+            .map(|d| {
+                d.trim()
+                    .strip_prefix("cuda:")
+                    .and_then(|n| n.parse().ok())
+                    .with_context(|| format!("`{d}` is not a CUDA device; write cuda:0, cuda:1, …"))
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+}
+
+/// cudarc panics when a library it needs is missing: ask first.
+fn check_libraries() -> Result<()> {
+    // SAFETY: these only try to dlopen the libraries and report whether they loaded.
+    let (driver, blas, nvrtc) = unsafe {
+        (
+            cudarc::driver::sys::is_culib_present(),
+            cudarc::cublas::sys::is_culib_present(),
+            cudarc::nvrtc::sys::is_culib_present(),
+        )
+    };
+    let missing: Vec<&str> = [
+        (driver, "the driver (libcuda)"),
+        (blas, "cuBLAS"),
+        (nvrtc, "NVRTC"),
+    ]
+    .into_iter()
+    .filter(|(present, _)| !present)
+    .map(|(_, name)| name)
+    .collect();
+    if !missing.is_empty() {
+        bail!(
+            "no CUDA device: this machine lacks {} (install the NVIDIA driver and CUDA 13, or use --backend cpu)",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+impl Backend for CudaBackend {
+    fn name(&self) -> &'static str {
+        "cuda"
+    }
+
+    fn device_description(&self) -> String {
+        self.names.join(", ")
+    }
+
+    fn devices(&self) -> Vec<String> {
+        let mut d = vec!["cuda".to_string()];
+        d.extend((0..self.devices.len()).map(|i| format!("cuda:{i}")));
+        d
+    }
+
+    fn working_memory_bytes(&self, params: &ModelParams, batch: usize) -> u64 {
+        // Host memory beyond the pool: the inputs and the logits read back.
+        let rows = (batch * params.seq_len) as u64;
+        rows * params.dim as u64 * 2 + batch as u64 * params.vocab_size as u64 * 6
+    }
+
+    fn load(&self, weights: Arc<ModelWeights>) -> Result<Box<dyn ForwardPass>> {
+        let replicas = self
+            .devices
+            .iter()
+            .map(|ctx| forward::Replica::new(ctx.clone(), weights.clone()))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Box::new(forward::CudaForward::new(weights, replicas)))
+    }
+}
