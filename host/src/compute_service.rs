@@ -216,7 +216,7 @@ impl ComputeService {
     }
 
     fn model_batch(&self, params: &ModelParams) -> usize {
-        choose_batch(self.batch, params, usize::MAX).unwrap_or(1)
+        choose_batch(self.batch, &*self.backend, params, usize::MAX).unwrap_or(1)
     }
 
     /// The cached model when the task matches it, else a newly built one (replacing it:

@@ -26,6 +26,12 @@ pub trait Backend: Send + Sync {
 
     /// Prepare the forward pass for these weights.
     fn load(&self, weights: Arc<ModelWeights>) -> Result<Box<dyn ForwardPass>>;
+
+    /// Nonces per forward pass this backend would choose for `params` (e.g. from free
+    /// device memory); `None` leaves the choice to the caller.
+    fn preferred_batch(&self, _params: &ModelParams) -> Option<usize> {
+        None
+    }
 }
 
 /// A model ready to compute.
@@ -33,4 +39,10 @@ pub trait ForwardPass: Send + Sync {
     /// For `batch` nonce inputs (each `[seq_len][dim]` f16, concatenated), the last
     /// position's logits (`vocab_size` f32 each, concatenated).
     fn last_position_logits(&self, inputs: &[f16], batch: usize) -> Result<Vec<f32>>;
+
+    /// Whether the forward pass leaves the CPU cores free (a GPU computes), so that the
+    /// next batch's inputs are best drawn on them meanwhile.
+    fn overlaps_host_work(&self) -> bool {
+        false
+    }
 }

@@ -23,7 +23,8 @@ pub fn batch_inputs(weights: &ModelWeights, public_key: &str, nonces: &[i64]) ->
 }
 
 /// The distances of `nonces`, in order, computed `batch` at a time. `progress` is told how
-/// many nonces are done.
+/// many nonces are done. When the backend leaves the CPU free (a GPU), the next batch's
+/// inputs are drawn while the current one is computed.
 pub fn compute_distances(
     forward: &dyn ForwardPass,
     weights: &ModelWeights,
@@ -32,22 +33,54 @@ pub fn compute_distances(
     batch: usize,
     progress: &dyn Fn(usize),
 ) -> Result<Vec<f64>> {
-    let vocab = weights.params.vocab_size;
+    let groups: Vec<&[i64]> = nonces.chunks(batch.max(1)).collect();
     let mut out = Vec::with_capacity(nonces.len());
-    for group in nonces.chunks(batch.max(1)) {
-        let inputs = batch_inputs(weights, public_key, group);
-        let logits = forward.last_position_logits(&inputs, group.len())?;
-        let dists: Vec<f64> = logits
-            .par_chunks(vocab)
-            .zip(group)
-            .map(|(z, &nonce)| {
-                let perm =
-                    streams::nonce_permutation(vocab, &weights.block_hash, public_key, nonce);
-                distance(z, &perm, &weights.target)
-            })
-            .collect();
-        out.extend(dists);
-        progress(out.len());
+    if !forward.overlaps_host_work() || groups.len() < 2 {
+        for group in groups {
+            let inputs = batch_inputs(weights, public_key, group);
+            out.extend(group_distances(
+                forward, weights, public_key, group, &inputs,
+            )?);
+            progress(out.len());
+        }
+        return Ok(out);
     }
-    Ok(out)
+    std::thread::scope(|scope| {
+        let mut inputs = batch_inputs(weights, public_key, groups[0]);
+        for (i, group) in groups.iter().enumerate() {
+            let next = groups
+                .get(i + 1)
+                .map(|g| scope.spawn(move || batch_inputs(weights, public_key, g)));
+            out.extend(group_distances(
+                forward, weights, public_key, group, &inputs,
+            )?);
+            progress(out.len());
+            if let Some(next) = next {
+                inputs = next
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("drawing nonce inputs panicked"))?;
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// One batch: the forward pass, then every nonce's permutation and distance.
+fn group_distances(
+    forward: &dyn ForwardPass,
+    weights: &ModelWeights,
+    public_key: &str,
+    group: &[i64],
+    inputs: &[f16],
+) -> Result<Vec<f64>> {
+    let vocab = weights.params.vocab_size;
+    let logits = forward.last_position_logits(inputs, group.len())?;
+    Ok(logits
+        .par_chunks(vocab)
+        .zip(group)
+        .map(|(z, &nonce)| {
+            let perm = streams::nonce_permutation(vocab, &weights.block_hash, public_key, nonce);
+            distance(z, &perm, &weights.target)
+        })
+        .collect())
 }

@@ -308,6 +308,10 @@ impl CudaForward {
 }
 
 impl ForwardPass for CudaForward {
+    fn overlaps_host_work(&self) -> bool {
+        true
+    }
+
     fn last_position_logits(&self, inputs: &[f16], batch: usize) -> Result<Vec<f32>> {
         let per_nonce = self.weights.params.seq_len * self.weights.params.dim;
         let per_device = batch.div_ceil(self.replicas.len()).max(1);

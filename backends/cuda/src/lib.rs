@@ -122,6 +122,37 @@ impl Backend for CudaBackend {
         rows * params.dim as u64 * 2 + batch as u64 * params.vocab_size as u64 * 6
     }
 
+    /// As many nonces as the smallest device's free memory holds beside the pool, with a
+    /// tenth kept spare.
+    fn preferred_batch(&self, params: &ModelParams) -> Option<usize> {
+        let (_, pool_size) = powhost_core::parameter_table::pool_size_of(params);
+        let (s, dim, hidden) = (
+            params.seq_len as u64,
+            params.dim as u64,
+            params.ffn_hidden() as u64,
+        );
+        let per_nonce = s * (6 * dim + 2 * hidden) * 2
+            + params.n_heads as u64 * s * s * 4
+            + params.vocab_size as u64 * 2;
+        let free = self
+            .devices
+            .iter()
+            .filter_map(|ctx| {
+                ctx.bind_to_thread().ok()?;
+                cudarc::driver::result::mem_get_info()
+                    .ok()
+                    .map(|(free, _)| free as u64)
+            })
+            .min()?;
+        let spare = (free / 10).saturating_add(pool_size as u64 * 2);
+        let batch = (free.saturating_sub(spare) / per_nonce.max(1)).clamp(1, 4096) as usize;
+        log::info!(
+            "cuda: {} MiB free on the smallest device: batch {batch}",
+            free >> 20
+        );
+        Some(batch)
+    }
+
     fn load(&self, weights: Arc<ModelWeights>) -> Result<Box<dyn ForwardPass>> {
         let replicas = self
             .devices

@@ -277,6 +277,10 @@ impl ForwardPass for WgpuForward {
         self.gpu
             .checked("the wgpu forward pass", || self.forward(inputs, batch))
     }
+
+    fn overlaps_host_work(&self) -> bool {
+        self.gpu.is_hardware()
+    }
 }
 
 impl WgpuForward {

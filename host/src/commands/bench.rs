@@ -36,7 +36,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         ((200e9 * 2.0 / per_nonce) as usize).clamp(1, 4096)
     });
     anyhow::ensure!(nonces >= 1, "--nonces must be at least 1");
-    let batch = choose_batch(args.batch, &params, nonces)?;
+    let batch = choose_batch(args.batch, &*backend, &params, nonces)?;
 
     let start = Instant::now();
     let model = LoadedModel::new(&*backend, &params, &args.block_hash, batch)?;

@@ -103,7 +103,6 @@ pub fn run(args: CompareArgs) -> Result<ExitCode> {
             "--golden fixes the block hash, public key and nonces; leave those flags out or match the file"
         );
     }
-    let batch = choose_batch(args.batch, &params, nonces.len())?;
 
     let mut backends = Vec::new();
     for name in &args.backends {
@@ -111,6 +110,11 @@ pub fn run(args: CompareArgs) -> Result<ExitCode> {
             bail!("--backends lists `{name}` twice");
         }
         backends.push((name.clone(), backend_by_name(name)?));
+    }
+    // One batch size for all, so that every backend sees the same groups of nonces.
+    let mut batch = nonces.len().max(1);
+    for (_, backend) in &backends {
+        batch = batch.min(choose_batch(args.batch, &**backend, &params, nonces.len())?);
     }
     let extra = backends
         .iter()

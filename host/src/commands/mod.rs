@@ -91,14 +91,18 @@ pub fn build_weights(
     )?))
 }
 
-/// Nonces per forward pass: the user's `--batch`, else about 1024 rows of activations;
-/// never more than there are nonces (the memory check counts a whole batch).
+/// Nonces per forward pass: the user's `--batch`, else the backend's preference (a GPU's
+/// free memory), else about 1024 rows of activations; never more than there are nonces
+/// (the memory check counts a whole batch).
 pub fn choose_batch(
     requested: Option<usize>,
+    backend: &dyn Backend,
     params: &ModelParams,
     nonces: usize,
 ) -> Result<usize> {
-    let batch = requested.unwrap_or((1024 / params.seq_len).clamp(1, 256));
+    let batch = requested
+        .or_else(|| backend.preferred_batch(params))
+        .unwrap_or((1024 / params.seq_len).clamp(1, 256));
     anyhow::ensure!(batch >= 1, "--batch must be at least 1");
     Ok(batch.min(nonces.max(1)))
 }
