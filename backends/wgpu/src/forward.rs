@@ -48,6 +48,8 @@ struct RopeArgs {
     width: u32,
     half_dim: u32,
     seq_len: u32,
+    last_only: u32,
+    _pad: [u32; 3],
 }
 
 #[repr(C)]
@@ -59,7 +61,8 @@ struct AttnArgs {
     n_kv_heads: u32,
     head_dim: u32,
     scale: f32,
-    _pad: [u32; 2],
+    last_only: u32,
+    _pad: u32,
 }
 
 #[repr(C)]
@@ -309,70 +312,89 @@ impl WgpuForward {
         let probs = gpu.storage("attention probabilities", rows * p.n_heads * s)?;
         let logits = gpu.activations("logits", batch * p.vocab_size)?;
 
+        // The last layer carries each nonce's last position only, beyond k and v.
+        let h_last = gpu.activations("h, last positions", batch * dim)?;
         let mut enc = gpu
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-        let rope_args = |width: usize| RopeArgs {
-            rows: rows as u32,
-            width: width as u32,
-            half_dim: (hd / 2) as u32,
-            seq_len: s as u32,
-        };
         let elt = |len: usize| EltArgs {
             len: len as u32,
             width: 0,
             seq_len: 0,
             _pad: 0,
         };
+        let gather = |width: usize| EltArgs {
+            len: (batch * width) as u32,
+            width: width as u32,
+            seq_len: s as u32,
+            _pad: 0,
+        };
         for l in 0..p.n_layers {
             let lp = w.layer(l);
-            // 1. xn = RMSNorm(h); 2. q, k, v
+            let last = l + 1 == p.n_layers;
+            let q_rows = if last { batch } else { rows };
+            // 1. xn = RMSNorm(h); 2. k, v for every position, q for those that go on
             self.rms_norm(&mut enc, &h, rows, lp.attention_norm, &xn)?;
-            self.matmul(&mut enc, &xn, rows, lp.wq, &q)?;
             self.matmul(&mut enc, &xn, rows, lp.wk, &k)?;
             self.matmul(&mut enc, &xn, rows, lp.wv, &v)?;
+            let q_in = if last {
+                self.elementwise(&mut enc, &kern.last_rows, &o, &xn, gather(dim));
+                &o
+            } else {
+                &xn
+            };
+            self.matmul(&mut enc, q_in, q_rows, lp.wq, &q)?;
             // 3. RoPE on q and k
-            for (x, width) in [(&q, q_width), (&k, kv_width)] {
-                let args = gpu.uniform(&rope_args(width));
-                let groups = gpu.elementwise_groups(rows * width / 2);
+            for (x, width, n, last_only) in
+                [(&q, q_width, q_rows, last), (&k, kv_width, rows, false)]
+            {
+                let args = gpu.uniform(&RopeArgs {
+                    rows: n as u32,
+                    width: width as u32,
+                    half_dim: (hd / 2) as u32,
+                    seq_len: s as u32,
+                    last_only: last_only as u32,
+                    _pad: [0; 3],
+                });
+                let groups = gpu.elementwise_groups(n * width / 2);
                 gpu.dispatch(&mut enc, &kern.rope, &[x, &self.rope, &args], groups);
             }
             // 4–6. attention
             let args = gpu.uniform(&AttnArgs {
-                rows: rows as u32,
+                rows: q_rows as u32,
                 seq_len: s as u32,
                 n_heads: p.n_heads as u32,
                 n_kv_heads: p.n_kv_heads as u32,
                 head_dim: hd as u32,
                 scale: (hd as f32).sqrt(),
-                _pad: [0; 2],
+                last_only: last as u32,
+                _pad: 0,
             });
             gpu.dispatch(
                 &mut enc,
                 &kern.attention,
                 &[&q, &k, &v, &o, &probs, &args],
-                ((rows * p.n_heads).div_ceil(64) as u32, 1),
+                ((q_rows * p.n_heads).div_ceil(64) as u32, 1),
             );
             // 7. h = h + o·woᵀ
-            self.matmul(&mut enc, &o, rows, lp.wo, &xn)?;
-            self.elementwise(&mut enc, &kern.add_residual, &h, &xn, elt(rows * dim));
+            let h_cur = if last {
+                self.elementwise(&mut enc, &kern.last_rows, &h_last, &h, gather(dim));
+                &h_last
+            } else {
+                &h
+            };
+            self.matmul(&mut enc, &o, q_rows, lp.wo, &xn)?;
+            self.elementwise(&mut enc, &kern.add_residual, h_cur, &xn, elt(q_rows * dim));
             // 8. the SwiGLU feed-forward
-            self.rms_norm(&mut enc, &h, rows, lp.ffn_norm, &xn)?;
-            self.matmul(&mut enc, &xn, rows, lp.w1, &a)?;
-            self.matmul(&mut enc, &xn, rows, lp.w3, &b)?;
-            self.elementwise(&mut enc, &kern.silu_mul, &a, &b, elt(rows * hidden));
-            self.matmul(&mut enc, &a, rows, lp.w2, &xn)?;
-            self.elementwise(&mut enc, &kern.add_residual, &h, &xn, elt(rows * dim));
+            self.rms_norm(&mut enc, h_cur, q_rows, lp.ffn_norm, &xn)?;
+            self.matmul(&mut enc, &xn, q_rows, lp.w1, &a)?;
+            self.matmul(&mut enc, &xn, q_rows, lp.w3, &b)?;
+            self.elementwise(&mut enc, &kern.silu_mul, &a, &b, elt(q_rows * hidden));
+            self.matmul(&mut enc, &a, q_rows, lp.w2, &xn)?;
+            self.elementwise(&mut enc, &kern.add_residual, h_cur, &xn, elt(q_rows * dim));
         }
-        // The final norm and the output projection, last positions only.
-        let gather = EltArgs {
-            len: (batch * dim) as u32,
-            width: dim as u32,
-            seq_len: s as u32,
-            _pad: 0,
-        };
-        self.elementwise(&mut enc, &kern.last_rows, &q, &h, gather);
-        self.rms_norm(&mut enc, &q, batch, w.final_norm(), &xn)?;
+        // The final norm and the output projection.
+        self.rms_norm(&mut enc, &h_last, batch, w.final_norm(), &xn)?;
         self.matmul(&mut enc, &xn, batch, w.output(), &logits)?;
         gpu.read_activations(enc, &logits, batch * p.vocab_size)
     }

@@ -166,6 +166,8 @@ struct RopeArgs {
     width: u32,
     half_dim: u32,
     seq_len: u32,
+    // 1: the rows are each nonce's last position only (the last layer's queries).
+    last_only: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> rp_x: array<act>;
@@ -181,7 +183,7 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
     let row = g / pairs;
     let p = g % pairs;
-    let pos = row % rp.seq_len;
+    let pos = select(row % rp.seq_len, rp.seq_len - 1u, rp.last_only == 1u);
     let cs = rp_table[pos * rp.half_dim + p % rp.half_dim];
     let i = row * rp.width + 2u * p;
     let x0 = f32(rp_x[i]);
@@ -199,7 +201,8 @@ struct AttnArgs {
     n_kv_heads: u32,
     head_dim: u32,
     scale: f32,
-    _pad0: u32,
+    // 1: one query row per nonce, its last position (the last layer).
+    last_only: u32,
     _pad1: u32,
 }
 
@@ -219,8 +222,12 @@ fn attention(@builtin(global_invocation_id) gid: vec3<u32>) {
     let row = task / at.n_heads;
     let h = task % at.n_heads;
     let hd = at.head_dim;
-    let b = row / at.seq_len;
-    let pos = row % at.seq_len;
+    var b = row / at.seq_len;
+    var pos = row % at.seq_len;
+    if (at.last_only == 1u) {
+        b = row;
+        pos = at.seq_len - 1u;
+    }
     let g = h / (at.n_heads / at.n_kv_heads);
     let q_width = at.n_heads * hd;
     let kv_width = at.n_kv_heads * hd;
