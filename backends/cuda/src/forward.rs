@@ -183,6 +183,26 @@ impl Replica {
         Ok(())
     }
 
+    /// out[b, :] = x[(b + 1)·seq_len − 1, :]: each nonce's last position.
+    fn last_rows(
+        &self,
+        x: &CudaSlice<f16>,
+        out: &mut CudaSlice<f16>,
+        batch: usize,
+        width: usize,
+    ) -> Result<()> {
+        let (batch_u, width_u, seq) = (
+            batch as u32,
+            width as u32,
+            self.weights.params.seq_len as u32,
+        );
+        let mut launch = self.stream.launch_builder(&self.kernels.last_rows);
+        launch.arg(out).arg(x).arg(&batch_u).arg(&width_u).arg(&seq);
+        // SAFETY: matches last_rows' signature; out holds at least batch × width values.
+        unsafe { launch.launch(elementwise(batch * width)) }.map_err(cuda("last_rows"))?;
+        Ok(())
+    }
+
     /// Last-position logits for `batch` inputs.
     fn forward(&self, inputs: &[f16], batch: usize) -> Result<Vec<f32>> {
         let w = &*self.weights;
@@ -213,34 +233,53 @@ impl Replica {
         let mut logits = alloc(batch * p.vocab_size)?;
         let kern = &self.kernels;
 
+        // The last layer carries each nonce's last position only, beyond k and v.
+        let mut h_last = alloc(batch * dim)?;
         for l in 0..p.n_layers {
             let lp = w.layer(l);
+            let last = l + 1 == p.n_layers;
+            let q_rows = if last { batch } else { rows };
             self.rms_norm(&h, rows, lp.attention_norm, &mut xn)?;
-            self.matmul(&xn, rows, lp.wq, &mut q)?;
             self.matmul(&xn, rows, lp.wk, &mut k)?;
             self.matmul(&xn, rows, lp.wv, &mut v)?;
-            for (x, width) in [(&mut q, q_width), (&mut k, kv_width)] {
-                let (rows_u, width_u, half, seq) =
-                    (rows as u32, width as u32, (hd / 2) as u32, s as u32);
+            if last {
+                self.last_rows(&xn, &mut o, batch, dim)?;
+                self.matmul(&o, q_rows, lp.wq, &mut q)?;
+            } else {
+                self.matmul(&xn, rows, lp.wq, &mut q)?;
+            }
+            for (x, width, n, last_only) in [
+                (&mut q, q_width, q_rows, last),
+                (&mut k, kv_width, rows, false),
+            ] {
+                let (n_u, width_u, half, seq, last_u) = (
+                    n as u32,
+                    width as u32,
+                    (hd / 2) as u32,
+                    s as u32,
+                    last_only as u32,
+                );
                 let mut launch = st.launch_builder(&kern.rope);
                 launch
                     .arg(x)
                     .arg(&self.rope)
-                    .arg(&rows_u)
+                    .arg(&n_u)
                     .arg(&width_u)
                     .arg(&half)
-                    .arg(&seq);
-                // SAFETY: matches rope's signature; x holds rows × width values.
-                unsafe { launch.launch(elementwise(rows * width / 2)) }.map_err(cuda("rope"))?;
+                    .arg(&seq)
+                    .arg(&last_u);
+                // SAFETY: matches rope's signature; x holds n × width values.
+                unsafe { launch.launch(elementwise(n * width / 2)) }.map_err(cuda("rope"))?;
             }
             {
-                let (rows_u, seq, nh, nkv, hd_u, scale) = (
-                    rows as u32,
+                let (rows_u, seq, nh, nkv, hd_u, scale, last_u) = (
+                    q_rows as u32,
                     s as u32,
                     p.n_heads as u32,
                     p.n_kv_heads as u32,
                     hd as u32,
                     (hd as f32).sqrt(),
+                    last as u32,
                 );
                 let mut launch = st.launch_builder(&kern.attention);
                 launch
@@ -254,33 +293,28 @@ impl Replica {
                     .arg(&nh)
                     .arg(&nkv)
                     .arg(&hd_u)
-                    .arg(&scale);
+                    .arg(&scale)
+                    .arg(&last_u);
                 // SAFETY: matches attention's signature and buffer sizes.
-                unsafe { launch.launch(elementwise(rows * p.n_heads)) }
+                unsafe { launch.launch(elementwise(q_rows * p.n_heads)) }
                     .map_err(cuda("attention"))?;
             }
-            self.matmul(&o, rows, lp.wo, &mut xn)?;
-            self.elementwise(&kern.add_residual, &mut h, &xn, rows * dim, "add_residual")?;
-            self.rms_norm(&h, rows, lp.ffn_norm, &mut xn)?;
-            self.matmul(&xn, rows, lp.w1, &mut a)?;
-            self.matmul(&xn, rows, lp.w3, &mut b)?;
-            self.elementwise(&kern.silu_mul, &mut a, &b, rows * hidden, "silu_mul")?;
-            self.matmul(&a, rows, lp.w2, &mut xn)?;
-            self.elementwise(&kern.add_residual, &mut h, &xn, rows * dim, "add_residual")?;
+            let h_cur = if last {
+                self.last_rows(&h, &mut h_last, batch, dim)?;
+                &mut h_last
+            } else {
+                &mut h
+            };
+            self.matmul(&o, q_rows, lp.wo, &mut xn)?;
+            self.elementwise(&kern.add_residual, h_cur, &xn, q_rows * dim, "add_residual")?;
+            self.rms_norm(h_cur, q_rows, lp.ffn_norm, &mut xn)?;
+            self.matmul(&xn, q_rows, lp.w1, &mut a)?;
+            self.matmul(&xn, q_rows, lp.w3, &mut b)?;
+            self.elementwise(&kern.silu_mul, &mut a, &b, q_rows * hidden, "silu_mul")?;
+            self.matmul(&a, q_rows, lp.w2, &mut xn)?;
+            self.elementwise(&kern.add_residual, h_cur, &xn, q_rows * dim, "add_residual")?;
         }
-        {
-            let (batch_u, width, seq) = (batch as u32, dim as u32, s as u32);
-            let mut launch = st.launch_builder(&kern.last_rows);
-            launch
-                .arg(&mut q)
-                .arg(&h)
-                .arg(&batch_u)
-                .arg(&width)
-                .arg(&seq);
-            // SAFETY: matches last_rows' signature; q holds at least batch × dim values.
-            unsafe { launch.launch(elementwise(batch * dim)) }.map_err(cuda("last_rows"))?;
-        }
-        self.rms_norm(&q, batch, w.final_norm(), &mut xn)?;
+        self.rms_norm(&h_last, batch, w.final_norm(), &mut xn)?;
         self.matmul(&xn, batch, w.output(), &mut logits)?;
         let out = st
             .clone_dtoh(&logits)

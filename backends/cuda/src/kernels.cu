@@ -48,13 +48,15 @@ extern "C" __global__ void rms_norm(const h16* x, h16* out, const h16* w, unsign
 }
 
 // RoPE on pairs (2j, 2j+1) of every head; table[pos * half_dim + j] = (cos, sin).
+// last_only: the rows are each nonce's last position (the last layer's queries).
 extern "C" __global__ void rope(h16* x, const float2* table, unsigned rows, unsigned width,
-                                unsigned half_dim, unsigned seq_len) {
+                                unsigned half_dim, unsigned seq_len, unsigned last_only) {
     size_t g = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     unsigned pairs = width / 2;
     if (g >= (size_t)rows * pairs) return;
     unsigned row = g / pairs, p = g % pairs;
-    float2 cs = table[(row % seq_len) * half_dim + p % half_dim];
+    unsigned pos = last_only ? seq_len - 1 : row % seq_len;
+    float2 cs = table[pos * half_dim + p % half_dim];
     size_t i = (size_t)row * width + 2 * p;
     float x0 = h2f(x[i]), x1 = h2f(x[i + 1]);
     x[i] = f2h(x0 * cs.x - x1 * cs.y);
@@ -62,15 +64,16 @@ extern "C" __global__ void rope(h16* x, const float2* table, unsigned rows, unsi
 }
 
 // Causal attention with grouped heads; one thread per (row, head). probs is f32 scratch,
-// seq_len per thread.
+// seq_len per thread. last_only: one query row per nonce, its last position.
 extern "C" __global__ void attention(const h16* q, const h16* k, const h16* v, h16* out,
                                      float* probs, unsigned rows, unsigned seq_len,
                                      unsigned n_heads, unsigned n_kv_heads, unsigned hd,
-                                     float scale) {
+                                     float scale, unsigned last_only) {
     size_t task = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (task >= (size_t)rows * n_heads) return;
     unsigned row = task / n_heads, h = task % n_heads;
-    unsigned b = row / seq_len, pos = row % seq_len;
+    unsigned b = last_only ? row : row / seq_len;
+    unsigned pos = last_only ? seq_len - 1 : row % seq_len;
     unsigned g = h / (n_heads / n_kv_heads);
     size_t q_width = (size_t)n_heads * hd, kv_width = (size_t)n_kv_heads * hd;
     const h16* qh = q + row * q_width + h * hd;
