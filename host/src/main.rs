@@ -14,6 +14,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    quiet_vulkan_loader();
     let cli = cli::Cli::parse();
     init_logging();
     match commands::run(cli) {
@@ -33,4 +34,13 @@ fn init_logging() {
     env_logger::Builder::new()
         .parse_filters(&filter.to_lowercase())
         .init();
+}
+
+/// Mesa's Vulkan drivers print "XDG_RUNTIME_DIR is invalid" on stderr when it is unset,
+/// every time `--backend auto` probes for a GPU; give them the temporary directory.
+fn quiet_vulkan_loader() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        // SAFETY: called first thing in main, before any other thread exists.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
+    }
 }
