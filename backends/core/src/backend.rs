@@ -32,6 +32,13 @@ pub trait Backend: Send + Sync {
     fn preferred_batch(&self, _params: &ModelParams) -> Option<usize> {
         None
     }
+
+    /// The backend's matrix-product speed on a GEMM shaped like the model's feed-forward
+    /// (1024 rows × dim → ffn hidden), measured now, in GFLOP/s: the yardstick `bench`
+    /// compares the forward pass with. `None` where the backend does not measure it.
+    fn gemm_peak_gflops(&self, _params: &ModelParams) -> Result<Option<f64>> {
+        Ok(None)
+    }
 }
 
 /// A model ready to compute.

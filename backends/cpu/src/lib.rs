@@ -56,6 +56,14 @@ impl Backend for CpuBackend {
         weights.saturating_add(activations).saturating_add(inputs)
     }
 
+    fn gemm_peak_gflops(&self, params: &ModelParams) -> Result<Option<f64>> {
+        Ok(Some(ops::gemm_peak_gflops(
+            1024,
+            params.dim,
+            params.ffn_hidden(),
+        )))
+    }
+
     fn load(&self, weights: Arc<ModelWeights>) -> Result<Box<dyn ForwardPass>> {
         Ok(Box::new(forward::CpuForward::new(weights)))
     }

@@ -95,6 +95,24 @@ pub fn matmul_xwt(
     round_f16(out);
 }
 
+/// The f32 GEMM speed the forward pass is built on, for `m × k` times `(n × k)ᵀ` on every
+/// core, best of three, in GFLOP/s.
+pub fn gemm_peak_gflops(m: usize, k: usize, n: usize) -> f64 {
+    let x: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.01).collect();
+    let w: Vec<f32> = (0..n * k).map(|i| (i % 5) as f32 * 0.01).collect();
+    let mut out = vec![0f32; m * n];
+    let lhs = MatRef::from_row_major_slice(&x, m, k);
+    let rhs = MatRef::from_row_major_slice(&w, n, k).transpose();
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let start = std::time::Instant::now();
+        let dst = MatMut::from_row_major_slice_mut(&mut out, m, n);
+        matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, Par::rayon(0));
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    2.0 * (m * k * n) as f64 / best / 1e9
+}
+
 /// RMSNorm (step 1): in f32 `y = x · 1/sqrt(mean(x²) + eps)` ⟂, then `y · w` ⟂.
 pub fn rms_norm(x: &[f32], dim: usize, weight: &[f32], eps: f64, out: &mut [f32]) {
     let eps = eps as f32;

@@ -378,3 +378,42 @@ impl ForwardPass for CudaForward {
         Ok(out)
     }
 }
+
+/// cuBLAS f16 GEMM speed (f32 accumulation, as the forward pass runs it) for `m × k` times
+/// `(n × k)ᵀ` on one device: best of five after a warm-up, in GFLOP/s.
+pub fn gemm_peak_gflops(ctx: Arc<CudaContext>, m: usize, k: usize, n: usize) -> Result<f64> {
+    let stream = ctx.default_stream();
+    let blas = CudaBlas::new(stream.clone()).map_err(cuda("starting cuBLAS"))?;
+    let x = stream
+        .alloc_zeros::<f16>(m * k)
+        .map_err(cuda("allocating"))?;
+    let w = stream
+        .alloc_zeros::<f16>(n * k)
+        .map_err(cuda("allocating"))?;
+    let mut out = stream
+        .alloc_zeros::<f16>(m * n)
+        .map_err(cuda("allocating"))?;
+    let cfg = GemmConfig {
+        transa: cublasOperation_t::CUBLAS_OP_T,
+        transb: cublasOperation_t::CUBLAS_OP_N,
+        m: n as i32,
+        n: m as i32,
+        k: k as i32,
+        alpha: f16::ONE,
+        lda: k as i32,
+        ldb: k as i32,
+        beta: f16::ZERO,
+        ldc: n as i32,
+    };
+    let mut best = f64::MAX;
+    for i in 0..6 {
+        let start = std::time::Instant::now();
+        // SAFETY: the shapes match the buffers: w is n × k, x m × k, out m × n.
+        unsafe { blas.gemm(cfg, &w, &x, &mut out) }.map_err(|e| anyhow!("CUDA: GEMM: {e:?}"))?;
+        stream.synchronize().map_err(cuda("GEMM"))?;
+        if i > 0 {
+            best = best.min(start.elapsed().as_secs_f64());
+        }
+    }
+    Ok(2.0 * (m * k * n) as f64 / best / 1e9)
+}

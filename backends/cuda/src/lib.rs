@@ -153,6 +153,11 @@ impl Backend for CudaBackend {
         Some(batch)
     }
 
+    fn gemm_peak_gflops(&self, params: &ModelParams) -> Result<Option<f64>> {
+        let ctx = self.devices.first().context("no CUDA device")?;
+        forward::gemm_peak_gflops(ctx.clone(), 8192, params.dim, params.ffn_hidden()).map(Some)
+    }
+
     fn load(&self, weights: Arc<ModelWeights>) -> Result<Box<dyn ForwardPass>> {
         let replicas = self
             .devices

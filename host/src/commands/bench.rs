@@ -23,6 +23,10 @@ struct BenchReport {
     gflop_per_nonce: f64,
     gflop_per_s: f64,
     peak_memory_bytes: Option<u64>,
+    /// The backend's GEMM speed on a feed-forward-shaped product, measured in the same run.
+    gemm_peak_gflop_per_s: Option<f64>,
+    /// The forward pass's GFLOP/s as a fraction of that.
+    fraction_of_gemm_peak: Option<f64>,
 }
 
 const BENCH_PUBLIC_KEY: &str = "powhost-bench";
@@ -49,6 +53,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
     let gflop_per_nonce = params.forward_flops() as f64 / 1e9;
     let nonces_per_s = nonces as f64 / compute_seconds;
+    let gemm_peak = backend.gemm_peak_gflops(&params)?;
     let report = BenchReport {
         backend: backend.name().to_string(),
         device: backend.device_description(),
@@ -62,6 +67,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         gflop_per_nonce,
         gflop_per_s: nonces_per_s * gflop_per_nonce,
         peak_memory_bytes: peak_resident_bytes(),
+        gemm_peak_gflop_per_s: gemm_peak,
+        fraction_of_gemm_peak: gemm_peak.map(|g| nonces_per_s * gflop_per_nonce / g),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -81,6 +88,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "GFLOP/s        {:.1} ({:.3} GFLOP per nonce)",
             report.gflop_per_s, report.gflop_per_nonce
         );
+        if let (Some(g), Some(f)) = (report.gemm_peak_gflop_per_s, report.fraction_of_gemm_peak) {
+            println!(
+                "GEMM peak      {g:.1} GFLOP/s measured now: the forward pass runs at {:.0} % of it",
+                f * 100.0
+            );
+        }
         if let Some(peak) = report.peak_memory_bytes {
             println!("peak memory    {:.2} GiB", gib(peak));
         }
