@@ -9,16 +9,14 @@
 //! the host throws the sandbox away and serves the next request.
 
 mod builtin;
+mod cache;
 mod imports;
 
 pub use builtin::BUILTIN;
 
 use crate::compute_service::{ComputeService, StopSignal};
 use anyhow::{Context, Result, anyhow, bail};
-use sha2::{Digest, Sha256};
 use std::fmt;
-use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -143,45 +141,6 @@ impl State {
     }
 }
 
-/// Where compiled plugins are kept: `$POWHOST_CACHE_DIR`, else `$XDG_CACHE_HOME/powhost`,
-/// else `~/.cache/powhost`. `POWHOST_CACHE_DIR=off` turns the cache off.
-fn cache_dir() -> Option<PathBuf> {
-    match std::env::var_os("POWHOST_CACHE_DIR") {
-        Some(dir) if dir == "off" => None,
-        Some(dir) => Some(PathBuf::from(dir)),
-        None => std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .map(|d| d.join("powhost")),
-    }
-}
-
-fn cache_path(engine: &Engine, wasm: &[u8]) -> Option<PathBuf> {
-    let dir = cache_dir()?;
-    let mut engine_hash = std::hash::DefaultHasher::new();
-    engine
-        .precompile_compatibility_hash()
-        .hash(&mut engine_hash);
-    let key = Sha256::new()
-        .chain_update(wasm)
-        .chain_update(engine_hash.finish().to_le_bytes())
-        .chain_update(env!("CARGO_PKG_VERSION"))
-        .finalize();
-    let hex: String = key[..16].iter().map(|b| format!("{b:02x}")).collect();
-    Some(dir.join(format!("plugin-{hex}.cwasm")))
-}
-
-/// Written beside its final name, then renamed: a reader never sees half a file.
-fn write_cache(path: &Path, component: &Component) -> Result<()> {
-    let bytes = component.serialize().map_err(|e| anyhow!("{e}"))?;
-    let dir = path.parent().context("cache path has no directory")?;
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
-}
-
 /// Interfaces a plugin may import: the WIT's own, and the stdio and exit of WASI that
 /// Rust's standard library links (given closed: no environment, stdin empty, stdout
 /// dropped, stderr captured). The linker holds all of WASI p2 for simplicity, so anything
@@ -258,7 +217,7 @@ impl PluginHost {
     /// Compile a component and check it against the `handler` world.
     pub fn load_bytes(&self, source: &str, wasm: &[u8]) -> Result<Plugin> {
         let start = Instant::now();
-        let component = self.compile(source, wasm)?;
+        let component = cache::compile(&self.engine, source, wasm)?;
         check_imports(source, &component, &self.engine)?;
         let pre = self
             .linker
@@ -297,34 +256,6 @@ impl PluginHost {
             start.elapsed().as_secs_f64() * 1e3
         );
         Ok(plugin)
-    }
-
-    /// Compile a component, or load the machine code compiled for it earlier from the
-    /// cache (0.2 ms instead of ~120 ms of Cranelift per process start).
-    fn compile(&self, source: &str, wasm: &[u8]) -> Result<Component> {
-        let cached = cache_path(&self.engine, wasm);
-        if let Some(path) = cached.as_deref().filter(|p| p.exists()) {
-            // SAFETY: deserialising runs machine code from the file. The file is this host's
-            // own `serialize` output, named by the hash of the component and of the engine's
-            // configuration, in the user's own cache directory; wasmtime also checks its
-            // header and refuses a file made by another version or configuration.
-            match unsafe { Component::deserialize_file(&self.engine, path) } {
-                Ok(component) => return Ok(component),
-                Err(e) => log::debug!("recompiling: cached {} unusable: {e}", path.display()),
-            }
-        }
-        let component = Component::new(&self.engine, wasm).map_err(|e| {
-            anyhow!("plugin `{source}` is not a WebAssembly component this host can load: {e}")
-        })?;
-        if let Some(path) = cached
-            && let Err(e) = write_cache(&path, &component)
-        {
-            log::debug!(
-                "not caching the compiled plugin at {}: {e:#}",
-                path.display()
-            );
-        }
-        Ok(component)
     }
 
     /// Handle one request in a fresh sandbox.
