@@ -10,25 +10,14 @@ use std::sync::Arc;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct PlacementArgs {
-    tile: u32,
-    start: u32,
-    shift: u32,
-    numel: u32,
-    pool_size: u32,
-    _pad: [u32; 3],
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct MatmulArgs {
     rows: u32,
     n: u32,
     k: u32,
     n_total: u32,
     col0: u32,
-    _pad: [u32; 3],
-    w: PlacementArgs,
+    w_start: u32,
+    _pad: [u32; 2],
 }
 
 #[repr(C)]
@@ -37,8 +26,7 @@ struct NormArgs {
     rows: u32,
     dim: u32,
     eps: f32,
-    _pad: u32,
-    w: PlacementArgs,
+    w_start: u32,
 }
 
 #[repr(C)]
@@ -79,6 +67,10 @@ pub struct WgpuForward {
     weights: Arc<ModelWeights>,
     /// The f16 pool, two values per u32.
     pool: wgpu::Buffer,
+    /// Tile-placed parameters made contiguous (they wrap around the pool, so no window of
+    /// it holds them), two values per u32, and where each starts, in elements.
+    tiles: Option<wgpu::Buffer>,
+    tile_starts: std::collections::HashMap<String, usize>,
     /// RoPE `(cos, sin)` pairs as f32, `[pos][j]`.
     rope: wgpu::Buffer,
 }
@@ -97,10 +89,27 @@ impl WgpuForward {
         while !pool_bytes.len().is_multiple_of(4) {
             pool_bytes.push(0);
         }
+        let mut tile_bytes: Vec<u8> = Vec::new();
+        let mut tile_starts = std::collections::HashMap::new();
+        for param in &weights.table.parameters {
+            if let Placement::Tile { .. } = param.placement {
+                tile_starts.insert(param.name.clone(), tile_bytes.len() / 2);
+                for i in 0..param.numel {
+                    let v = weights.pool.element(param, i);
+                    tile_bytes.extend_from_slice(&v.to_bits().to_le_bytes());
+                }
+                while !tile_bytes.len().is_multiple_of(4) {
+                    tile_bytes.push(0);
+                }
+            }
+        }
         let rope_values: Vec<f32> = weights.rope.values.iter().map(|v| v.to_f32()).collect();
-        let (pool, rope) = gpu.checked("uploading the weight pool", || {
+        let (pool, tiles, rope) = gpu.checked("uploading the weight pool", || {
             Ok((
                 gpu.pool_buffer(&pool_bytes)?,
+                (!tile_bytes.is_empty())
+                    .then(|| gpu.pool_buffer(&tile_bytes))
+                    .transpose()?,
                 gpu.storage_with("rope table", bytemuck::cast_slice(&rope_values))?,
             ))
         })?;
@@ -108,71 +117,49 @@ impl WgpuForward {
             gpu,
             weights,
             pool,
+            tiles,
+            tile_starts,
             rope,
         })
     }
 
     /// The binding through which elements `first .. first + count` of `p` are read, and
-    /// their placement relative to it. A slice-placed parameter is read through a window of
-    /// the pool (so no binding need hold the whole pool); the tile branch wraps around the
-    /// whole pool, which must then fit one binding.
-    fn pool_window(
+    /// the first one's index in it: a window of the pool (or of the gathered tiles), so that
+    /// no binding need hold the whole pool.
+    fn weight_window(
         &self,
         p: &Parameter,
         first: usize,
         count: usize,
-    ) -> Result<(wgpu::BindingResource<'_>, PlacementArgs)> {
-        let pool_size = self.weights.table.pool_size;
+    ) -> Result<(wgpu::BindingResource<'_>, u32)> {
+        let (buffer, start) = match p.placement {
+            Placement::Slice { start } => (&self.pool, start),
+            Placement::Tile { .. } => (
+                self.tiles
+                    .as_ref()
+                    .expect("tile-placed parameters were gathered"),
+                self.tile_starts[&p.name],
+            ),
+        };
+        let align = self.gpu.limits.min_storage_buffer_offset_alignment.max(4) as u64;
+        let byte_start = 2 * (start + first) as u64;
+        let offset = byte_start / align * align;
+        let rel = (byte_start - offset) / 2;
+        let size = (2 * (rel + count as u64)).div_ceil(4) * 4;
         let limit = self.gpu.pool_window_limit;
-        match p.placement {
-            Placement::Slice { start } => {
-                let align = self.gpu.limits.min_storage_buffer_offset_alignment.max(4) as u64;
-                let byte_start = 2 * (start + first) as u64;
-                let offset = byte_start / align * align;
-                let rel = (byte_start - offset) / 2;
-                let size = (2 * (rel + count as u64)).div_ceil(4) * 4;
-                ensure!(
-                    size <= limit,
-                    "parameter {} needs a {} MiB window of the pool, over this adapter's {} MiB binding limit",
-                    p.name,
-                    size >> 20,
-                    limit >> 20
-                );
-                let binding = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: &self.pool,
-                    offset,
-                    size: std::num::NonZeroU64::new(size),
-                });
-                let placement = PlacementArgs {
-                    tile: 0,
-                    start: rel as u32,
-                    shift: 0,
-                    numel: p.numel as u32,
-                    pool_size: pool_size as u32,
-                    _pad: [0; 3],
-                };
-                Ok((binding, placement))
-            }
-            Placement::Tile { shift } => {
-                ensure!(
-                    self.pool.size() <= limit,
-                    "parameter {} wraps around the whole {} MiB pool, which this adapter cannot bind at once ({} MiB at most); use --backend cpu for this model",
-                    p.name,
-                    self.pool.size() >> 20,
-                    limit >> 20
-                );
-                ensure!(first == 0, "a tile-placed parameter is read whole");
-                let placement = PlacementArgs {
-                    tile: 1,
-                    start: 0,
-                    shift: (shift % p.numel) as u32,
-                    numel: p.numel as u32,
-                    pool_size: pool_size as u32,
-                    _pad: [0; 3],
-                };
-                Ok((self.pool.as_entire_binding(), placement))
-            }
-        }
+        ensure!(
+            size <= limit,
+            "parameter {} needs a {} MiB window of the pool, over this adapter's {} MiB binding limit",
+            p.name,
+            size >> 20,
+            limit >> 20
+        );
+        let binding = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer,
+            offset,
+            size: std::num::NonZeroU64::new(size),
+        });
+        Ok((binding, rel as u32))
     }
 
     /// out[rows, n] = ⟂(x[rows, k] · Wᵀ), in column blocks whose weights fit one binding.
@@ -185,35 +172,26 @@ impl WgpuForward {
         out: &wgpu::Buffer,
     ) -> Result<()> {
         let (n, k) = (w.shape[0], w.shape[1]);
-        let block = match w.placement {
-            Placement::Tile { .. } => n,
-            Placement::Slice { .. } => {
-                let align = self.gpu.limits.min_storage_buffer_offset_alignment.max(4) as u64;
-                let fit = self.gpu.pool_window_limit.saturating_sub(align + 4) / (2 * k as u64);
-                ensure!(
-                    fit >= 1,
-                    "one row of {} does not fit this adapter's binding limit",
-                    w.name
-                );
-                (fit as usize).min(n)
-            }
-        };
+        let align = self.gpu.limits.min_storage_buffer_offset_alignment.max(4) as u64;
+        let fit = self.gpu.pool_window_limit.saturating_sub(align + 4) / (2 * k as u64);
+        ensure!(
+            fit >= 1,
+            "one row of {} does not fit this adapter's binding limit",
+            w.name
+        );
+        let block = (fit as usize).min(n);
         let mut col0 = 0;
         while col0 < n {
             let cols = block.min(n - col0);
-            let (window, placement) = if block == n {
-                self.pool_window(w, 0, n * k)?
-            } else {
-                self.pool_window(w, col0 * k, cols * k)?
-            };
+            let (window, w_start) = self.weight_window(w, col0 * k, cols * k)?;
             let args = self.gpu.uniform(&MatmulArgs {
                 rows: rows as u32,
                 n: cols as u32,
                 k: k as u32,
                 n_total: n as u32,
                 col0: col0 as u32,
-                _pad: [0; 3],
-                w: placement,
+                w_start,
+                _pad: [0; 2],
             });
             let groups = (cols.div_ceil(32) as u32, rows.div_ceil(32) as u32);
             let bindings = vec![
@@ -238,13 +216,12 @@ impl WgpuForward {
         out: &wgpu::Buffer,
     ) -> Result<()> {
         let p = &self.weights.params;
-        let (window, placement) = self.pool_window(w, 0, w.numel)?;
+        let (window, w_start) = self.weight_window(w, 0, w.numel)?;
         let args = self.gpu.uniform(&NormArgs {
             rows: rows as u32,
             dim: p.dim as u32,
             eps: p.norm_eps as f32,
-            _pad: 0,
-            w: placement,
+            w_start,
         });
         let bindings = vec![
             window,

@@ -2,7 +2,8 @@
 // f16-representable values (as on the CPU backend); `r16` is the spec's ⟂, rounding to f16
 // (nearest, ties to even) with integer operations, so it needs no SHADER_F16 and does not
 // depend on how a driver converts. Weights are read from the f16 pool, packed two per u32,
-// at the parameter's placement: the slice branch by offset, the tile branch by index.
+// through a window of the pool starting at the parameter (tile-placed parameters, which
+// wrap around the pool, are made contiguous once at load).
 //
 // Activations are stored as `act`: f16 where the adapter has SHADER_F16 (half the memory
 // traffic), else f32. Either way every stored value has been rounded by r16 first, so the
@@ -33,20 +34,10 @@ fn r16(x: f32) -> f32 {
     return bitcast<f32>(sign | bitcast<u32>(q * 5.9604644775390625e-8));
 }
 
-struct Placement {
-    // 0: slice at `start`; 1: tile, element i at ((i + shift) mod numel) mod pool_size.
-    tile: u32,
-    start: u32,
-    shift: u32,
-    numel: u32,
-    pool_size: u32,
-}
-
-fn pool_index(p: Placement, i: u32) -> u32 {
-    if (p.tile == 0u) {
-        return p.start + i;
-    }
-    return ((i % p.numel + p.shift % p.numel) % p.numel) % p.pool_size;
+// Element i of f16 values packed two per u32.
+fn unpack_at(i: u32, pair: u32) -> f32 {
+    let v = unpack2x16float(pair);
+    return select(v.x, v.y, (i & 1u) == 1u);
 }
 
 // ---- matmul: out[r, c] = ⟂(Σ_k x[r, k] · W[c, k]), W = [n, k] ---------------------------
@@ -59,10 +50,10 @@ struct MatmulArgs {
     k: u32,
     n_total: u32,
     col0: u32,
+    // The weights' first element in the bound window.
+    w_start: u32,
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
-    w: Placement,
 }
 
 @group(0) @binding(0) var<storage, read> mm_pool: array<u32>;
@@ -71,9 +62,8 @@ struct MatmulArgs {
 @group(0) @binding(3) var<uniform> mm: MatmulArgs;
 
 fn mm_weight(i: u32) -> f32 {
-    let idx = pool_index(mm.w, i);
-    let pair = unpack2x16float(mm_pool[idx >> 1u]);
-    return select(pair.x, pair.y, (idx & 1u) == 1u);
+    let idx = mm.w_start + i;
+    return unpack_at(idx, mm_pool[idx >> 1u]);
 }
 
 // Each invocation computes a 4×4 block of out, in registers.
@@ -119,8 +109,8 @@ struct NormArgs {
     rows: u32,
     dim: u32,
     eps: f32,
-    _pad: u32,
-    w: Placement,
+    // The weights' first element in the bound window.
+    w_start: u32,
 }
 
 @group(0) @binding(0) var<storage, read> nm_pool: array<u32>;
@@ -129,9 +119,8 @@ struct NormArgs {
 @group(0) @binding(3) var<uniform> nm: NormArgs;
 
 fn nm_weight(i: u32) -> f32 {
-    let idx = pool_index(nm.w, i);
-    let pair = unpack2x16float(nm_pool[idx >> 1u]);
-    return select(pair.x, pair.y, (idx & 1u) == 1u);
+    let idx = nm.w_start + i;
+    return unpack_at(idx, nm_pool[idx >> 1u]);
 }
 
 @compute @workgroup_size(64)

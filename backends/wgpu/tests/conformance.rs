@@ -139,15 +139,31 @@ fn weights_read_through_small_windows_give_the_same_bits() {
             .all(|(x, y)| x.to_bits() == y.to_bits())
     );
 
-    // small's tile-placed parameters wrap around the whole pool: refused with a clear error.
+    // small has tile-placed parameters (gathered at load): the same through small windows.
+    let windowed = b.with_pool_window_limit(64 << 10).unwrap();
     let params = ModelParams::preset("small").unwrap();
     let weights = std::sync::Arc::new(ModelWeights::build(&params, "01", 0, &|_, _| {}).unwrap());
-    let inputs = batch_inputs(&weights, "key", &[0]);
-    let err = windowed
+    assert!(weights.table.parameters.iter().any(|p| matches!(
+        p.placement,
+        powhost_core::parameter_table::Placement::Tile { .. }
+    )));
+    let inputs = batch_inputs(&weights, "key", &[0, 1]);
+    let whole = b
+        .load(weights.clone())
+        .unwrap()
+        .last_position_logits(&inputs, 2)
+        .unwrap();
+    let split = windowed
         .load(weights)
-        .and_then(|f| f.last_position_logits(&inputs, 1))
-        .unwrap_err();
-    assert!(format!("{err:#}").contains("whole"), "{err:#}");
+        .unwrap()
+        .last_position_logits(&inputs, 2)
+        .unwrap();
+    assert!(
+        whole
+            .iter()
+            .zip(&split)
+            .all(|(x, y)| x.to_bits() == y.to_bits())
+    );
 }
 
 /// f16 activation storage (where the adapter has SHADER_F16) and f32 storage hold the
