@@ -8,9 +8,11 @@ use clap::{Args, Parser, Subcommand};
     version,
     about = "Compute host for Gonka's Proof-of-Compute (PoW 2.0)",
     long_about = "Compute host for Gonka's Proof-of-Compute (PoW 2.0).\n\n\
-        Builds the network's seeded LLaMA-style model for a block hash, computes nonce \
+        Builds the network's seeded LLaMA-style model for a block hash and computes nonce \
         distances exactly as the network's reference does (bit-exact RNG and weights, \
-        float16 forward pass), and benchmarks backends.\n\n\
+        float16 forward pass) on the CPU, wgpu or CUDA; handles requests through \
+        WebAssembly plugins (`run`, the serverless contract built in); benchmarks and \
+        cross-checks backends (`bench`, `compare`).\n\n\
         Logging: set RUST_LOG or LOG_LEVEL (error, warn, info, debug)."
 )]
 pub struct Cli {
