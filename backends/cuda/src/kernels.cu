@@ -3,7 +3,10 @@
 // (cvt.rn rounds to nearest, ties to even: the spec's ⟂), so no CUDA header is needed.
 // Matrix products are cuBLAS GEMMs (f16 in, f32 accumulation, f16 out) on the host side.
 
+// No headers: NVRTC's built-ins only (no u64 or vector types assumed).
 typedef unsigned short h16;
+typedef unsigned long long u64;
+struct cos_sin { float c, s; };
 
 __device__ __forceinline__ float h2f(h16 h) {
     float f;
@@ -27,7 +30,7 @@ extern "C" __global__ void rms_norm(const h16* x, h16* out, const h16* w, unsign
     __shared__ double partial[256];
     unsigned row = blockIdx.x;
     if (row >= rows) return;
-    const h16* xr = x + (size_t)row * dim;
+    const h16* xr = x + (u64)row * dim;
     double sum = 0.0;
     for (unsigned i = threadIdx.x; i < dim; i += blockDim.x) {
         double v = (double)h2f(xr[i]);
@@ -41,7 +44,7 @@ extern "C" __global__ void rms_norm(const h16* x, h16* out, const h16* w, unsign
     }
     float mean = (float)partial[0] / (float)dim;
     float r = 1.0f / sqrtf(mean + eps);
-    h16* o = out + (size_t)row * dim;
+    h16* o = out + (u64)row * dim;
     for (unsigned i = threadIdx.x; i < dim; i += blockDim.x) {
         o[i] = f2h(r16(h2f(xr[i]) * r) * h2f(w[i]));
     }
@@ -49,18 +52,18 @@ extern "C" __global__ void rms_norm(const h16* x, h16* out, const h16* w, unsign
 
 // RoPE on pairs (2j, 2j+1) of every head; table[pos * half_dim + j] = (cos, sin).
 // last_only: the rows are each nonce's last position (the last layer's queries).
-extern "C" __global__ void rope(h16* x, const float2* table, unsigned rows, unsigned width,
+extern "C" __global__ void rope(h16* x, const cos_sin* table, unsigned rows, unsigned width,
                                 unsigned half_dim, unsigned seq_len, unsigned last_only) {
-    size_t g = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    u64 g = (u64)blockIdx.x * blockDim.x + threadIdx.x;
     unsigned pairs = width / 2;
-    if (g >= (size_t)rows * pairs) return;
+    if (g >= (u64)rows * pairs) return;
     unsigned row = g / pairs, p = g % pairs;
     unsigned pos = last_only ? seq_len - 1 : row % seq_len;
-    float2 cs = table[pos * half_dim + p % half_dim];
-    size_t i = (size_t)row * width + 2 * p;
+    cos_sin cs = table[pos * half_dim + p % half_dim];
+    u64 i = (u64)row * width + 2 * p;
     float x0 = h2f(x[i]), x1 = h2f(x[i + 1]);
-    x[i] = f2h(x0 * cs.x - x1 * cs.y);
-    x[i + 1] = f2h(x1 * cs.x + x0 * cs.y);
+    x[i] = f2h(x0 * cs.c - x1 * cs.s);
+    x[i + 1] = f2h(x1 * cs.c + x0 * cs.s);
 }
 
 // Causal attention with grouped heads; one thread per (row, head). probs is f32 scratch,
@@ -69,18 +72,18 @@ extern "C" __global__ void attention(const h16* q, const h16* k, const h16* v, h
                                      float* probs, unsigned rows, unsigned seq_len,
                                      unsigned n_heads, unsigned n_kv_heads, unsigned hd,
                                      float scale, unsigned last_only) {
-    size_t task = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (task >= (size_t)rows * n_heads) return;
+    u64 task = (u64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (task >= (u64)rows * n_heads) return;
     unsigned row = task / n_heads, h = task % n_heads;
     unsigned b = last_only ? row : row / seq_len;
     unsigned pos = last_only ? seq_len - 1 : row % seq_len;
     unsigned g = h / (n_heads / n_kv_heads);
-    size_t q_width = (size_t)n_heads * hd, kv_width = (size_t)n_kv_heads * hd;
+    u64 q_width = (u64)n_heads * hd, kv_width = (u64)n_kv_heads * hd;
     const h16* qh = q + row * q_width + h * hd;
     float* p = probs + task * seq_len;
     float max_score = -3.0e38f;
     for (unsigned t = 0; t <= pos; t++) {
-        const h16* kt = k + ((size_t)b * seq_len + t) * kv_width + g * hd;
+        const h16* kt = k + ((u64)b * seq_len + t) * kv_width + g * hd;
         float dot = 0.0f;
         for (unsigned d = 0; d < hd; d++) dot += h2f(qh[d]) * h2f(kt[d]);
         float s = r16(r16(dot) / scale);
@@ -99,20 +102,20 @@ extern "C" __global__ void attention(const h16* q, const h16* k, const h16* v, h
     for (unsigned d = 0; d < hd; d++) {
         float o = 0.0f;
         for (unsigned t = 0; t <= pos; t++)
-            o += p[t] * h2f(v[((size_t)b * seq_len + t) * kv_width + g * hd + d]);
+            o += p[t] * h2f(v[((u64)b * seq_len + t) * kv_width + g * hd + d]);
         oh[d] = f2h(o);
     }
 }
 
 // h = ⟂(h + d)
-extern "C" __global__ void add_residual(h16* h, const h16* d, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+extern "C" __global__ void add_residual(h16* h, const h16* d, u64 n) {
+    u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) h[i] = f2h(h2f(h[i]) + h2f(d[i]));
 }
 
 // a = ⟂(⟂(silu(a)) · b)
-extern "C" __global__ void silu_mul(h16* a, const h16* b, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+extern "C" __global__ void silu_mul(h16* a, const h16* b, u64 n) {
+    u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) {
         float x = h2f(a[i]);
         float s = r16(x / (1.0f + expf(-x)));
@@ -123,16 +126,16 @@ extern "C" __global__ void silu_mul(h16* a, const h16* b, size_t n) {
 // out[b, :] = in[(b + 1)·seq_len − 1, :]: each nonce's last position.
 extern "C" __global__ void last_rows(h16* out, const h16* in, unsigned batch, unsigned width,
                                      unsigned seq_len) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (size_t)batch * width) return;
-    size_t b = i / width, c = i % width;
+    u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (u64)batch * width) return;
+    u64 b = i / width, c = i % width;
     out[i] = in[((b + 1) * seq_len - 1) * width + c];
 }
 
 // A tile-placed parameter, made contiguous once at load: out[i] = pool[((i + shift) mod numel)
 // mod pool_size]. (Only small models have such parameters; mainnet's are all slices.)
-extern "C" __global__ void gather_tile(h16* out, const h16* pool, size_t numel, size_t shift,
-                                       size_t pool_size) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+extern "C" __global__ void gather_tile(h16* out, const h16* pool, u64 numel, u64 shift,
+                                       u64 pool_size) {
+    u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < numel) out[i] = pool[((i + shift) % numel) % pool_size];
 }
