@@ -1,5 +1,6 @@
 //! What the host grants plugins: the `compute`, `session` and `log` interfaces of
-//! `wit/pow.wit`. Time spent here is not charged to the plugin's time limit.
+//! `wit/pow.wit`. Time spent computing distances or writing emitted results is not charged
+//! to the plugin's time limit; the cheap calls are, so a plugin cannot spin on them forever.
 
 use super::State;
 use super::gonka::pow::{compute, log as plugin_log, session, types};
@@ -8,11 +9,15 @@ use powhost_core::ModelParams;
 use std::time::Instant;
 
 impl State {
-    /// Run a host call, keeping its time off the plugin's clock.
+    /// Run a long host call (compute, output), keeping its time off the plugin's clock —
+    /// until the caller cancels: from then on every call counts, so a plugin that ignores
+    /// the cancellation runs out of plugin time instead of running on.
     fn host_call<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
         let start = Instant::now();
         let r = f(self);
-        self.host_time += start.elapsed();
+        if !self.call.stop.cancelled() {
+            self.host_time += start.elapsed();
+        }
         r
     }
 }
@@ -25,12 +30,10 @@ impl compute::Host for State {
     }
 
     fn check_params(&mut self, params: types::ModelParams) -> Result<(), types::ComputeError> {
-        self.host_call(|s| {
-            let compute = s.call.compute.clone().ok_or_else(no_compute)?;
-            compute
-                .check_params(&from_wit(&params))
-                .map_err(compute_error)
-        })
+        let compute = self.call.compute.clone().ok_or_else(no_compute)?;
+        compute
+            .check_params(&from_wit(&params))
+            .map_err(compute_error)
     }
 
     fn distances(

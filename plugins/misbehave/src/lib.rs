@@ -24,6 +24,11 @@ impl Guest for Misbehave {
                     std::hint::black_box(&hoard);
                 }
             }
+            // Spins on a cheap host call: that time counts against the plugin.
+            "host-loop" => loop {
+                let _ = gonka::pow::compute::preset("tiny");
+                let _ = gonka::pow::session::stop_requested();
+            },
             "emit-flood" => loop {
                 gonka::pow::session::emit("{\"flood\": true}");
                 if gonka::pow::session::stop_requested().is_some() {
@@ -44,7 +49,7 @@ impl Guest for Misbehave {
         PluginInfo {
             name: "misbehave".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            summary: "test fixture: traps, loops or exhausts memory on request".into(),
+            summary: "test fixture: traps, loops (in plugin code or on host calls), exhausts memory or floods on request".into(),
         }
     }
 }
