@@ -4,9 +4,10 @@
 //! A plugin gets only the imports the WIT grants (compute, session, log) plus closed stdio
 //! for Rust's standard library: no files, network, environment or clock. Every call runs
 //! under a memory cap and a limit on the time spent in plugin code (time computing
-//! distances or writing emitted results does not count, until the caller cancels). A plugin that traps, loops, runs
-//! out of memory or does not match the world fails that call with an error naming it;
-//! the host throws the sandbox away and serves the next request.
+//! distances or writing emitted results does not count, until the caller cancels). A
+//! plugin that traps, loops, runs out of memory or does not match the world fails that
+//! call with an error naming it; the host throws the sandbox away and serves the next
+//! request.
 
 mod builtin;
 mod cache;
