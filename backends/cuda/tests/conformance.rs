@@ -16,12 +16,13 @@ fn backend() -> Option<CudaBackend> {
     }
 }
 
+/// The golden file, from this checkout, or from `tests/golden/` under the current directory
+/// when the test executable was carried to another machine (docs/CUDA.md).
 fn golden(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/../../tests/golden/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
+    let built_here = format!("{}/../../tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&built_here)
+        .or_else(|_| std::fs::read_to_string(format!("tests/golden/{name}")))
+        .unwrap_or_else(|e| panic!("golden {name} not found here or under ./tests/golden: {e}"))
 }
 
 #[test]
