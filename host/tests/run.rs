@@ -298,6 +298,36 @@ fn ndjson_answers_every_line_and_reuses_the_model() {
     assert!(log.matches("reusing the model").count() >= 2, "{log}");
 }
 
+#[test]
+fn another_block_hash_or_params_rebuild_the_model() {
+    let a = tiny_input();
+    let mut other_hash = tiny_input();
+    other_hash["block_hash"] = json!("ff");
+    let mut other_params = tiny_input();
+    other_params["params"]["n_layers"] = json!(1);
+    let requests: String = [&a, &other_hash, &other_hash, &other_params, &a]
+        .iter()
+        .map(|i| format!("{}\n", json!({ "input": i })))
+        .collect();
+    let out = powhost_with_log(&["run", "--backend", "cpu", "--ndjson"], &requests, "debug");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let responses = lines(&out);
+    assert_eq!(responses.len(), 5);
+    assert_eq!(
+        responses[0], responses[4],
+        "rebuilding gives the same answer"
+    );
+    assert_ne!(responses[0]["dist"], responses[1]["dist"]);
+    assert_ne!(responses[0]["dist"], responses[3]["dist"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(log.matches("built the model").count(), 4, "{log}");
+    assert_eq!(log.matches("reusing the model").count(), 1, "{log}");
+}
+
 fn powhost_with_log(args: &[&str], stdin: &str, level: &str) -> Output {
     let mut child = powhost()
         .args(args)
