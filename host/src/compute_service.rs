@@ -4,7 +4,7 @@
 use crate::commands::{LoadedModel, choose_batch};
 use crate::progress;
 use powhost_core::model::pool_memory_bytes;
-use powhost_core::poc::compute_distances;
+use powhost_core::poc::compute_distances_until;
 use powhost_core::{Backend, ModelParams, memory};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -155,28 +155,24 @@ impl ComputeService {
         let cached = self.model_for(task)?;
         let batch = self.model_batch(&task.params).min(nonces.len().max(1));
         let bar = progress::bar(nonces.len() as u64, "nonces");
-        let mut out = Vec::with_capacity(nonces.len());
-        for group in nonces.chunks(batch) {
-            if stop.cancelled() {
-                bar.finish_and_clear();
-                return Err(ComputeFailure::new(
-                    FailureKind::Stopped,
-                    format!("cancelled after {} of {} nonces", out.len(), nonces.len()),
-                ));
-            }
-            let dist = compute_distances(
-                &*cached.model.forward,
-                &cached.model.weights,
-                &task.public_key,
-                group,
-                group.len(),
-                &|_| {},
-            )
-            .map_err(|e| ComputeFailure::new(FailureKind::BackendFailed, format!("{e:#}")))?;
-            out.extend(dist);
-            bar.set_position(out.len() as u64);
-        }
+        let out = compute_distances_until(
+            &*cached.model.forward,
+            &cached.model.weights,
+            &task.public_key,
+            nonces,
+            batch,
+            &|done| bar.set_position(done as u64),
+            &|| stop.cancelled(),
+        )
+        .map_err(|e| ComputeFailure::new(FailureKind::BackendFailed, format!("{e:#}")));
         bar.finish_and_clear();
+        let out = out?;
+        if out.len() < nonces.len() {
+            return Err(ComputeFailure::new(
+                FailureKind::Stopped,
+                format!("cancelled after {} of {} nonces", out.len(), nonces.len()),
+            ));
+        }
         Ok(out)
     }
 

@@ -33,19 +33,44 @@ pub fn compute_distances(
     batch: usize,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<Vec<f64>> {
+    compute_distances_until(
+        forward,
+        weights,
+        public_key,
+        nonces,
+        batch,
+        progress,
+        &|| false,
+    )
+}
+
+/// As [`compute_distances`], asking `stop` before each batch: when it says so, the
+/// distances computed so far (a prefix of `nonces`' distances) are returned.
+pub fn compute_distances_until(
+    forward: &dyn ForwardPass,
+    weights: &ModelWeights,
+    public_key: &str,
+    nonces: &[i64],
+    batch: usize,
+    progress: &(dyn Fn(usize) + Sync),
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<Vec<f64>> {
     if rayon::current_thread_index().is_none() && nonces.len() < 2 * rayon::current_num_threads() {
         // A few nonces: from outside the thread pool every parallel step would hand its
         // work over and wait (~15 µs each, most of such a request's time), so hop onto a
         // worker once. (Bigger requests are split per core by the CPU backend, and measured
         // ~15 % slower when started from a worker.)
         return rayon::scope(|_| {
-            compute_distances(forward, weights, public_key, nonces, batch, progress)
+            compute_distances_until(forward, weights, public_key, nonces, batch, progress, stop)
         });
     }
     let groups: Vec<&[i64]> = nonces.chunks(batch.max(1)).collect();
     let mut out = Vec::with_capacity(nonces.len());
     if !forward.overlaps_host_work() || groups.len() < 2 {
         for group in groups {
+            if stop() {
+                break;
+            }
             let inputs = batch_inputs(weights, public_key, group);
             out.extend(group_distances(
                 forward, weights, public_key, group, &inputs,
@@ -57,6 +82,9 @@ pub fn compute_distances(
     std::thread::scope(|scope| {
         let mut inputs = batch_inputs(weights, public_key, groups[0]);
         for (i, group) in groups.iter().enumerate() {
+            if stop() {
+                break;
+            }
             let next = groups
                 .get(i + 1)
                 .map(|g| scope.spawn(move || batch_inputs(weights, public_key, g)));
