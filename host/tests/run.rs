@@ -137,22 +137,27 @@ fn request_from_a_file_and_devices_honoured() {
     let got = one_response(&out);
     assert_eq!(got["nonces"], json!([3, 1, 2]));
     // The same distances as `powhost distances` for those nonces.
-    let direct = powhost()
+    let direct = direct_distances(&tiny_input()["params"], "3,1,2");
+    assert_eq!(got["dist"], direct["dist"]);
+}
+
+/// `powhost distances --json` on the CPU for these params and nonces.
+fn direct_distances(params: &Value, nonces: &str) -> Value {
+    let out = powhost()
         .args(["distances", "--backend", "cpu", "--params"])
-        .arg(tiny_input()["params"].to_string())
+        .arg(params.to_string())
         .args([
             "--block-hash",
             HASH,
             "--public-key",
             KEY,
             "--nonces",
-            "3,1,2",
+            nonces,
             "--json",
         ])
         .output()
         .unwrap();
-    let direct: Value = serde_json::from_slice(&direct.stdout).unwrap();
-    assert_eq!(got["dist"], direct["dist"]);
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]
@@ -168,21 +173,7 @@ fn partial_params_are_filled_from_reference_default() {
         &json!({ "input": input }).to_string(),
     );
     let got = one_response(&out);
-    let direct = powhost()
-        .args(["distances", "--params"])
-        .arg(params.to_string())
-        .args([
-            "--block-hash",
-            HASH,
-            "--public-key",
-            KEY,
-            "--nonces",
-            "0,1",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    let direct: Value = serde_json::from_slice(&direct.stdout).unwrap();
+    let direct = direct_distances(&params, "0,1");
     assert_eq!(got["dist"], direct["dist"]);
 }
 

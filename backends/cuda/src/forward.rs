@@ -40,7 +40,25 @@ fn cuda<E: std::fmt::Debug>(what: &str) -> impl FnOnce(E) -> anyhow::Error + '_ 
     move |e| anyhow!("CUDA: {what}: {e:?}")
 }
 
-fn elementwise(n: usize) -> LaunchConfig {
+/// out[rows, n] = x[rows, k] · Wᵀ for row-major x, W [n, k] and out, as cuBLAS's
+/// column-major product: outᵀ (n × rows) = (W as stored, k × n)ᵀ · (x as stored, k × rows).
+fn xwt_config(rows: usize, n: usize, k: usize) -> GemmConfig<f16> {
+    GemmConfig {
+        transa: cublasOperation_t::CUBLAS_OP_T,
+        transb: cublasOperation_t::CUBLAS_OP_N,
+        m: n as i32,
+        n: rows as i32,
+        k: k as i32,
+        alpha: f16::ONE,
+        lda: k as i32,
+        ldb: k as i32,
+        beta: f16::ZERO,
+        ldc: n as i32,
+    }
+}
+
+/// A launch of one thread per element, 256 per block.
+fn one_thread_each(n: usize) -> LaunchConfig {
     LaunchConfig {
         grid_dim: (n.div_ceil(256).max(1) as u32, 1, 1),
         block_dim: (256, 1, 1),
@@ -87,7 +105,7 @@ impl Replica {
                     .arg(&shift)
                     .arg(&pool_size);
                 // SAFETY: the arguments match gather_tile's signature; out holds numel values.
-                unsafe { launch.launch(elementwise(p.numel)) }
+                unsafe { launch.launch(one_thread_each(p.numel)) }
                     .map_err(cuda("gathering a tiled parameter"))?;
                 tiles.insert(p.name.clone(), out);
             }
@@ -122,18 +140,7 @@ impl Replica {
         out: &mut CudaSlice<f16>,
     ) -> Result<()> {
         let (n, k) = (w.shape[0], w.shape[1]);
-        let cfg = GemmConfig {
-            transa: cublasOperation_t::CUBLAS_OP_T,
-            transb: cublasOperation_t::CUBLAS_OP_N,
-            m: n as i32,
-            n: rows as i32,
-            k: k as i32,
-            alpha: f16::ONE,
-            lda: k as i32,
-            ldb: k as i32,
-            beta: f16::ZERO,
-            ldc: n as i32,
-        };
+        let cfg = xwt_config(rows, n, k);
         let weight = self.weight(w);
         // SAFETY: the shapes above match the buffers: W is n × k, x rows × k, out rows × n.
         unsafe { self.blas.gemm(cfg, &weight, x, out) }
@@ -179,7 +186,7 @@ impl Replica {
         let mut launch = self.stream.launch_builder(kernel);
         launch.arg(a).arg(b).arg(&n);
         // SAFETY: (a, b, n) is the signature of add_residual and silu_mul; both hold n values.
-        unsafe { launch.launch(elementwise(n)) }.map_err(cuda(what))?;
+        unsafe { launch.launch(one_thread_each(n)) }.map_err(cuda(what))?;
         Ok(())
     }
 
@@ -199,7 +206,7 @@ impl Replica {
         let mut launch = self.stream.launch_builder(&self.kernels.last_rows);
         launch.arg(out).arg(x).arg(&batch_u).arg(&width_u).arg(&seq);
         // SAFETY: matches last_rows' signature; out holds at least batch × width values.
-        unsafe { launch.launch(elementwise(batch * width)) }.map_err(cuda("last_rows"))?;
+        unsafe { launch.launch(one_thread_each(batch * width)) }.map_err(cuda("last_rows"))?;
         Ok(())
     }
 
@@ -269,7 +276,7 @@ impl Replica {
                     .arg(&seq)
                     .arg(&last_u);
                 // SAFETY: matches rope's signature; x holds n × width values.
-                unsafe { launch.launch(elementwise(n * width / 2)) }.map_err(cuda("rope"))?;
+                unsafe { launch.launch(one_thread_each(n * width / 2)) }.map_err(cuda("rope"))?;
             }
             {
                 let (rows_u, seq, nh, nkv, hd_u, scale, last_u) = (
@@ -296,7 +303,7 @@ impl Replica {
                     .arg(&scale)
                     .arg(&last_u);
                 // SAFETY: matches attention's signature and buffer sizes.
-                unsafe { launch.launch(elementwise(q_rows * p.n_heads)) }
+                unsafe { launch.launch(one_thread_each(q_rows * p.n_heads)) }
                     .map_err(cuda("attention"))?;
             }
             let h_cur = if last {
@@ -393,18 +400,7 @@ pub fn gemm_peak_gflops(ctx: Arc<CudaContext>, m: usize, k: usize, n: usize) -> 
     let mut out = stream
         .alloc_zeros::<f16>(m * n)
         .map_err(cuda("allocating"))?;
-    let cfg = GemmConfig {
-        transa: cublasOperation_t::CUBLAS_OP_T,
-        transb: cublasOperation_t::CUBLAS_OP_N,
-        m: n as i32,
-        n: m as i32,
-        k: k as i32,
-        alpha: f16::ONE,
-        lda: k as i32,
-        ldb: k as i32,
-        beta: f16::ZERO,
-        ldc: n as i32,
-    };
+    let cfg = xwt_config(m, n, k);
     let mut best = f64::MAX;
     for i in 0..6 {
         let start = std::time::Instant::now();

@@ -42,7 +42,7 @@ impl WgpuBackend {
         })
     }
 
-    pub fn with_pool_window_limit(&self, bytes: u64) -> Result<Self> {
+    pub fn with_pool_window_limit(bytes: u64) -> Result<Self> {
         Ok(Self {
             gpu: Arc::new(Gpu::with_pool_window_limit(bytes)?),
         })

@@ -117,7 +117,7 @@ fn weights_read_through_small_windows_give_the_same_bits() {
     use powhost_core::{Backend, ModelParams, ModelWeights};
     let Some(b) = backend() else { return };
     // tiny: every parameter is slice-placed; a 4 KiB window holds 30 rows of a 64-wide matrix.
-    let windowed = b.with_pool_window_limit(4096).unwrap();
+    let windowed = WgpuBackend::with_pool_window_limit(4096).unwrap();
     let params = ModelParams::preset("tiny").unwrap();
     let weights = std::sync::Arc::new(ModelWeights::build(&params, "01", 0, &|_, _| {}).unwrap());
     let inputs = batch_inputs(&weights, "key", &[0, 1, 2, 3, 4]);
@@ -140,7 +140,7 @@ fn weights_read_through_small_windows_give_the_same_bits() {
     );
 
     // small has tile-placed parameters (gathered at load): the same through small windows.
-    let windowed = b.with_pool_window_limit(64 << 10).unwrap();
+    let windowed = WgpuBackend::with_pool_window_limit(64 << 10).unwrap();
     let params = ModelParams::preset("small").unwrap();
     let weights = std::sync::Arc::new(ModelWeights::build(&params, "01", 0, &|_, _| {}).unwrap());
     assert!(weights.table.parameters.iter().any(|p| matches!(
