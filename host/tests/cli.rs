@@ -388,3 +388,36 @@ fn usage_errors_exit_2() {
         assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
     }
 }
+
+/// `bench --plugin`: a plugin that is not there, or one that does not compute, and
+/// request or nonce counts of zero — each one clear error, no panic.
+#[test]
+fn bench_plugin_bad_inputs() {
+    let misbehave = std::env::temp_dir().join(format!("bench-echo-{}.wasm", std::process::id()));
+    std::fs::write(
+        &misbehave,
+        include_bytes!(concat!(env!("OUT_DIR"), "/misbehave.wasm")),
+    )
+    .unwrap();
+    let echo = misbehave.to_str().unwrap();
+    for (args, expect) in [
+        (vec!["--plugin", "/no/such/plugin.wasm"], "unknown plugin"),
+        (vec!["--plugin", "runpod", "--requests", "0"], "--requests"),
+        (vec!["--plugin", "runpod", "--nonces", "0"], "--nonces"),
+        // The echo fixture answers, but computes nothing: timing it would measure nothing.
+        (
+            vec!["--plugin", echo, "--requests", "2"],
+            "does not answer the serverless contract",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_powhost"))
+            .args(["bench", "--preset", "tiny", "--backend", "cpu"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(stderr.contains(expect), "{args:?}: {stderr}");
+    }
+}

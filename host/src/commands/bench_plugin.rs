@@ -64,7 +64,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
         emit: Box::new(|_| {}),
     };
     match host.handle(&plugin, &request, call())? {
-        PluginReply::Ok(body) => log::debug!("plugin reply: {body}"),
+        PluginReply::Ok(body) => {
+            // Timing a plugin that does not compute would measure nothing.
+            let total = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["total_computed"].as_u64());
+            ensure!(
+                total == Some(nonces as u64),
+                "plugin `{}` does not answer the serverless contract (no total_computed of {nonces} in its reply: {body:.200}); bench --plugin times runpod-contract plugins",
+                plugin.info.name
+            );
+        }
         PluginReply::Error(body) => bail!("the plugin refused the benchmark request: {body}"),
     }
 
