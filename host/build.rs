@@ -7,9 +7,11 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// (package, file name in OUT_DIR). `runpod` is embedded; `misbehave` is a test fixture.
+/// (package, file name in OUT_DIR). `runpod` and `validator` are embedded; `misbehave` is a
+/// test fixture.
 const PLUGINS: &[(&str, &str)] = &[
     ("powhost-plugin-runpod", "runpod.wasm"),
+    ("powhost-plugin-validator", "validator.wasm"),
     ("powhost-plugin-misbehave", "misbehave.wasm"),
 ];
 

@@ -7,7 +7,13 @@ pub struct BuiltinPlugin {
 }
 
 /// The first is the default.
-pub const BUILTIN: &[BuiltinPlugin] = &[BuiltinPlugin {
-    name: "runpod",
-    wasm: include_bytes!(concat!(env!("OUT_DIR"), "/runpod.wasm")),
-}];
+pub const BUILTIN: &[BuiltinPlugin] = &[
+    BuiltinPlugin {
+        name: "runpod",
+        wasm: include_bytes!(concat!(env!("OUT_DIR"), "/runpod.wasm")),
+    },
+    BuiltinPlugin {
+        name: "validator",
+        wasm: include_bytes!(concat!(env!("OUT_DIR"), "/validator.wasm")),
+    },
+];

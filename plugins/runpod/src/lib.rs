@@ -132,25 +132,13 @@ fn stream(
 
 /// Fill the params the request left out from `reference-default`, as the reference does.
 fn fill_params(p: &PartialParams) -> Result<ModelParams, RequestError> {
-    let d = compute::preset("reference-default").ok_or_else(|| {
+    let defaults = compute::preset("reference-default").ok_or_else(|| {
         RequestError::new(
             "RuntimeError",
             "the host has no `reference-default` preset to fill params from",
         )
     })?;
-    Ok(ModelParams {
-        dim: p.dim.unwrap_or(d.dim),
-        n_layers: p.n_layers.unwrap_or(d.n_layers),
-        n_heads: p.n_heads.unwrap_or(d.n_heads),
-        n_kv_heads: p.n_kv_heads.unwrap_or(d.n_kv_heads),
-        vocab_size: p.vocab_size.unwrap_or(d.vocab_size),
-        ffn_dim_multiplier: p.ffn_dim_multiplier.unwrap_or(d.ffn_dim_multiplier),
-        multiple_of: p.multiple_of.unwrap_or(d.multiple_of),
-        norm_eps: p.norm_eps.unwrap_or(d.norm_eps),
-        rope_theta: p.rope_theta.unwrap_or(d.rope_theta),
-        use_scaled_rope: p.use_scaled_rope.unwrap_or(d.use_scaled_rope),
-        seq_len: p.seq_len.unwrap_or(d.seq_len),
-    })
+    Ok(powhost_plugin_kit::fill_params!(p, defaults, ModelParams))
 }
 
 /// The host's compute errors as this contract's Python-style error types.

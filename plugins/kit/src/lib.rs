@@ -1,0 +1,437 @@
+//! What powhost's plugins share: request fields checked one by one, each failure a
+//! Python-style error type (as the network's reference handlers report them) and a sentence
+//! that names the field and says what to fix. Pure Rust with no host calls, so it is
+//! unit-tested natively.
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A JSON object's fields, kept raw until each is checked.
+pub type Fields<'a> = BTreeMap<String, &'a RawValue>;
+
+/// The model params' field names (spec/POC.md §2).
+pub const PARAMS_FIELDS: &[&str] = &[
+    "dim",
+    "n_layers",
+    "n_heads",
+    "n_kv_heads",
+    "vocab_size",
+    "ffn_dim_multiplier",
+    "multiple_of",
+    "norm_eps",
+    "rope_theta",
+    "use_scaled_rope",
+    "seq_len",
+];
+
+/// A refused request: the `error_type` and the sentence of the error response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestError {
+    pub error_type: &'static str,
+    pub message: String,
+}
+
+impl RequestError {
+    pub fn new(error_type: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            error_type,
+            message: message.into(),
+        }
+    }
+    pub fn missing(field: &str, what: &str) -> Self {
+        Self::new(
+            "KeyError",
+            format!("missing field `{field}` in input: {what}"),
+        )
+    }
+    pub fn wrong_type(field: &str, expected: &str, got: &str) -> Self {
+        Self::new(
+            "TypeError",
+            format!("`{field}` must be {expected}, got {got}"),
+        )
+    }
+    pub fn value(message: impl Into<String>) -> Self {
+        Self::new("ValueError", message)
+    }
+}
+
+/// The model params as the request gives them: any subset of the fields.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PartialParams {
+    pub dim: Option<u32>,
+    pub n_layers: Option<u32>,
+    pub n_heads: Option<u32>,
+    pub n_kv_heads: Option<u32>,
+    pub vocab_size: Option<u32>,
+    pub ffn_dim_multiplier: Option<f64>,
+    pub multiple_of: Option<u32>,
+    pub norm_eps: Option<f64>,
+    pub rope_theta: Option<f64>,
+    pub use_scaled_rope: Option<bool>,
+    pub seq_len: Option<u32>,
+}
+
+pub fn reject_unknown<'a>(
+    place: &str,
+    keys: impl Iterator<Item = &'a String>,
+    known: &[&str],
+) -> Result<(), RequestError> {
+    for key in keys {
+        if !known.contains(&key.as_str()) {
+            return Err(RequestError::value(format!(
+                "unknown field `{key}` in {place}; the fields are: {}",
+                known.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub fn required<'a>(
+    input: &Fields<'a>,
+    field: &str,
+    what: &str,
+) -> Result<&'a RawValue, RequestError> {
+    input
+        .get(field)
+        .copied()
+        .ok_or_else(|| RequestError::missing(field, what))
+}
+
+pub fn text_field(input: &Fields, field: &str, what: &str) -> Result<String, RequestError> {
+    let raw = required(input, field, what)?;
+    let value: String = serde_json::from_str(raw.get())
+        .map_err(|_| RequestError::wrong_type(field, "a string", &kind_of_text(raw.get())))?;
+    if value.is_empty() {
+        return Err(RequestError::value(format!("`{field}` must not be empty")));
+    }
+    Ok(value)
+}
+
+pub fn integer_field(input: &Fields, field: &str, what: &str) -> Result<i64, RequestError> {
+    let raw = required(input, field, what)?;
+    integer(raw.get(), field)
+}
+
+/// An integer that fits in 64 bits; `1.0`, `"1"` and `1e3` are refused.
+pub fn integer(text: &str, field: &str) -> Result<i64, RequestError> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Number(n)) => n.as_i64().ok_or_else(|| {
+            if n.is_f64() {
+                RequestError::wrong_type(field, "an integer", &format!("the number {n}"))
+            } else {
+                RequestError::value(format!(
+                    "`{field}` is out of range: {n} does not fit in a signed 64-bit integer"
+                ))
+            }
+        }),
+        _ => Err(RequestError::wrong_type(
+            field,
+            "an integer",
+            &kind_of_text(text),
+        )),
+    }
+}
+
+/// The request text as a JSON object; `shape` says what the object should be, for the error.
+pub fn object<'a>(text: &'a str, shape: &str) -> Result<Fields<'a>, RequestError> {
+    serde_json::from_str(text).map_err(|e| {
+        if e.is_data() {
+            RequestError::new(
+                "TypeError",
+                format!(
+                    "the request must be a JSON object {shape}, got {}",
+                    kind_of_text(text)
+                ),
+            )
+        } else if text.contains("NaN") || text.contains("Infinity") {
+            RequestError::new(
+                "JSONDecodeError",
+                format!("the request is not valid JSON ({e}): JSON has no NaN or Infinity; give finite numbers"),
+            )
+        } else {
+            RequestError::new("JSONDecodeError", format!("the request is not valid JSON: {e}"))
+        }
+    })
+}
+
+/// A field that must be a JSON object.
+pub fn object_field<'a>(raw: &'a RawValue, field: &str) -> Result<Fields<'a>, RequestError> {
+    serde_json::from_str(raw.get())
+        .map_err(|_| RequestError::wrong_type(field, "an object", &kind_of_text(raw.get())))
+}
+
+/// A positive finite number (`r_target`, thresholds); `1` and `1.0` both count.
+pub fn positive_number(raw: &RawValue, field: &str) -> Result<f64, RequestError> {
+    let x = match serde_json::from_str::<Value>(raw.get()) {
+        Ok(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
+        _ => {
+            return Err(RequestError::wrong_type(
+                field,
+                "a number",
+                &kind_of_text(raw.get()),
+            ));
+        }
+    };
+    if !(x.is_finite() && x > 0.0) {
+        return Err(RequestError::value(format!(
+            "`{field}` must be a positive finite number, got {x}"
+        )));
+    }
+    Ok(x)
+}
+
+/// A list of finite numbers (claimed distances), at most `max`.
+pub fn number_list(raw: &RawValue, field: &str, max: usize) -> Result<Vec<f64>, RequestError> {
+    let list: Vec<Value> = serde_json::from_str(raw.get()).map_err(|_| {
+        RequestError::wrong_type(field, "an array of numbers", &kind_of_text(raw.get()))
+    })?;
+    if list.len() > max {
+        return Err(RequestError::value(format!(
+            "`{field}` lists more than {max} numbers; split the request"
+        )));
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, v)| match v.as_f64() {
+            Some(x) if x.is_finite() => Ok(x),
+            _ => Err(RequestError::wrong_type(
+                &format!("{field}[{i}]"),
+                "a finite number",
+                &kind_of(v),
+            )),
+        })
+        .collect()
+}
+
+/// Fill the params a request left out from a full set (`$defaults`), giving `$full` (the
+/// plugin's own WIT `model-params` type: each plugin has its own generated bindings).
+#[macro_export]
+macro_rules! fill_params {
+    ($partial:expr, $defaults:expr, $full:ident) => {{
+        let p = $partial;
+        let d = $defaults;
+        $full {
+            dim: p.dim.unwrap_or(d.dim),
+            n_layers: p.n_layers.unwrap_or(d.n_layers),
+            n_heads: p.n_heads.unwrap_or(d.n_heads),
+            n_kv_heads: p.n_kv_heads.unwrap_or(d.n_kv_heads),
+            vocab_size: p.vocab_size.unwrap_or(d.vocab_size),
+            ffn_dim_multiplier: p.ffn_dim_multiplier.unwrap_or(d.ffn_dim_multiplier),
+            multiple_of: p.multiple_of.unwrap_or(d.multiple_of),
+            norm_eps: p.norm_eps.unwrap_or(d.norm_eps),
+            rope_theta: p.rope_theta.unwrap_or(d.rope_theta),
+            use_scaled_rope: p.use_scaled_rope.unwrap_or(d.use_scaled_rope),
+            seq_len: p.seq_len.unwrap_or(d.seq_len),
+        }
+    }};
+}
+
+/// A list of nonces (`field`, at most `max`): decoded element by element into integers, so
+/// that an error names the first bad element by its index.
+pub fn nonce_list(text: &str, field: &'static str, max: usize) -> Result<Vec<i64>, RequestError> {
+    /// One element: an integer, or what it was instead.
+    enum Element {
+        Nonce(i64),
+        Bad(String),
+    }
+    impl<'de> serde::Deserialize<'de> for Element {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Element;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("an integer")
+                }
+                fn visit_i64<E: de::Error>(self, v: i64) -> Result<Element, E> {
+                    Ok(Element::Nonce(v))
+                }
+                fn visit_u64<E: de::Error>(self, v: u64) -> Result<Element, E> {
+                    Ok(i64::try_from(v).map(Element::Nonce).unwrap_or_else(|_| {
+                        Element::Bad(format!(
+                            "{v}, which does not fit in a signed 64-bit integer"
+                        ))
+                    }))
+                }
+                fn visit_f64<E: de::Error>(self, v: f64) -> Result<Element, E> {
+                    Ok(Element::Bad(format!("the number {v}")))
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Element, E> {
+                    Ok(Element::Bad(format!("the string {v:?}")))
+                }
+                fn visit_bool<E: de::Error>(self, v: bool) -> Result<Element, E> {
+                    Ok(Element::Bad(v.to_string()))
+                }
+                fn visit_unit<E: de::Error>(self) -> Result<Element, E> {
+                    Ok(Element::Bad("null".into()))
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Element, A::Error> {
+                    while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+                    Ok(Element::Bad("an array".into()))
+                }
+                fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Element, A::Error> {
+                    while map
+                        .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+                        .is_some()
+                    {}
+                    Ok(Element::Bad("an object".into()))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+    /// The list, or the first problem found in it.
+    struct Nonces {
+        field: &'static str,
+        max: usize,
+    }
+    impl<'de> Visitor<'de> for Nonces {
+        type Value = Result<Vec<i64>, RequestError>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an array of integers")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max));
+            let mut problem = None;
+            while let Some(element) = seq.next_element::<Element>()? {
+                let i = out.len();
+                problem = match element {
+                    Element::Nonce(_) if i == self.max => Some(RequestError::value(format!(
+                        "`{}` lists more than {} nonces; split the request",
+                        self.field, self.max
+                    ))),
+                    Element::Nonce(n) => {
+                        out.push(n);
+                        continue;
+                    }
+                    Element::Bad(what) => Some(RequestError::new(
+                        "TypeError",
+                        format!("`{}[{i}]` must be an integer, got {what}", self.field),
+                    )),
+                };
+                break;
+            }
+            // The rest of the array is skipped, not decoded: the parser must still reach its end.
+            while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+            Ok(problem.map_or(Ok(out), Err))
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    match de.deserialize_seq(Nonces { field, max }) {
+        Ok(result) => result,
+        Err(_) => Err(RequestError::wrong_type(
+            field,
+            "an array of integers",
+            &kind_of_text(text),
+        )),
+    }
+}
+
+pub fn params(raw: &RawValue) -> Result<PartialParams, RequestError> {
+    let map: Map<String, Value> = serde_json::from_str(raw.get())
+        .map_err(|_| RequestError::wrong_type("params", "an object", &kind_of_text(raw.get())))?;
+    let mut p = PartialParams::default();
+    for (key, value) in &map {
+        let field = format!("params.{key}");
+        let size = || -> Result<u32, RequestError> {
+            match value.as_u64() {
+                Some(0) => Err(RequestError::value(format!("`{field}` must be at least 1"))),
+                Some(n) => u32::try_from(n)
+                    .map_err(|_| RequestError::value(format!("`{field}` is too large: {n}"))),
+                None if value.as_i64().is_some() => Err(RequestError::value(format!(
+                    "`{field}` must be at least 1, got {value}"
+                ))),
+                None => Err(RequestError::wrong_type(
+                    &field,
+                    "a positive integer",
+                    &kind_of(value),
+                )),
+            }
+        };
+        let number = || -> Result<f64, RequestError> {
+            match value.as_f64() {
+                Some(x) if x.is_finite() && x > 0.0 => Ok(x),
+                Some(x) => Err(RequestError::value(format!(
+                    "`{field}` must be a positive number, got {x}"
+                ))),
+                None => Err(RequestError::wrong_type(
+                    &field,
+                    "a number",
+                    &kind_of(value),
+                )),
+            }
+        };
+        match key.as_str() {
+            "dim" => p.dim = Some(size()?),
+            "n_layers" => p.n_layers = Some(size()?),
+            "n_heads" => p.n_heads = Some(size()?),
+            "n_kv_heads" => p.n_kv_heads = Some(size()?),
+            "vocab_size" => p.vocab_size = Some(size()?),
+            "multiple_of" => p.multiple_of = Some(size()?),
+            "seq_len" => p.seq_len = Some(size()?),
+            "ffn_dim_multiplier" => p.ffn_dim_multiplier = Some(number()?),
+            "norm_eps" => p.norm_eps = Some(number()?),
+            "rope_theta" => p.rope_theta = Some(number()?),
+            "use_scaled_rope" => {
+                p.use_scaled_rope = Some(value.as_bool().ok_or_else(|| {
+                    RequestError::wrong_type(&field, "true or false", &kind_of(value))
+                })?)
+            }
+            other => {
+                return Err(RequestError::value(format!(
+                    "unknown field `{other}` in params; the fields are: {}",
+                    PARAMS_FIELDS.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(p)
+}
+
+pub fn devices(raw: &RawValue) -> Result<Vec<String>, RequestError> {
+    let list: Vec<Value> = serde_json::from_str(raw.get()).map_err(|_| {
+        RequestError::wrong_type(
+            "devices",
+            "an array of device names",
+            &kind_of_text(raw.get()),
+        )
+    })?;
+    list.iter()
+        .enumerate()
+        .map(|(i, v)| match v.as_str() {
+            Some(s) if !s.is_empty() => Ok(s.to_string()),
+            Some(_) => Err(RequestError::value(format!("`devices[{i}]` is empty"))),
+            None => Err(RequestError::wrong_type(
+                &format!("devices[{i}]"),
+                "a device name such as \"cuda:0\" or \"cpu\"",
+                &kind_of(v),
+            )),
+        })
+        .collect()
+}
+
+/// "a string", "the number 1.5", … for error messages.
+pub fn kind_of(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) if s.len() <= 40 => format!("the string {s:?}"),
+        Value::String(_) => "a string".into(),
+        Value::Array(_) => "an array".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+pub fn kind_of_text(text: &str) -> String {
+    match text.trim_start().as_bytes().first() {
+        Some(b'[') => "an array".into(),
+        Some(b'{') => "an object".into(),
+        _ => serde_json::from_str::<Value>(text)
+            .map(|v| kind_of(&v))
+            .unwrap_or_else(|_| "something else".into()),
+    }
+}
