@@ -36,6 +36,11 @@ pub enum Command {
     /// Handle requests with a plugin: one request (`{"input": {...}}`) from a file or stdin,
     /// or one per line with --ndjson. Exit 0 on success, 1 when the response is an error.
     Run(RunArgs),
+    /// Serve HTTP: the network node's PoC API under /api/v1 (generate with callbacks,
+    /// validate, status, stop) and serverless-style endpoints (/runsync, /run, /status/ID,
+    /// /stream/ID, /cancel/ID, /health). Stops on SIGINT/SIGTERM after delivering pending
+    /// callbacks.
+    Serve(ServeArgs),
     /// List the built-in plugins and what each does.
     Plugins {
         /// Print JSON instead of a table.
@@ -158,12 +163,69 @@ pub struct RunArgs {
     /// Nonces per forward pass (default: chosen from the model size).
     #[arg(long)]
     pub batch: Option<usize>,
+    #[command(flatten)]
+    pub limits: PluginLimitArgs,
+}
+
+/// The sandbox every plugin call runs in.
+#[derive(Args, Debug, Clone)]
+pub struct PluginLimitArgs {
     /// Memory one plugin call may use, in MiB.
     #[arg(long, default_value_t = 1024, value_name = "MIB")]
     pub plugin_memory: usize,
     /// Seconds of plugin code one call may run (time computing distances does not count).
     #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
     pub plugin_time_limit: f64,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on, e.g. `127.0.0.1:8080` or `0.0.0.0:8080` (port 0 picks a free
+    /// one). The bound address is printed on stdout as `{"listening": "ADDR"}`.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub listen: String,
+    /// The plugin for the serverless-style endpoints (/runsync, /run): a built-in name or a
+    /// component path.
+    #[arg(long, default_value = "runpod", value_name = "NAME|PATH")]
+    pub plugin: String,
+    /// The plugin that validates ProofBatches (POST /api/v1/pow/validate).
+    #[arg(long, default_value = "validator", value_name = "NAME|PATH")]
+    pub validator: String,
+    /// The compute backend: `auto` picks CUDA when a device answers, then a hardware GPU
+    /// through wgpu, then the CPU; or `cpu`, `wgpu`, `cuda` (`cuda:0,cuda:1` for some devices).
+    /// Each device is one worker group when generating.
+    #[arg(long, default_value = "auto")]
+    pub backend: String,
+    /// Nonces per forward pass (default: chosen from the model size and device memory).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Plugin calls computing at once; further requests wait in the queue.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub concurrency: usize,
+    /// Requests that may wait for a compute slot; beyond this the server answers 503.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub queue: usize,
+    /// Largest request body, in MiB (a 1-million-nonce ProofBatch is about 30 MiB).
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    pub max_body: usize,
+    /// Seconds a streaming serverless job runs before it stops (it delivers what it computed).
+    #[arg(long, default_value_t = 420.0, value_name = "SECONDS")]
+    pub time_limit: f64,
+    /// Seconds between callback deliveries of generated nonces (the reference: 5).
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    pub callback_interval: f64,
+    /// Seconds one callback POST may take before it counts as failed and is retried.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub callback_timeout: f64,
+    /// Longest wait between retries of a failed callback (the wait doubles from 0.5 s).
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub callback_backoff_max: f64,
+    /// On shutdown, how long to keep trying to deliver pending callbacks before giving up
+    /// (what is still undelivered is then written to the log, in full).
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub flush_timeout: f64,
+    #[command(flatten)]
+    pub limits: PluginLimitArgs,
 }
 
 #[derive(Args, Debug)]

@@ -105,6 +105,8 @@ pub struct ComputeService {
     /// Nonces per forward pass (`--batch`), else chosen per model.
     batch: Option<usize>,
     cache: Mutex<Option<Arc<CachedModel>>>,
+    /// Draw a progress bar per call (off where many calls run at once, as in `serve`).
+    progress: bool,
 }
 
 impl ComputeService {
@@ -113,7 +115,26 @@ impl ComputeService {
             backend,
             batch,
             cache: Mutex::new(None),
+            progress: true,
         }
+    }
+
+    /// No progress bars: for servers, where calls overlap.
+    pub fn without_progress(mut self) -> Self {
+        self.progress = false;
+        self
+    }
+
+    /// Build (or find) the task's model now, so the first request does not wait for it.
+    pub fn prepare(&self, task: &Task) -> Result<(), ComputeFailure> {
+        self.check_task(task, &[])?;
+        self.check_params(&task.params)?;
+        self.model_for(task).map(drop)
+    }
+
+    /// Nonces per forward pass for these params.
+    pub fn batch_for(&self, params: &ModelParams) -> usize {
+        self.model_batch(params)
     }
 
     pub fn backend(&self) -> &dyn Backend {
@@ -154,7 +175,11 @@ impl ComputeService {
         self.check_params(&task.params)?;
         let cached = self.model_for(task)?;
         let batch = self.model_batch(&task.params).min(nonces.len().max(1));
-        let bar = progress::bar(nonces.len() as u64, "nonces");
+        let bar = if self.progress {
+            progress::bar(nonces.len() as u64, "nonces")
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
         let out = compute_distances_until(
             &*cached.model.forward,
             &cached.model.weights,

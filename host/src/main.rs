@@ -9,6 +9,7 @@ mod model_source;
 mod nonce_list;
 mod plugins;
 mod progress;
+mod serve;
 
 use clap::Parser;
 use std::process::ExitCode;

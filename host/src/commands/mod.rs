@@ -29,6 +29,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(args) => done(bench::run(args)),
         Command::Compare(args) => compare::run(args),
         Command::Run(args) => run::run(args),
+        Command::Serve(args) => crate::serve::run(args),
         Command::Plugins { json } => done(plugins::run(json)),
         Command::Presets { json } => done(presets::run(json)),
     }

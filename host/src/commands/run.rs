@@ -47,20 +47,8 @@ impl Session {
             args.time_limit.is_finite() && args.time_limit > 0.0,
             "--time-limit must be a positive number of seconds"
         );
-        ensure!(
-            args.plugin_time_limit.is_finite() && args.plugin_time_limit > 0.0,
-            "--plugin-time-limit must be a positive number of seconds"
-        );
-        ensure!(
-            args.plugin_memory >= 1,
-            "--plugin-memory must be at least 1 MiB"
-        );
         ensure!(args.batch != Some(0), "--batch must be at least 1");
-        let limits = PluginLimits {
-            memory_bytes: args.plugin_memory.saturating_mul(1 << 20),
-            guest_time: Duration::from_secs_f64(args.plugin_time_limit),
-        };
-        let host = PluginHost::new(limits)?;
+        let host = PluginHost::new(PluginLimits::from_args(&args.limits)?)?;
         let plugin = host.load(&args.plugin)?;
         let backend = backend_by_name(&args.backend)?;
         log::info!(

@@ -1,0 +1,338 @@
+//! Results POSTed back to the node software (PROTOCOLS.md A6–A7) and to serverless webhooks.
+//!
+//! Nothing computed is lost: generated nonces accumulate per destination and are sealed into
+//! one ProofBatch every `--callback-interval`; a sealed batch stays in the outbox until a POST
+//! of it succeeds (2xx), retried with a doubling backoff, each attempt under a timeout. A
+//! batch is removed once delivered and never sent again, and every attempt carries the same
+//! `X-Powhost-Batch-Id`, so a receiver can drop a repeat that a lost response caused. On
+//! shutdown the outbox is flushed for `--flush-timeout`; anything still undelivered is then
+//! written to the log in full.
+
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+#[derive(Clone, Copy, Debug)]
+pub struct CallbackConfig {
+    /// How often accumulated generated nonces are sealed and sent.
+    pub interval: Duration,
+    /// One POST's limit.
+    pub timeout: Duration,
+    /// The longest wait between retries.
+    pub backoff_max: Duration,
+}
+
+/// Which ProofBatch generated nonces belong to (the reference merges a node's batches
+/// between sends under the first one's header).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GeneratedFor {
+    /// The init request's `url`: batches go to `{url}/generated`.
+    pub url: String,
+    pub public_key: String,
+    pub block_hash: String,
+    pub block_height: i64,
+    pub node_id: i64,
+}
+
+struct OpenBatch {
+    to: GeneratedFor,
+    nonces: Vec<i64>,
+    dist: Vec<f64>,
+}
+
+struct Delivery {
+    id: String,
+    url: String,
+    body: String,
+    /// For the logs: "ProofBatch of 12 nonces", "ValidatedBatch", "webhook".
+    what: String,
+    attempts: u32,
+    next_try: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    open: Vec<OpenBatch>,
+    unsent: VecDeque<Delivery>,
+    delivered: u64,
+}
+
+pub struct Outbox {
+    state: Mutex<State>,
+    wake: Notify,
+    client: reqwest::Client,
+    config: CallbackConfig,
+}
+
+/// What `/health` and the logs report.
+#[derive(Serialize)]
+pub struct OutboxStats {
+    pub pending: usize,
+    pub delivered: u64,
+}
+
+/// `{url}/{leaf}` as the reference joins them (a trailing slash is not doubled).
+pub fn join(url: &str, leaf: &str) -> String {
+    format!("{}/{leaf}", url.trim_end_matches('/'))
+}
+
+impl Outbox {
+    pub fn new(config: CallbackConfig) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
+            .build()?;
+        Ok(Self {
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            client,
+            config,
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Valid nonces of one computed batch; sent with the next seal.
+    pub fn add_generated(&self, to: &GeneratedFor, nonces: &[i64], dist: &[f64]) {
+        if nonces.is_empty() {
+            return;
+        }
+        let mut state = self.state();
+        match state.open.iter_mut().find(|b| &b.to == to) {
+            Some(open) => {
+                open.nonces.extend_from_slice(nonces);
+                open.dist.extend_from_slice(dist);
+            }
+            None => state.open.push(OpenBatch {
+                to: to.clone(),
+                nonces: nonces.to_vec(),
+                dist: dist.to_vec(),
+            }),
+        }
+    }
+
+    /// A finished body for `url` (a ValidatedBatch, a webhook result): sent now.
+    pub fn add(&self, url: String, body: String, what: String) {
+        self.state().unsent.push_back(Delivery {
+            id: uuid::Uuid::new_v4().to_string(),
+            url,
+            body,
+            what,
+            attempts: 0,
+            next_try: Instant::now(),
+        });
+        self.wake.notify_one();
+    }
+
+    pub fn stats(&self) -> OutboxStats {
+        let state = self.state();
+        OutboxStats {
+            pending: state.unsent.len()
+                + state.open.iter().filter(|b| !b.nonces.is_empty()).count(),
+            delivered: state.delivered,
+        }
+    }
+
+    /// Turn what generation accumulated into ProofBatches, one per destination.
+    fn seal(&self) {
+        #[derive(Serialize)]
+        struct ProofBatch<'a> {
+            public_key: &'a str,
+            block_hash: &'a str,
+            block_height: i64,
+            nonces: &'a [i64],
+            dist: &'a [f64],
+            node_id: i64,
+        }
+        let mut state = self.state();
+        let open = std::mem::take(&mut state.open);
+        for b in open {
+            let body = serde_json::to_string(&ProofBatch {
+                public_key: &b.to.public_key,
+                block_hash: &b.to.block_hash,
+                block_height: b.to.block_height,
+                nonces: &b.nonces,
+                dist: &b.dist,
+                node_id: b.to.node_id,
+            })
+            .expect("a ProofBatch serialises");
+            state.unsent.push_back(Delivery {
+                id: uuid::Uuid::new_v4().to_string(),
+                url: join(&b.to.url, "generated"),
+                body,
+                what: format!("ProofBatch of {} nonces", b.nonces.len()),
+                attempts: 0,
+                next_try: Instant::now(),
+            });
+        }
+    }
+
+    /// The sender: seal every interval, deliver what is due, until `stop` resolves.
+    pub async fn run(&self, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        let mut tick = tokio::time::interval(self.config.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.seal(),
+                _ = self.wake.notified() => {}
+                _ = &mut stop => return,
+            }
+            self.deliver_due().await;
+        }
+    }
+
+    /// Try every delivery whose backoff has passed, oldest first. Only the sender (or the
+    /// final flush) calls this, so a delivery is never in flight twice.
+    async fn deliver_due(&self) {
+        let now = Instant::now();
+        let due: Vec<(String, String, String, String)> = self
+            .state()
+            .unsent
+            .iter()
+            .filter(|d| d.next_try <= now)
+            .map(|d| (d.id.clone(), d.url.clone(), d.body.clone(), d.what.clone()))
+            .collect();
+        for (id, url, body, what) in due {
+            let result = self.post(&id, &url, body).await;
+            let mut state = self.state();
+            let Some(pos) = state.unsent.iter().position(|d| d.id == id) else {
+                continue;
+            };
+            match result {
+                Ok(()) => {
+                    state.unsent.remove(pos);
+                    state.delivered += 1;
+                    log::info!("delivered {what} to {url}");
+                }
+                Err(e) => {
+                    let d = &mut state.unsent[pos];
+                    d.attempts += 1;
+                    let wait = self.backoff(d.attempts);
+                    d.next_try = Instant::now() + wait;
+                    log::warn!(
+                        "callback to {url} failed ({e}); {what} kept, retry {} in {:.1} s",
+                        d.attempts,
+                        wait.as_secs_f64()
+                    );
+                }
+            }
+        }
+    }
+
+    fn backoff(&self, attempts: u32) -> Duration {
+        let base =
+            Duration::from_millis(500).saturating_mul(1 << attempts.min(16).saturating_sub(1));
+        base.min(self.config.backoff_max)
+    }
+
+    async fn post(&self, id: &str, url: &str, body: String) -> Result<(), String> {
+        let response = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("X-Powhost-Batch-Id", id)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_timeout() {
+                    format!(
+                        "no answer within {:.1} s",
+                        self.config.timeout.as_secs_f64()
+                    )
+                } else {
+                    format!("{e}")
+                }
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("HTTP {status}"))
+        }
+    }
+
+    /// Seal and deliver everything, retrying as usual, until done or `within` has passed.
+    /// Returns how many deliveries are left; their bodies are logged, so nothing is lost
+    /// silently.
+    pub async fn flush(&self, within: Duration) -> usize {
+        self.seal();
+        let deadline = Instant::now() + within;
+        loop {
+            self.deliver_due().await;
+            let next = self.state().unsent.iter().map(|d| d.next_try).min();
+            match next {
+                None => return 0,
+                Some(_) if Instant::now() >= deadline => break,
+                Some(t) => {
+                    let wake = t.min(deadline);
+                    tokio::time::sleep_until(wake.into()).await;
+                }
+            }
+        }
+        let state = self.state();
+        for d in &state.unsent {
+            log::error!(
+                "undelivered after {} attempts: {} for {} (X-Powhost-Batch-Id {}): {}",
+                d.attempts,
+                d.what,
+                d.url,
+                d.id,
+                d.body
+            );
+        }
+        state.unsent.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_join_like_the_reference() {
+        assert_eq!(
+            join("http://a:1/v1/poc-batches", "generated"),
+            "http://a:1/v1/poc-batches/generated"
+        );
+        assert_eq!(join("http://a:1/x/", "validated"), "http://a:1/x/validated");
+    }
+
+    #[test]
+    fn generated_nonces_merge_per_destination() {
+        let outbox = Outbox::new(CallbackConfig {
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(4),
+        })
+        .unwrap();
+        let to = GeneratedFor {
+            url: "http://x".into(),
+            public_key: "pk".into(),
+            block_hash: "bh".into(),
+            block_height: 1,
+            node_id: 2,
+        };
+        outbox.add_generated(&to, &[2, 5], &[1.3, 1.2]);
+        outbox.add_generated(&to, &[], &[]);
+        outbox.add_generated(&to, &[8], &[1.1]);
+        outbox.seal();
+        outbox.seal();
+        let state = outbox.state();
+        assert_eq!(state.unsent.len(), 1);
+        assert_eq!(
+            state.unsent[0].body,
+            r#"{"public_key":"pk","block_hash":"bh","block_height":1,"nonces":[2,5,8],"dist":[1.3,1.2,1.1],"node_id":2}"#
+        );
+        assert_eq!(state.unsent[0].url, "http://x/generated");
+        drop(state);
+        assert_eq!(outbox.backoff(1), Duration::from_millis(500));
+        assert_eq!(outbox.backoff(3), Duration::from_secs(2));
+        assert_eq!(outbox.backoff(30), Duration::from_secs(4));
+    }
+}

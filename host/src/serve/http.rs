@@ -1,0 +1,119 @@
+//! What every endpoint shares: JSON bodies read with or without a Content-Type header and
+//! under the size limit, JSON responses, and errors that say what to fix.
+
+use axum::body::Body;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// A response with a JSON body.
+pub fn json_response(status: StatusCode, body: Value) -> Response {
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+pub fn ok(body: Value) -> Response {
+    json_response(StatusCode::OK, body)
+}
+
+/// 200 with JSON text written elsewhere (key order kept).
+pub fn ok_text(json: String) -> Response {
+    (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        json,
+    )
+        .into_response()
+}
+
+/// A refused request, in FastAPI's shape (`{"detail": …}`), which the node software and the
+/// serverless tooling both log as is.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub detail: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            detail: detail.into(),
+        }
+    }
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, detail)
+    }
+    pub fn unprocessable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, detail)
+    }
+    pub fn busy(what: &str) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the server is busy: {what}; retry later (or raise --queue / --concurrency)"),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        json_response(self.status, json!({ "detail": self.detail }))
+    }
+}
+
+/// The body as JSON, whatever the Content-Type says (the node software sends none). Larger
+/// than `limit` bytes: 413; not JSON: 422 naming the line and column.
+pub async fn read_json(body: Body, limit: usize) -> Result<Value, ApiError> {
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            || format!("{e:#}").contains("length limit");
+        if too_large {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the request body is larger than {} MiB; split it, or raise --max-body",
+                    limit >> 20
+                ),
+            )
+        } else {
+            ApiError::bad_request(format!("the request body could not be read: {e}"))
+        }
+    })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::unprocessable(
+            "the request body is empty; send a JSON object",
+        ));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::unprocessable(format!("the request body is not valid JSON: {e}")))
+}
+
+/// The body as a JSON object.
+pub async fn read_object(
+    body: Body,
+    limit: usize,
+) -> Result<serde_json::Map<String, Value>, ApiError> {
+    match read_json(body, limit).await? {
+        Value::Object(map) => Ok(map),
+        other => Err(ApiError::unprocessable(format!(
+            "the request body must be a JSON object, got {}",
+            kind(&other)
+        ))),
+    }
+}
+
+pub fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,379 @@
+//! `powhost serve`: an HTTP server with the network node's PoC API (`/api/v1/…`, node.rs)
+//! and serverless-style endpoints (serverless.rs). Plugins own the request semantics; the
+//! host owns transport (axum), limits (body size, compute slots, a bounded queue), the
+//! background generation loop and the callbacks (callbacks.rs).
+
+mod callbacks;
+mod http;
+mod node;
+mod serverless;
+
+use crate::backends::backend_by_name;
+use crate::cli::ServeArgs;
+use crate::compute_service::{ComputeService, StopSignal};
+use crate::plugins::{CallContext, Plugin, PluginFailure, PluginHost, PluginLimits, PluginReply};
+use anyhow::{Context, Result, ensure};
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use callbacks::{CallbackConfig, Outbox};
+use http::{ApiError, json_response};
+use serde_json::json;
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Which plugin a call goes to.
+#[derive(Clone, Copy, Debug)]
+pub enum PluginKind {
+    /// The serverless contract (`--plugin`).
+    Handler,
+    /// ProofBatch validation (`--validator`).
+    Validator,
+}
+
+/// Everything the handlers share.
+pub struct App {
+    plugins: PluginHost,
+    handler: Plugin,
+    validator: Plugin,
+    compute: Arc<ComputeService>,
+    slots: Slots,
+    max_body: usize,
+    time_limit: Duration,
+    jobs: serverless::Jobs,
+    node: node::Node,
+    outbox: Arc<Outbox>,
+    /// Validations running in the background: shutdown waits for them.
+    background: AtomicUsize,
+}
+
+/// Compute slots (`--concurrency`) and the queue in front of them (`--queue`).
+pub struct Slots {
+    semaphore: Arc<Semaphore>,
+    size: usize,
+    waiting: Arc<AtomicUsize>,
+    queue: usize,
+}
+
+/// A place in the queue; `acquire` turns it into a compute slot.
+pub struct Ticket {
+    semaphore: Arc<Semaphore>,
+    waiting: Arc<AtomicUsize>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Ticket {
+    async fn acquire(self) -> OwnedSemaphorePermit {
+        self.semaphore
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the compute semaphore is never closed")
+    }
+}
+
+impl Slots {
+    fn new(size: usize, queue: usize) -> Self {
+        Self {
+            semaphore: Arc::new(Semaphore::new(size)),
+            size,
+            waiting: Arc::new(AtomicUsize::new(0)),
+            queue,
+        }
+    }
+
+    /// A place in the queue, or 503 when it is full.
+    pub fn reserve(&self) -> Result<Ticket, ApiError> {
+        let before = self.waiting.fetch_add(1, Ordering::SeqCst);
+        let ticket = Ticket {
+            semaphore: self.semaphore.clone(),
+            waiting: self.waiting.clone(),
+        };
+        if before >= self.queue + self.size {
+            drop(ticket);
+            return Err(ApiError::busy(&format!(
+                "{} requests are already waiting for {} compute slots",
+                before, self.size
+            )));
+        }
+        Ok(ticket)
+    }
+
+    /// (running, idle) compute slots.
+    pub fn usage(&self) -> (usize, usize) {
+        let idle = self.semaphore.available_permits();
+        (self.size - idle, idle)
+    }
+}
+
+impl App {
+    fn plugin(&self, kind: PluginKind) -> &Plugin {
+        match kind {
+            PluginKind::Handler => &self.handler,
+            PluginKind::Validator => &self.validator,
+        }
+    }
+
+    /// Run a plugin call in a compute slot, off the async threads.
+    pub async fn call(
+        self: &Arc<Self>,
+        kind: PluginKind,
+        request: String,
+        ticket: Ticket,
+        cancel: Arc<AtomicBool>,
+        deadline: Option<Instant>,
+        emit: Box<dyn FnMut(&str) + Send>,
+    ) -> Result<PluginReply, PluginFailure> {
+        self.call_then(kind, request, ticket, cancel, deadline, emit, || {})
+            .await
+    }
+
+    /// As `call`, with `started` run once the call has its slot. A call cancelled while it
+    /// waited does not start.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn call_then(
+        self: &Arc<Self>,
+        kind: PluginKind,
+        request: String,
+        ticket: Ticket,
+        cancel: Arc<AtomicBool>,
+        deadline: Option<Instant>,
+        emit: Box<dyn FnMut(&str) + Send>,
+        started: impl FnOnce(),
+    ) -> Result<PluginReply, PluginFailure> {
+        let permit = ticket.acquire().await;
+        if cancel.load(Ordering::SeqCst) {
+            return Ok(PluginReply::Error(
+                json!({"error": "cancelled before it started", "error_type": "Cancelled"})
+                    .to_string(),
+            ));
+        }
+        started();
+        let app = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _slot = permit;
+            let call = CallContext {
+                compute: Some(app.compute.clone()),
+                stop: StopSignal::new(cancel, deadline),
+                emit,
+            };
+            app.plugins.handle(app.plugin(kind), &request, call)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(PluginFailure {
+                message: format!("the plugin call failed in the host: {e}"),
+            })
+        })
+    }
+
+    /// A call that computes nothing (a dry run), outside the compute slots.
+    pub async fn call_unqueued(
+        self: &Arc<Self>,
+        kind: PluginKind,
+        request: String,
+    ) -> Result<PluginReply, PluginFailure> {
+        let app = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let call = CallContext {
+                compute: Some(app.compute.clone()),
+                stop: StopSignal::default(),
+                emit: Box::new(|_| {}),
+            };
+            app.plugins.handle(app.plugin(kind), &request, call)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(PluginFailure {
+                message: format!("the plugin call failed in the host: {e}"),
+            })
+        })
+    }
+}
+
+fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/api/v1/pow/init", post(node::init))
+        .route("/api/v1/pow/init/generate", post(node::init_generate))
+        .route("/api/v1/pow/init/validate", post(node::init_validate))
+        .route("/api/v1/pow/phase/generate", post(node::phase_generate))
+        .route("/api/v1/pow/phase/validate", post(node::phase_validate))
+        .route("/api/v1/pow/validate", post(node::validate))
+        .route("/api/v1/pow/status", get(node::status))
+        .route("/api/v1/pow/stop", post(node::stop_pow))
+        .route("/api/v1/state", get(node::state))
+        .route("/api/v1/stop", post(node::stop_all))
+        .route("/runsync", post(serverless::runsync))
+        .route("/run", post(serverless::run))
+        .route(
+            "/status/{id}",
+            get(serverless::status).post(serverless::status),
+        )
+        .route(
+            "/stream/{id}",
+            get(serverless::stream).post(serverless::stream),
+        )
+        .route("/cancel/{id}", post(serverless::cancel))
+        .route("/health", get(serverless::health))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "Not Found: no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Method Not Allowed: see `powhost serve --help` for each endpoint's method",
+            )
+        })
+        .with_state(app)
+}
+
+fn error(status: StatusCode, detail: &str) -> Response {
+    json_response(status, json!({ "detail": detail }))
+}
+
+pub fn run(args: ServeArgs) -> Result<ExitCode> {
+    let seconds = |x: f64, flag: &str| -> Result<Duration> {
+        ensure!(
+            x.is_finite() && x > 0.0,
+            "{flag} must be a positive number of seconds"
+        );
+        Ok(Duration::from_secs_f64(x))
+    };
+    ensure!(args.concurrency >= 1, "--concurrency must be at least 1");
+    ensure!(args.max_body >= 1, "--max-body must be at least 1 MiB");
+    ensure!(args.batch != Some(0), "--batch must be at least 1");
+    let time_limit = seconds(args.time_limit, "--time-limit")?;
+    let callbacks = CallbackConfig {
+        interval: seconds(args.callback_interval, "--callback-interval")?,
+        timeout: seconds(args.callback_timeout, "--callback-timeout")?,
+        backoff_max: seconds(args.callback_backoff_max, "--callback-backoff-max")?,
+    };
+    ensure!(
+        args.flush_timeout.is_finite() && args.flush_timeout >= 0.0,
+        "--flush-timeout must be 0 or more seconds"
+    );
+    let flush_timeout = Duration::from_secs_f64(args.flush_timeout);
+
+    let plugins = PluginHost::new(PluginLimits::from_args(&args.limits)?)?;
+    let handler = plugins.load(&args.plugin)?;
+    let validator = plugins.load(&args.validator)?;
+    let backend = backend_by_name(&args.backend)?;
+    log::info!(
+        "serving with plugins `{}` and `{}` on backend {} ({})",
+        handler.info.name,
+        validator.info.name,
+        backend.name(),
+        backend.device_description()
+    );
+    let app = Arc::new(App {
+        plugins,
+        handler,
+        validator,
+        compute: Arc::new(ComputeService::new(backend, args.batch).without_progress()),
+        slots: Slots::new(args.concurrency, args.queue),
+        max_body: args.max_body.saturating_mul(1 << 20),
+        time_limit,
+        jobs: serverless::Jobs::default(),
+        node: node::Node::default(),
+        outbox: Arc::new(Outbox::new(callbacks)?),
+        background: AtomicUsize::new(0),
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("serve")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(app, &args.listen, flush_timeout))
+}
+
+async fn serve(app: Arc<App>, listen: &str, flush_timeout: Duration) -> Result<ExitCode> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| {
+            format!("cannot listen on {listen}; is the address free and valid (HOST:PORT)?")
+        })?;
+    let addr = listener.local_addr()?;
+    {
+        // Programs starting powhost read the address (port 0 picks one) from this line.
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", json!({ "listening": addr.to_string() }))?;
+        out.flush()?;
+    }
+    eprintln!(
+        "powhost: serving on http://{addr} (Ctrl-C or SIGTERM stops, delivering pending callbacks first)"
+    );
+
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|&s| s).await;
+    };
+    {
+        let app = app.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            eprintln!(
+                "powhost: stopping: no new requests; finishing jobs and callbacks (interrupt again to quit now)"
+            );
+            app.jobs.cancel_all();
+            let _ = stopping_tx.send(true);
+            shutdown_signal().await;
+            eprintln!("powhost: interrupted again, quitting");
+            std::process::exit(130);
+        });
+    }
+    let sender = {
+        let (outbox, stop) = (app.outbox.clone(), stopped(stopping.clone()));
+        tokio::spawn(async move { outbox.run(stop).await })
+    };
+
+    axum::serve(listener, router(app.clone()))
+        .with_graceful_shutdown(stopped(stopping))
+        .await
+        .context("serving HTTP")?;
+
+    // Generation ends within one forward pass; its last batch goes to the outbox.
+    if let Some(worker) = app.node.stop() {
+        let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+    }
+    let deadline = Instant::now() + flush_timeout;
+    while app.background.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = sender.await;
+    let left = app
+        .outbox
+        .flush(deadline.saturating_duration_since(Instant::now()))
+        .await;
+    if left > 0 {
+        eprintln!(
+            "powhost: {left} callbacks could not be delivered; their bodies are in the log above"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    eprintln!("powhost: stopped; every callback was delivered");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

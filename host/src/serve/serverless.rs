@@ -1,0 +1,415 @@
+//! Serverless-style endpoints (API.md §3, PROTOCOLS.md B2): `/runsync`, `/run`,
+//! `/status/{id}`, `/stream/{id}`, `/cancel/{id}`, `/health`. The request plugin (default
+//! `runpod`) handles each job's `{"input": {...}}`; the host keeps the jobs.
+
+use super::http::{ApiError, json_response, ok, ok_text, read_object};
+use super::{App, PluginKind};
+use crate::plugins::{PluginFailure, PluginReply};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Finished jobs kept for `/status` and `/stream`; the oldest are forgotten first.
+const KEEP_FINISHED: usize = 10_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    InQueue,
+    InProgress,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl Status {
+    fn name(self) -> &'static str {
+        match self {
+            Status::InQueue => "IN_QUEUE",
+            Status::InProgress => "IN_PROGRESS",
+            Status::Completed => "COMPLETED",
+            Status::Failed => "FAILED",
+            Status::Cancelled => "CANCELLED",
+        }
+    }
+    fn finished(self) -> bool {
+        matches!(self, Status::Completed | Status::Failed | Status::Cancelled)
+    }
+}
+
+struct JobState {
+    status: Status,
+    /// Every result the plugin emitted (streaming jobs), in order.
+    /// Kept as the plugin wrote them: key order is part of the contract.
+    chunks: Vec<Box<RawValue>>,
+    /// How many of `chunks` `/stream` has handed out.
+    streamed: usize,
+    /// Whether `/stream` has handed out a non-streaming job's output.
+    output_streamed: bool,
+    output: Option<Box<RawValue>>,
+    error: Option<(String, String)>,
+}
+
+pub struct Job {
+    id: String,
+    cancel: Arc<AtomicBool>,
+    webhook: Option<String>,
+    state: Mutex<JobState>,
+}
+
+impl Job {
+    fn new(id: String, webhook: Option<String>) -> Arc<Self> {
+        Arc::new(Self {
+            id,
+            cancel: Arc::new(AtomicBool::new(false)),
+            webhook,
+            state: Mutex::new(JobState {
+                status: Status::InQueue,
+                chunks: Vec::new(),
+                streamed: 0,
+                output_streamed: false,
+                output: None,
+                error: None,
+            }),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, JobState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `{"id", "status", "output" | "error"}`, as the serverless API answers.
+    fn view(&self) -> String {
+        let s = self.state();
+        let output = match &s.output {
+            Some(output) => Some(Output::One(output)),
+            None if s.status.finished() && !s.chunks.is_empty() => Some(Output::All(&s.chunks)),
+            None => None,
+        };
+        to_text(&View {
+            id: &self.id,
+            status: s.status.name(),
+            output,
+            stream: None,
+            error: s.error.as_ref().map(|e| e.0.as_str()),
+            error_type: s.error.as_ref().map(|e| e.1.as_str()),
+        })
+    }
+
+    fn finish(&self, result: Result<PluginReply, PluginFailure>) {
+        let cancelled = self.cancel.load(Ordering::SeqCst);
+        let mut s = self.state();
+        match result {
+            Ok(PluginReply::Ok(body)) => {
+                s.status = if cancelled {
+                    Status::Cancelled
+                } else {
+                    Status::Completed
+                };
+                if !body.is_empty() {
+                    s.output = Some(raw(&body));
+                }
+            }
+            Ok(PluginReply::Error(body)) => {
+                let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                s.status = if cancelled {
+                    Status::Cancelled
+                } else {
+                    Status::Failed
+                };
+                s.error = Some((
+                    parsed["error"].as_str().unwrap_or(&body).to_string(),
+                    parsed["error_type"].as_str().unwrap_or("Error").to_string(),
+                ));
+            }
+            Err(failure) => {
+                s.status = Status::Failed;
+                s.error = Some((failure.to_string(), "PluginError".into()));
+            }
+        }
+    }
+}
+
+/// A job as the API shows it, keys in the serverless API's order.
+#[derive(Serialize)]
+struct View<'a> {
+    id: &'a str,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<Output<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<Vec<Item<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_type: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Output<'a> {
+    One(&'a RawValue),
+    /// A streaming job's results, in order.
+    All(&'a [Box<RawValue>]),
+}
+
+#[derive(Serialize)]
+struct Item<'a> {
+    output: &'a RawValue,
+}
+
+/// What a plugin wrote, kept verbatim when it is JSON (else as a JSON string).
+fn raw(text: &str) -> Box<RawValue> {
+    RawValue::from_string(text.trim().to_string()).unwrap_or_else(|_| {
+        RawValue::from_string(Value::String(text.into()).to_string()).expect("a JSON string")
+    })
+}
+
+fn to_text(view: &View) -> String {
+    serde_json::to_string(view).expect("a job view serialises")
+}
+
+/// Every job this server knows of.
+#[derive(Default)]
+pub struct Jobs {
+    inner: Mutex<JobsInner>,
+}
+
+#[derive(Default)]
+struct JobsInner {
+    by_id: HashMap<String, Arc<Job>>,
+    finished: VecDeque<String>,
+}
+
+impl Jobs {
+    fn lock(&self) -> std::sync::MutexGuard<'_, JobsInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn insert(&self, job: Arc<Job>) {
+        self.lock().by_id.insert(job.id.clone(), job);
+    }
+
+    fn get(&self, id: &str) -> Option<Arc<Job>> {
+        self.lock().by_id.get(id).cloned()
+    }
+
+    fn finished(&self, id: &str) {
+        let mut inner = self.lock();
+        inner.finished.push_back(id.to_string());
+        while inner.finished.len() > KEEP_FINISHED {
+            let old = inner.finished.pop_front().unwrap();
+            inner.by_id.remove(&old);
+        }
+    }
+
+    /// Ask every job in flight to stop (shutdown): streams deliver what they computed.
+    pub fn cancel_all(&self) {
+        for job in self.lock().by_id.values() {
+            job.cancel.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn counts(&self) -> Value {
+        let inner = self.lock();
+        let mut counts: HashMap<&str, u64> = HashMap::new();
+        for job in inner.by_id.values() {
+            *counts.entry(job.state().status.name()).or_default() += 1;
+        }
+        let n = |s: Status| counts.get(s.name()).copied().unwrap_or(0);
+        json!({
+            "completed": n(Status::Completed),
+            "failed": n(Status::Failed),
+            "cancelled": n(Status::Cancelled),
+            "inProgress": n(Status::InProgress),
+            "inQueue": n(Status::InQueue),
+            "retried": 0,
+        })
+    }
+}
+
+/// Sets the job's cancel flag if dropped before disarmed: a `/runsync` caller that hangs up
+/// stops its job.
+struct CancelOnDrop(Option<Arc<AtomicBool>>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(flag) = &self.0 {
+            flag.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The request body as the plugin will get it, and its webhook if any.
+async fn job_request(app: &App, body: Body) -> Result<(String, Option<String>), ApiError> {
+    let request = read_object(body, app.max_body).await?;
+    match request.get("input") {
+        Some(Value::Object(_)) => {}
+        Some(other) => {
+            return Err(ApiError::unprocessable(format!(
+                "`input` must be a JSON object, got {}",
+                super::http::kind(other)
+            )));
+        }
+        None => {
+            return Err(ApiError::unprocessable(
+                "missing field `input`: a job is {\"input\": {...}}",
+            ));
+        }
+    }
+    let webhook = match request.get("webhook") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(url)) if url.starts_with("http://") || url.starts_with("https://") => {
+            Some(url.clone())
+        }
+        Some(other) => {
+            return Err(ApiError::unprocessable(format!(
+                "`webhook` must be an http:// URL, got {other}"
+            )));
+        }
+    };
+    Ok((Value::Object(request).to_string(), webhook))
+}
+
+/// Run a job to its end: wait for a compute slot, run the plugin, record the result, post
+/// the webhook.
+async fn execute(app: Arc<App>, job: Arc<Job>, request: String, ticket: super::Ticket) {
+    let emit = {
+        let job = job.clone();
+        Box::new(move |chunk: &str| {
+            job.state().chunks.push(raw(chunk));
+        })
+    };
+    let started = {
+        let job = job.clone();
+        move || {
+            let mut s = job.state();
+            if s.status == Status::InQueue {
+                s.status = Status::InProgress;
+            }
+        }
+    };
+    let deadline = Some(std::time::Instant::now() + app.time_limit);
+    let result = app
+        .call_then(
+            PluginKind::Handler,
+            request,
+            ticket,
+            job.cancel.clone(),
+            deadline,
+            emit,
+            started,
+        )
+        .await;
+    job.finish(result);
+    app.jobs.finished(&job.id);
+    if let Some(url) = &job.webhook {
+        app.outbox.add(
+            url.clone(),
+            job.view(),
+            format!("webhook of job {}", job.id),
+        );
+    }
+}
+
+pub async fn runsync(State(app): State<Arc<App>>, body: Body) -> Result<Response, ApiError> {
+    let (request, webhook) = job_request(&app, body).await?;
+    let ticket = app.slots.reserve()?;
+    let job = Job::new(format!("sync-{}", uuid::Uuid::new_v4()), webhook);
+    app.jobs.insert(job.clone());
+    let mut guard = CancelOnDrop(Some(job.cancel.clone()));
+    execute(app.clone(), job.clone(), request, ticket).await;
+    guard.0 = None;
+    Ok(ok_text(job.view()))
+}
+
+pub async fn run(State(app): State<Arc<App>>, body: Body) -> Result<Response, ApiError> {
+    let (request, webhook) = job_request(&app, body).await?;
+    let ticket = app.slots.reserve()?;
+    let job = Job::new(uuid::Uuid::new_v4().to_string(), webhook);
+    app.jobs.insert(job.clone());
+    tokio::spawn(execute(app.clone(), job.clone(), request, ticket));
+    Ok(ok(json!({"id": job.id, "status": Status::InQueue.name()})))
+}
+
+fn not_found(id: &str) -> Response {
+    json_response(
+        StatusCode::NOT_FOUND,
+        json!({"id": id, "status": "FAILED", "error": "Job ID not found"}),
+    )
+}
+
+pub async fn status(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    match app.jobs.get(&id) {
+        Some(job) => ok_text(job.view()),
+        None => not_found(&id),
+    }
+}
+
+/// The results emitted since the last `/stream` call (a non-streaming job's output once it
+/// is done), as `{"stream": [{"output": …}, …]}`.
+pub async fn stream(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    let Some(job) = app.jobs.get(&id) else {
+        return not_found(&id);
+    };
+    let mut s = job.state();
+    let mut items: Vec<Item> = s.chunks[s.streamed..]
+        .iter()
+        .map(|c| Item { output: c })
+        .collect();
+    let streamed_now = s.chunks.len();
+    let mut output_streamed = s.output_streamed;
+    if s.status.finished() && s.chunks.is_empty() && !s.output_streamed {
+        if let Some(output) = &s.output {
+            items.push(Item { output });
+        }
+        output_streamed = true;
+    }
+    let view = to_text(&View {
+        id: &id,
+        status: s.status.name(),
+        output: None,
+        stream: Some(items),
+        error: s.error.as_ref().map(|e| e.0.as_str()),
+        error_type: s.error.as_ref().map(|e| e.1.as_str()),
+    });
+    s.streamed = streamed_now;
+    s.output_streamed = output_streamed;
+    ok_text(view)
+}
+
+pub async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    let Some(job) = app.jobs.get(&id) else {
+        return not_found(&id);
+    };
+    job.cancel.store(true, Ordering::SeqCst);
+    {
+        // A job still queued never starts.
+        let mut s = job.state();
+        if s.status == Status::InQueue {
+            s.status = Status::Cancelled;
+        }
+    }
+    let status = job.state().status;
+    let shown = if status.finished() {
+        status
+    } else {
+        Status::Cancelled
+    };
+    ok(json!({"id": id, "status": shown.name()}))
+}
+
+pub async fn health(State(app): State<Arc<App>>) -> Response {
+    let (running, idle) = app.slots.usage();
+    ok(json!({
+        "jobs": app.jobs.counts(),
+        "workers": {"running": running, "idle": idle},
+        "callbacks": app.outbox.stats(),
+    }))
+}
