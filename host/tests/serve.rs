@@ -806,3 +806,44 @@ fn sigterm_delivers_pending_callbacks_before_exiting() {
         "gaps or repeats"
     );
 }
+
+/// A plugin that traps, loops or exhausts its memory fails that job; the server goes on.
+#[test]
+fn a_misbehaving_plugin_fails_its_job_and_the_server_goes_on() {
+    let dir = std::env::temp_dir().join(format!("powhost-serve-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("misbehave.wasm");
+    std::fs::write(
+        &path,
+        include_bytes!(concat!(env!("OUT_DIR"), "/misbehave.wasm")),
+    )
+    .unwrap();
+    let server = Server::start(&[
+        "--plugin",
+        path.to_str().unwrap(),
+        "--plugin-time-limit",
+        "0.5",
+        "--plugin-memory",
+        "64",
+    ]);
+    for (action, says) in [
+        ("trap", "trapped"),
+        ("loop", "time limit"),
+        ("memory", "memory limit"),
+    ] {
+        let (code, v) = server.post(
+            "/runsync",
+            &json!({"input": {"action": action}}).to_string(),
+        );
+        assert_eq!(code, 200);
+        assert_eq!(v["status"], json!("FAILED"), "{action}: {v}");
+        assert_eq!(v["error_type"], json!("PluginError"), "{action}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(says), "{action}: {v}");
+    }
+    let (_, v) = server.post(
+        "/runsync",
+        &json!({"input": {"action": "hello"}}).to_string(),
+    );
+    assert_eq!(v["status"], json!("COMPLETED"), "{v}");
+    assert_eq!(server.get("/health").1["jobs"]["failed"], json!(3));
+}

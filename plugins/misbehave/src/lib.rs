@@ -1,5 +1,6 @@
 //! A deliberately bad plugin, for the host's sandbox tests. The request text picks the
-//! misbehaviour; `ok` answers normally, so a test can check the host still serves.
+//! misbehaviour (bare, or as `{"input": {"action": "trap"}}` for the HTTP endpoints); anything else is
+//! echoed, so a test can check the host still serves.
 
 wit_bindgen::generate!({ world: "handler", path: "../../wit" });
 
@@ -9,7 +10,7 @@ struct Misbehave;
 
 impl Guest for Misbehave {
     fn handle(request: String) -> Reply {
-        match request.trim() {
+        match action(&request) {
             "trap" => panic!("misbehaving on purpose"),
             "loop" => {
                 let mut n: u64 = 0;
@@ -55,3 +56,17 @@ impl Guest for Misbehave {
 }
 
 export!(Misbehave);
+
+/// `trap` from `trap` or from `{"input": {"action": "trap"}}` (no JSON parser in this fixture).
+fn action(request: &str) -> &str {
+    let request = request.trim();
+    match request.split_once("\"action\":") {
+        Some((_, rest)) => rest
+            .trim()
+            .trim_start_matches('"')
+            .split('"')
+            .next()
+            .unwrap_or(""),
+        None => request,
+    }
+}
