@@ -348,6 +348,11 @@ fn generation_delivers_this_nodes_sequence_despite_failing_callbacks() {
     assert_eq!(server.get("/api/v1/state").1, json!({"state": "POW"}));
 
     receiver.wait_for("500 generated nonces", |a| generated_nonces(a).len() >= 500);
+    let (_, text) = request_text(server.addr, "GET", "/api/v1/pow/status", None);
+    assert!(
+        text.starts_with("{\"status\":\"GENERATING\",\"is_model_initialized\":true"),
+        "{text}"
+    );
     let (_, status) = server.get("/api/v1/pow/status");
     assert_eq!(status["status"], json!("GENERATING"));
     assert_eq!(status["is_model_initialized"], json!(true));
@@ -846,4 +851,32 @@ fn a_misbehaving_plugin_fails_its_job_and_the_server_goes_on() {
     );
     assert_eq!(v["status"], json!("COMPLETED"), "{v}");
     assert_eq!(server.get("/health").1["jobs"]["failed"], json!(3));
+}
+
+#[test]
+fn bad_flags_fail_before_serving() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--concurrency", "0"], "--concurrency"),
+        (&["--listen", "nonsense"], "cannot listen on nonsense"),
+        (&["--plugin", "nope"], "unknown plugin `nope`"),
+        (&["--callback-interval", "0"], "--callback-interval"),
+        (&["--flush-timeout=-1"], "--flush-timeout"),
+        (&["--backend", "abacus"], "unknown backend"),
+    ];
+    for (args, says) in cases {
+        let listen: &[&str] = if args.contains(&"--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
+        let out = Command::new(env!("CARGO_BIN_EXE_powhost"))
+            .arg("serve")
+            .args(listen)
+            .args(*args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
 }

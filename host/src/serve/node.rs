@@ -3,7 +3,7 @@
 //! generation loop and the callbacks; the validator plugin owns validation.
 
 use super::callbacks::{GeneratedFor, join};
-use super::http::{ApiError, ok, read_object};
+use super::http::{ApiError, ok, ok_text, read_object};
 use super::{App, PluginKind};
 use crate::compute_service::{ComputeService, FailureKind, StopSignal, Task};
 use crate::plugins::PluginReply;
@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::response::Response;
 use powhost_core::ModelParams;
 use powhost_core::params::PartialParams;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -242,23 +242,66 @@ impl Controller {
         self.worker.take()
     }
 
-    fn status(&self) -> Value {
+    fn status(&self) -> PowStatus {
         let ready = self.shared.model_ready.load(Ordering::SeqCst);
+        let failure = self.shared.failure.lock().unwrap().clone();
         let status = match self.shared.phase() {
             Phase::Generate => "GENERATING",
             Phase::Validate => "VALIDATING",
-            Phase::Idle if !ready && self.shared.failure.lock().unwrap().is_none() => "LOADING",
+            Phase::Idle if !ready && failure.is_none() => "LOADING",
             Phase::Idle => "IDLE",
         };
-        let mut out = json!({"status": status, "is_model_initialized": ready});
-        // Beyond the reference: what went wrong, and how far generation got.
-        if let Some(failure) = &*self.shared.failure.lock().unwrap() {
-            out["error"] = json!(failure);
+        PowStatus {
+            status,
+            is_model_initialized: Some(ready),
+            computed: Some(self.shared.computed.load(Ordering::Relaxed)),
+            valid: Some(self.shared.valid.load(Ordering::Relaxed)),
+            error: failure,
         }
-        out["computed"] = json!(self.shared.computed.load(Ordering::Relaxed));
-        out["valid"] = json!(self.shared.valid.load(Ordering::Relaxed));
-        out
     }
+}
+
+/// The reference's status object (keys in its order), with how far generation got and what
+/// went wrong, if anything, after them.
+#[derive(Serialize)]
+struct PowStatus {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    is_model_initialized: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    computed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    valid: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl PowStatus {
+    fn not_loaded() -> Self {
+        Self {
+            status: "NOT_LOADED",
+            is_model_initialized: None,
+            computed: None,
+            valid: None,
+            error: None,
+        }
+    }
+}
+
+/// `{"status": "OK", "pow_status": …}`.
+fn pow_status_response(pow_status: impl Serialize) -> Response {
+    #[derive(Serialize)]
+    struct Ps<T> {
+        status: &'static str,
+        pow_status: T,
+    }
+    ok_text(
+        serde_json::to_string(&Ps {
+            status: "OK",
+            pow_status,
+        })
+        .expect("serialises"),
+    )
 }
 
 /// The node's PoC state: at most one controller.
@@ -277,15 +320,11 @@ impl Node {
         self.lock().take().and_then(Controller::stop)
     }
 
-    fn status(&self) -> Value {
+    fn status(&self) -> PowStatus {
         match &*self.lock() {
-            None => json!({"status": "NOT_LOADED"}),
+            None => PowStatus::not_loaded(),
             Some(c) => c.status(),
         }
-    }
-
-    fn pow_status(&self) -> Value {
-        json!({"status": "OK", "pow_status": self.status()})
     }
 
     /// Start a controller for `init` unless the running one has the same init; then set
@@ -405,7 +444,7 @@ async fn init_phase(app: Arc<App>, body: Body, phase: Phase) -> Result<Response,
         );
     }
     app.node.init(&app, init, phase);
-    Ok(ok(app.node.pow_status()))
+    Ok(pow_status_response(app.node.status()))
 }
 
 pub async fn phase_generate(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
@@ -425,7 +464,7 @@ fn set_phase(app: &App, phase: Phase) -> Result<Response, ApiError> {
         }
         c.shared.set_phase(phase);
     }
-    Ok(ok(app.node.pow_status()))
+    Ok(pow_status_response(app.node.status()))
 }
 
 fn not_running() -> ApiError {
@@ -433,18 +472,18 @@ fn not_running() -> ApiError {
 }
 
 pub async fn status(State(app): State<Arc<App>>) -> Response {
-    ok(app.node.status())
+    ok_text(serde_json::to_string(&app.node.status()).expect("serialises"))
 }
 
 pub async fn stop_pow(State(app): State<Arc<App>>) -> Response {
     let stopped = app.node.lock().take();
     match stopped {
-        None => ok(json!({"status": "OK", "pow_status": "PoW is not running"})),
+        None => pow_status_response("PoW is not running"),
         Some(controller) => {
             if let Some(worker) = controller.stop() {
                 detach_join(worker);
             }
-            ok(json!({"status": "OK", "pow_status": app.node.status()}))
+            pow_status_response(app.node.status())
         }
     }
 }
