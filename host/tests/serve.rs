@@ -880,3 +880,105 @@ fn bad_flags_fail_before_serving() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
 }
+
+/// A streaming job on the tiny model, started at `start`.
+fn stream_job(start: i64, webhook: Option<&str>) -> String {
+    let mut input = golden("runpod_tiny_r2.json")["request"]["input"].clone();
+    let fields = input.as_object_mut().unwrap();
+    fields.remove("nonces");
+    fields.insert("start_nonce".into(), json!(start));
+    fields.insert("batch_size".into(), json!(16));
+    let mut job = json!({ "input": input });
+    if let Some(url) = webhook {
+        job["webhook"] = json!(url);
+    }
+    job.to_string()
+}
+
+#[test]
+fn a_full_queue_is_answered_503_and_webhooks_get_the_result() {
+    let receiver = Receiver::start(1);
+    let server = Server::start(&["--concurrency", "1", "--queue", "0"]);
+    let hook = format!("http://{}/hook", receiver.addr);
+    let (code, first) = server.post("/run", &stream_job(0, Some(&hook)));
+    assert_eq!(code, 200, "{first}");
+    let id = first["id"].as_str().unwrap().to_string();
+    // Wait until it computes: its slot is the only one, and nothing may wait.
+    while server.get(&format!("/status/{id}")).1["status"] != json!("IN_PROGRESS") {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (code, busy) = server.post("/runsync", &stream_job(0, None));
+    assert_eq!(code, 503, "{busy}");
+    assert!(busy["detail"].as_str().unwrap().contains("busy"), "{busy}");
+    assert_eq!(
+        server.get("/health").1["workers"],
+        json!({"running": 1, "idle": 0})
+    );
+
+    // Once it has a batch, cancelled: its result goes to its webhook (retried past one
+    // refusal).
+    while server.get(&format!("/stream/{id}")).1["stream"] == json!([]) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    server.post(&format!("/cancel/{id}"), "");
+    receiver.wait_for("the webhook", |a| !a.is_empty());
+    let (path, _, body) = &receiver.accepted()[0];
+    assert_eq!(path, "/hook");
+    assert_eq!(body["id"], json!(id));
+    assert_eq!(body["status"], json!("CANCELLED"));
+    assert!(!body["output"].as_array().unwrap().is_empty());
+    // The slot is free again.
+    let (code, v) = server.post(
+        "/runsync",
+        &golden("runpod_tiny_r2.json")["request"].to_string(),
+    );
+    assert_eq!((code, &v["status"]), (200, &json!("COMPLETED")));
+}
+
+/// Phase flips abandon the batch in flight; it is computed again when generation resumes, so
+/// the node's sequence has no gaps, and re-sending the same init keeps the position.
+#[test]
+fn phase_flips_keep_the_sequence_whole() {
+    let receiver = Receiver::start(0);
+    let server = Server::start(&[]);
+    let init = init_request(&receiver.url(), 0, 1, 10.0).to_string();
+    assert_eq!(server.post("/api/v1/pow/init/generate", &init).0, 200);
+    receiver.wait_for("some nonces", |a| generated_nonces(a).len() >= 200);
+
+    let (code, v) = server.post("/api/v1/pow/init/validate", &init);
+    assert_eq!(
+        (code, &v["pow_status"]["status"]),
+        (200, &json!("VALIDATING"))
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, paused) = server.get("/api/v1/pow/status");
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, still) = server.get("/api/v1/pow/status");
+    assert_eq!(
+        paused["computed"], still["computed"],
+        "generation went on while validating"
+    );
+
+    let (code, v) = server.post("/api/v1/pow/phase/generate", "");
+    assert_eq!(
+        (code, &v["pow_status"]["status"]),
+        (200, &json!("GENERATING"))
+    );
+    let before = still["computed"].as_u64().unwrap() as usize;
+    receiver.wait_for("more nonces", |a| generated_nonces(a).len() >= before + 200);
+    server.post("/api/v1/pow/stop", "");
+    std::thread::sleep(Duration::from_millis(500));
+    while server.get("/health").1["callbacks"]["pending"] != json!(0) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut nonces: Vec<i64> = generated_nonces(&receiver.accepted())
+        .iter()
+        .map(|g| g.0)
+        .collect();
+    nonces.sort();
+    assert_eq!(
+        nonces,
+        (0..nonces.len() as i64).collect::<Vec<_>>(),
+        "gaps or repeats"
+    );
+}

@@ -99,7 +99,8 @@ impl Slots {
             semaphore: self.semaphore.clone(),
             waiting: self.waiting.clone(),
         };
-        if before >= self.queue + self.size {
+        // Idle slots take requests at once; beyond them, `queue` may wait.
+        if before >= self.queue + self.semaphore.available_permits() {
             drop(ticket);
             return Err(ApiError::busy(&format!(
                 "{} requests are already waiting for {} compute slots",

@@ -212,12 +212,17 @@ impl Controller {
             computed: AtomicU64::new(0),
             valid: AtomicU64::new(0),
         });
+        let shared_for_error = shared.clone();
         let worker = {
             let (init, shared, app) = (init.clone(), shared.clone(), app.clone());
             std::thread::Builder::new()
                 .name("generate".into())
                 .spawn(move || generate(&init, &shared, &app))
-                .map_err(|e| log::error!("could not start the generation thread: {e}"))
+                .map_err(|e| {
+                    let message = format!("could not start the generation thread: {e}");
+                    log::error!("{message}");
+                    *shared_for_error.failure.lock().unwrap() = Some(message);
+                })
                 .ok()
         };
         log::info!(
@@ -331,7 +336,10 @@ impl Node {
     /// the phase.
     fn init(&self, app: &Arc<App>, init: InitRequest, phase: Phase) {
         let mut current = self.lock();
-        let same = current.as_ref().is_some_and(|c| *c.init == init);
+        // A controller whose generation failed (say, the model did not fit) starts afresh.
+        let same = current
+            .as_ref()
+            .is_some_and(|c| *c.init == init && c.shared.failure.lock().unwrap().is_none());
         if !same {
             if let Some(old) = current.take().and_then(Controller::stop) {
                 detach_join(old);
