@@ -221,9 +221,13 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     pub callback_backoff_max: f64,
     /// On shutdown, how long to keep trying to deliver pending callbacks before giving up
-    /// (what is still undelivered is then written to the log, in full).
+    /// (what is still undelivered is then kept: see --undelivered).
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     pub flush_timeout: f64,
+    /// Where callbacks still undelivered at shutdown are appended, one JSON line each
+    /// (`{"url", "batch_id", "body"}`), to be re-sent later; without it they go to the log.
+    #[arg(long, value_name = "FILE")]
+    pub undelivered: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub limits: PluginLimitArgs,
 }

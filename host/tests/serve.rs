@@ -982,3 +982,72 @@ fn phase_flips_keep_the_sequence_whole() {
         "gaps or repeats"
     );
 }
+
+/// A callback receiver that never answers: at shutdown, after --flush-timeout, every
+/// undelivered batch is kept in the --undelivered file, and the exit code says so.
+#[test]
+fn undeliverable_callbacks_are_kept_in_a_file_at_shutdown() {
+    let dir = std::env::temp_dir().join(format!("powhost-undelivered-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kept = dir.join("undelivered.ndjson");
+    let _ = std::fs::remove_file(&kept);
+    // A port nothing listens on.
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut server = Server::start(&[
+        "--flush-timeout",
+        "0.3",
+        "--callback-timeout",
+        "0.2",
+        "--undelivered",
+        kept.to_str().unwrap(),
+    ]);
+    let url = format!("http://{dead}/v1/poc-batches");
+    assert_eq!(
+        server
+            .post(
+                "/api/v1/pow/init/generate",
+                &init_request(&url, 0, 1, 10.0).to_string()
+            )
+            .0,
+        200
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.get("/health").1["callbacks"]["pending"]
+        .as_u64()
+        .unwrap()
+        < 2
+    {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = server.terminate();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "undelivered callbacks must show in the exit code"
+    );
+    let text = std::fs::read_to_string(&kept).unwrap();
+    let mut nonces = Vec::new();
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["url"], json!(format!("{url}/generated")));
+        assert!(!v["batch_id"].as_str().unwrap().is_empty());
+        nonces.extend(
+            v["body"]["nonces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n.as_i64().unwrap()),
+        );
+    }
+    nonces.sort();
+    assert!(!nonces.is_empty());
+    assert_eq!(
+        nonces,
+        (0..nonces.len() as i64).collect::<Vec<_>>(),
+        "gaps or repeats"
+    );
+}

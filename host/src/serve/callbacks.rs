@@ -246,7 +246,14 @@ impl Outbox {
                         self.config.timeout.as_secs_f64()
                     )
                 } else {
-                    format!("{e}")
+                    // reqwest's own message leaves out the cause (connection refused, …).
+                    let mut message = e.to_string();
+                    let mut source = std::error::Error::source(&e);
+                    while let Some(cause) = source {
+                        message = format!("{message}: {cause}");
+                        source = cause.source();
+                    }
+                    message
                 }
             })?;
         let status = response.status();
@@ -258,9 +265,9 @@ impl Outbox {
     }
 
     /// Seal and deliver everything, retrying as usual, until done or `within` has passed.
-    /// Returns how many deliveries are left; their bodies are logged, so nothing is lost
-    /// silently.
-    pub async fn flush(&self, within: Duration) -> usize {
+    /// What is left is appended to `keep` (one JSON line per delivery) or, without it,
+    /// written to the log in full, so nothing is lost silently. Returns how many were left.
+    pub async fn flush(&self, within: Duration, keep: Option<&std::path::Path>) -> usize {
         self.seal();
         let deadline = Instant::now() + within;
         loop {
@@ -269,25 +276,49 @@ impl Outbox {
             match next {
                 None => return 0,
                 Some(_) if Instant::now() >= deadline => break,
-                Some(t) => {
-                    let wake = t.min(deadline);
-                    tokio::time::sleep_until(wake.into()).await;
-                }
+                Some(t) => tokio::time::sleep_until(t.min(deadline).into()).await,
             }
         }
         let state = self.state();
-        for d in &state.unsent {
-            log::error!(
-                "undelivered after {} attempts: {} for {} (X-Powhost-Batch-Id {}): {}",
-                d.attempts,
-                d.what,
-                d.url,
-                d.id,
-                d.body
-            );
+        let lines: Vec<String> = state
+            .unsent
+            .iter()
+            .map(|d| {
+                let body = serde_json::value::RawValue::from_string(d.body.clone())
+                    .expect("bodies are JSON");
+                serde_json::json!({"url": d.url, "batch_id": d.id, "body": body}).to_string()
+            })
+            .collect();
+        let kept = keep.map(|path| append_lines(path, &lines));
+        for (d, line) in state.unsent.iter().zip(&lines) {
+            match &kept {
+                Some(Ok(())) => log::error!(
+                    "undelivered after {} attempts: {} for {}; kept in {}",
+                    d.attempts,
+                    d.what,
+                    d.url,
+                    keep.unwrap().display()
+                ),
+                Some(Err(e)) => {
+                    log::error!("could not keep it in a file ({e}); undelivered: {line}")
+                }
+                None => log::error!("undelivered after {} attempts: {line}", d.attempts),
+            }
         }
         state.unsent.len()
     }
+}
+
+fn append_lines(path: &std::path::Path, lines: &[String]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    for line in lines {
+        writeln!(file, "{line}")?;
+    }
+    file.sync_all()
 }
 
 #[cfg(test)]

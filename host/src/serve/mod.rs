@@ -292,10 +292,20 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         .thread_name("serve")
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(app, &args.listen, flush_timeout))
+    runtime.block_on(serve(
+        app,
+        &args.listen,
+        flush_timeout,
+        args.undelivered.as_deref(),
+    ))
 }
 
-async fn serve(app: Arc<App>, listen: &str, flush_timeout: Duration) -> Result<ExitCode> {
+async fn serve(
+    app: Arc<App>,
+    listen: &str,
+    flush_timeout: Duration,
+    undelivered: Option<&std::path::Path>,
+) -> Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| {
@@ -351,7 +361,10 @@ async fn serve(app: Arc<App>, listen: &str, flush_timeout: Duration) -> Result<E
     let _ = sender.await;
     let left = app
         .outbox
-        .flush(deadline.saturating_duration_since(Instant::now()))
+        .flush(
+            deadline.saturating_duration_since(Instant::now()),
+            undelivered,
+        )
         .await;
     if left > 0 {
         eprintln!(
