@@ -435,3 +435,47 @@ pub fn kind_of_text(text: &str) -> String {
             .unwrap_or_else(|_| "something else".into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_string()).unwrap()
+    }
+
+    /// Floats parse exactly, as Python's json does: the network's r_target is the f64 it
+    /// names, not one an ulp away (serde_json's float_roundtrip, set for the workspace).
+    #[test]
+    fn floats_parse_exactly() {
+        for (text, want) in [
+            ("1.4013564660458173", 1.4013564660458173),
+            ("1.3998052598497650", 1.399805259849765),
+            ("1e-7", 1e-7),
+        ] {
+            assert_eq!(
+                positive_number(&raw(text), "x").unwrap().to_bits(),
+                f64::to_bits(want),
+                "{text}"
+            );
+        }
+        let list =
+            number_list(&raw("[1.4001015947022062, 1.2844432941486390]"), "dist", 10).unwrap();
+        assert_eq!(list, vec![1.4001015947022062, 1.284443294148639]);
+    }
+
+    #[test]
+    fn lists_name_their_bad_element() {
+        let e = nonce_list("[1, 2, \"3\"]", "nonces", 10).unwrap_err();
+        assert_eq!(
+            e.message,
+            "`nonces[2]` must be an integer, got the string \"3\""
+        );
+        let e = nonce_list("[1, 2, 3]", "nonces", 2).unwrap_err();
+        assert!(e.message.contains("more than 2"), "{e:?}");
+        let e = number_list(&raw("[1.0, null]"), "dist", 10).unwrap_err();
+        assert!(e.message.contains("dist[1]"), "{e:?}");
+        let e = positive_number(&raw("0"), "r_target").unwrap_err();
+        assert_eq!(e.error_type, "ValueError");
+    }
+}
