@@ -170,8 +170,9 @@ struct Shared {
     phase: AtomicU8,
     /// Set to end the workers.
     stop: AtomicBool,
-    /// Set on every phase change or stop: the batch in flight is abandoned (and computed
-    /// again later, so no nonce is skipped).
+    /// Set on every phase change or stop: a batch not yet started is not started (it is
+    /// computed when generation resumes, so no nonce is skipped); a forward pass already
+    /// running finishes and its nonces are delivered.
     interrupt: Arc<AtomicBool>,
     model_ready: AtomicBool,
     failure: Mutex<Option<String>>,
@@ -420,7 +421,8 @@ fn generate(init: &InitRequest, shared: &Shared, app: &App) {
                     .fetch_add(valid_nonces.len() as u64, Ordering::Relaxed);
                 app.outbox.add_generated(&to, &valid_nonces, &valid_dist);
             }
-            // A phase change or stop: this batch is computed again if generation resumes.
+            // A phase change or stop before the batch started: it is computed when
+            // generation resumes.
             Err(e) if e.kind == FailureKind::Stopped => {}
             Err(e) => return fail(format!("generation stopped: {e}")),
         }
