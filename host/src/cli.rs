@@ -11,8 +11,9 @@ use clap::{Args, Parser, Subcommand};
         Builds the network's seeded LLaMA-style model for a block hash and computes nonce \
         distances exactly as the network's reference does (bit-exact RNG and weights, \
         float16 forward pass) on the CPU, wgpu or CUDA; handles requests through \
-        WebAssembly plugins (`run`, the serverless contract built in); benchmarks and \
-        cross-checks backends (`bench`, `compare`).\n\n\
+        WebAssembly plugins (`run`, the serverless contract and validation built in); \
+        serves the network node's PoC API over HTTP (`serve`); benchmarks and cross-checks \
+        backends (`bench`, `compare`).\n\n\
         Logging: set RUST_LOG or LOG_LEVEL (error, warn, info, debug)."
 )]
 pub struct Cli {
@@ -193,7 +194,7 @@ pub struct ServeArgs {
     pub validator: String,
     /// The compute backend: `auto` picks CUDA when a device answers, then a hardware GPU
     /// through wgpu, then the CPU; or `cpu`, `wgpu`, `cuda` (`cuda:0,cuda:1` for some devices).
-    /// Each device is one worker group when generating.
+    /// Generation spreads each batch over the backend's devices.
     #[arg(long, default_value = "auto")]
     pub backend: String,
     /// Nonces per forward pass (default: chosen from the model size and device memory).
