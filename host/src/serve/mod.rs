@@ -233,7 +233,24 @@ fn router(app: Arc<App>) -> Router {
                 "Method Not Allowed: see `powhost serve --help` for each endpoint's method",
             )
         })
+        .layer(axum::middleware::from_fn(log_request))
         .with_state(app)
+}
+
+/// One debug line per request (`RUST_LOG=powhost=debug`): method, path, status, time.
+async fn log_request(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    let start = Instant::now();
+    let response = next.run(request).await;
+    log::debug!(
+        "{method} {path} -> {} in {:.1} ms",
+        response.status().as_u16(),
+        start.elapsed().as_secs_f64() * 1e3
+    );
+    response
 }
 
 fn error(status: StatusCode, detail: &str) -> Response {
