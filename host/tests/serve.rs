@@ -497,10 +497,12 @@ fn validation_flags_a_tampered_batch_and_passes_an_honest_one() {
         &proof_batch(&h_nonces, &h_dist).to_string(),
     );
     assert_eq!((code, body), (200, Value::Null));
-    let (code, _) = server.post(
-        "/api/v1/pow/validate",
-        &proof_batch(&t_nonces, &t_dist).to_string(),
-    );
+    // Keys beyond the ProofBatch's are ignored, as by the reference; a batch cannot bring
+    // its own r_target.
+    let mut tampered_batch = proof_batch(&t_nonces, &t_dist);
+    tampered_batch["batch_id"] = json!("x");
+    tampered_batch["r_target"] = json!(2.0);
+    let (code, _) = server.post("/api/v1/pow/validate", &tampered_batch.to_string());
     assert_eq!(code, 200);
 
     receiver.wait_for("two ValidatedBatches", |a| a.len() >= 2);
@@ -726,6 +728,10 @@ fn bad_bodies_get_clear_errors() {
     let (code, v) = server.post("/api/v1/pow/init/generate", &init.to_string());
     assert_eq!(code, 400);
     assert!(v["detail"].as_str().unwrap().contains("url"), "{v}");
+    init["url"] = json!("https://node.example/v1/poc-batches");
+    let (code, v) = server.post("/api/v1/pow/init/generate", &init.to_string());
+    assert_eq!(code, 400);
+    assert!(v["detail"].as_str().unwrap().contains("no TLS"), "{v}");
     init["url"] = json!("http://127.0.0.1:1/x");
     init["r_target"] = json!(-1.0);
     assert_eq!(

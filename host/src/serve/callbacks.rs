@@ -73,6 +73,22 @@ pub struct OutboxStats {
     pub delivered: u64,
 }
 
+/// Whether results can be POSTed to `url`: plain HTTP only (the network's callback URLs are
+/// cluster-internal, and this build carries no TLS client). Says why not.
+pub fn check_url(url: &str) -> Result<(), String> {
+    if url.starts_with("https://") {
+        return Err(format!(
+            "must be an http:// URL: this powhost has no TLS client, got {url:?}; put a plain-HTTP address (or a local TLS proxy) there"
+        ));
+    }
+    let valid =
+        url.starts_with("http://") && reqwest::Url::parse(url).is_ok_and(|u| u.host().is_some());
+    if !valid {
+        return Err(format!("must be an http:// URL with a host, got {url:?}"));
+    }
+    Ok(())
+}
+
 /// `{url}/{leaf}` as the reference joins them (a trailing slash is not doubled).
 pub fn join(url: &str, leaf: &str) -> String {
     format!("{}/{leaf}", url.trim_end_matches('/'))
@@ -324,6 +340,15 @@ fn append_lines(path: &std::path::Path, lines: &[String]) -> std::io::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_plain_http_urls_are_taken() {
+        assert!(check_url("http://10.0.0.2:9100/v1/poc-batches").is_ok());
+        assert!(check_url("https://node/v1").unwrap_err().contains("no TLS"));
+        assert!(check_url("ftp://node").is_err());
+        assert!(check_url("http://").is_err());
+        assert!(check_url("node:9100").is_err());
+    }
 
     #[test]
     fn urls_join_like_the_reference() {

@@ -238,10 +238,7 @@ fn router(app: Arc<App>) -> Router {
 }
 
 /// One debug line per request (`RUST_LOG=powhost=debug`): method, path, status, time.
-async fn log_request(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
+async fn log_request(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let (method, path) = (request.method().clone(), request.uri().path().to_string());
     let start = Instant::now();
     let response = next.run(request).await;

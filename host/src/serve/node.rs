@@ -94,11 +94,8 @@ impl InitRequest {
                 b.fraud_threshold
             ));
         }
-        if !(b.url.starts_with("http://") || b.url.starts_with("https://")) {
-            return bad(format!(
-                "`url` must be the node's callback base URL (http://…), got {:?}",
-                b.url
-            ));
+        if let Err(why) = super::callbacks::check_url(&b.url) {
+            return bad(format!("`url` {why}"));
         }
         Ok(Self {
             node_id: b.node_id,
@@ -510,11 +507,23 @@ pub async fn stop_all(State(app): State<Arc<App>>) -> Response {
     ok(json!({"status": "OK"}))
 }
 
+const PROOF_BATCH_FIELDS: &[&str] = &[
+    "public_key",
+    "block_hash",
+    "block_height",
+    "nonces",
+    "dist",
+    "node_id",
+];
+
 /// `POST /api/v1/pow/validate`: the batch is checked now (a malformed batch or one for
 /// another block hash is refused with the reason), answered `null` as by the reference,
 /// and validated in the background; the ValidatedBatch goes to `{url}/validated`.
 pub async fn validate(State(app): State<Arc<App>>, body: Body) -> Result<Response, ApiError> {
     let mut batch = read_object(body, app.max_body).await?;
+    // A ProofBatch; other keys are ignored, as the reference's pydantic model ignores them
+    // (the settings below come from the init, never from the batch).
+    batch.retain(|key, _| PROOF_BATCH_FIELDS.contains(&key.as_str()));
     let init = app
         .node
         .lock()

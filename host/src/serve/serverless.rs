@@ -265,12 +265,15 @@ async fn job_request(app: &App, body: Body) -> Result<(String, Option<String>), 
     }
     let webhook = match request.get("webhook") {
         None | Some(Value::Null) => None,
-        Some(Value::String(url)) if url.starts_with("http://") || url.starts_with("https://") => {
+        Some(Value::String(url)) => {
+            super::callbacks::check_url(url)
+                .map_err(|why| ApiError::unprocessable(format!("`webhook` {why}")))?;
             Some(url.clone())
         }
         Some(other) => {
             return Err(ApiError::unprocessable(format!(
-                "`webhook` must be an http:// URL, got {other}"
+                "`webhook` must be an http:// URL, got {}",
+                super::http::kind(other)
             )));
         }
     };
