@@ -8,38 +8,13 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const HASH: &str = "0000000000000000000000000000000000000000000000000000000000000001";
-const KEY: &str = "test_public_key_12345678901234567890";
-
-/// The agreement budget of spec §9 for one distance (the forward-pass tests measure
-/// max 2.9e-7 on `small` and 8.8e-8 on `tiny` against these goldens).
-const MAX_DIST_DIFF: f64 = 5e-6;
-
-fn powhost() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_powhost"));
-    cmd.env_remove("RUST_LOG").env_remove("LOG_LEVEL");
-    cmd
-}
+mod common;
+use common::{MAX_DIST_DIFF, direct_distances, golden, powhost, powhost_with_stdin};
 
 /// `powhost run ARGS` with `stdin` as the request.
 fn run(args: &[&str], stdin: &str) -> Output {
-    let mut child = powhost()
-        .arg("run")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start powhost");
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).unwrap();
-    drop(input);
-    child.wait_with_output().expect("powhost output")
-}
-
-fn golden(name: &str) -> Value {
-    let path = format!("{}/../tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    let args: Vec<&str> = std::iter::once("run").chain(args.iter().copied()).collect();
+    powhost_with_stdin(&args, stdin)
 }
 
 fn lines(out: &Output) -> Vec<Value> {
@@ -139,25 +114,6 @@ fn request_from_a_file_and_devices_honoured() {
     // The same distances as `powhost distances` for those nonces.
     let direct = direct_distances(&tiny_input()["params"], "3,1,2");
     assert_eq!(got["dist"], direct["dist"]);
-}
-
-/// `powhost distances --json` on the CPU for these params and nonces.
-fn direct_distances(params: &Value, nonces: &str) -> Value {
-    let out = powhost()
-        .args(["distances", "--backend", "cpu", "--params"])
-        .arg(params.to_string())
-        .args([
-            "--block-hash",
-            HASH,
-            "--public-key",
-            KEY,
-            "--nonces",
-            nonces,
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]

@@ -13,17 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const HASH: &str = "0000000000000000000000000000000000000000000000000000000000000001";
-const KEY: &str = "test_public_key_12345678901234567890";
-
-/// The agreement budget of spec §9 for one distance (measured on `tiny` against the
-/// golden: max 8.8e-8).
-const MAX_DIST_DIFF: f64 = 5e-6;
-
-fn golden(name: &str) -> Value {
-    let path = format!("{}/../tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
+mod common;
+use common::{HASH, KEY, MAX_DIST_DIFF, golden};
 
 fn tiny_params() -> Value {
     golden("runpod_tiny_r2.json")["request"]["input"]["params"].clone()
@@ -254,28 +245,31 @@ fn init_request(url: &str, node_id: i64, node_count: i64, r_target: f64) -> Valu
 
 /// `powhost distances --json` on the CPU for the tiny model.
 fn direct_distances(nonces: &str) -> Vec<f64> {
-    let out = Command::new(env!("CARGO_BIN_EXE_powhost"))
-        .args(["distances", "--backend", "cpu", "--params"])
-        .arg(tiny_params().to_string())
-        .args([
-            "--block-hash",
-            HASH,
-            "--public-key",
-            KEY,
-            "--nonces",
-            nonces,
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["dist"]
+    common::direct_distances(&tiny_params(), nonces)["dist"]
         .as_array()
         .unwrap()
         .iter()
         .map(|d| d.as_f64().unwrap())
         .collect()
+}
+
+/// Asserts that `nonces`, in any order, are exactly `first, first + step, …`: this node's
+/// sequence with no gaps or repeats.
+fn assert_sequence(mut nonces: Vec<i64>, first: i64, step: i64) {
+    nonces.sort();
+    let expected: Vec<i64> = (0..nonces.len() as i64).map(|m| first + step * m).collect();
+    assert_eq!(
+        nonces, expected,
+        "not this node's sequence (gaps or repeats)"
+    );
+}
+
+/// After a stop: wait until every callback the server holds has been delivered.
+fn wait_until_delivered(server: &Server) {
+    std::thread::sleep(Duration::from_millis(500));
+    while server.get("/health").1["callbacks"]["pending"] != json!(0) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Every generated nonce of every accepted ProofBatch, checking each batch's shape.
@@ -361,15 +355,7 @@ fn generation_delivers_this_nodes_sequence_despite_failing_callbacks() {
     let (code, body) = server.post("/api/v1/pow/stop", "");
     assert_eq!((code, &body["status"]), (200, &json!("OK")));
     assert_eq!(server.get("/api/v1/state").1, json!({"state": "STOPPED"}));
-    let settle = |server: &Server| loop {
-        let (_, health) = server.get("/health");
-        if health["callbacks"]["pending"] == json!(0) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    std::thread::sleep(Duration::from_millis(500));
-    settle(&server);
+    wait_until_delivered(&server);
 
     assert_eq!(
         receiver.refused.load(Ordering::SeqCst),
@@ -377,13 +363,7 @@ fn generation_delivers_this_nodes_sequence_despite_failing_callbacks() {
         "the first posts were refused"
     );
     let got = generated_nonces(&receiver.accepted());
-    let mut nonces: Vec<i64> = got.iter().map(|g| g.0).collect();
-    nonces.sort();
-    let expected: Vec<i64> = (0..nonces.len() as i64).map(|m| 2 + 3 * m).collect();
-    assert_eq!(
-        nonces, expected,
-        "not exactly node 2 of 3's sequence (gaps or repeats)"
-    );
+    assert_sequence(got.iter().map(|g| g.0).collect(), 2, 3);
     // Each batch was delivered once, under its own id.
     let ids: BTreeSet<String> = receiver.accepted().iter().map(|a| a.1.clone()).collect();
     assert_eq!(ids.len(), receiver.accepted().len());
@@ -596,12 +576,7 @@ fn runsync_returns_the_golden_response() {
 #[test]
 fn run_status_stream_and_cancel() {
     let server = Server::start(&[]);
-    let mut input = golden("runpod_tiny_r2.json")["request"]["input"].clone();
-    let input = input.as_object_mut().unwrap();
-    input.remove("nonces");
-    input.insert("start_nonce".into(), json!(100));
-    input.insert("batch_size".into(), json!(16));
-    let (code, job) = server.post("/run", &json!({"input": input}).to_string());
+    let (code, job) = server.post("/run", &stream_job(100, None));
     assert_eq!(code, 200, "{job}");
     assert_eq!(job["status"], json!("IN_QUEUE"));
     let id = job["id"].as_str().unwrap().to_string();
@@ -805,17 +780,12 @@ fn sigterm_delivers_pending_callbacks_before_exiting() {
         status.success(),
         "serve exited with {status}: undelivered callbacks?"
     );
-    let mut nonces: Vec<i64> = generated_nonces(&receiver.accepted())
+    let nonces: Vec<i64> = generated_nonces(&receiver.accepted())
         .iter()
         .map(|g| g.0)
         .collect();
-    nonces.sort();
     assert!(!nonces.is_empty());
-    assert_eq!(
-        nonces,
-        (0..nonces.len() as i64).collect::<Vec<_>>(),
-        "gaps or repeats"
-    );
+    assert_sequence(nonces, 0, 1);
 }
 
 /// A plugin that traps, loops or exhausts its memory fails that job; the server goes on.
@@ -973,20 +943,12 @@ fn phase_flips_keep_the_sequence_whole() {
     let before = still["computed"].as_u64().unwrap() as usize;
     receiver.wait_for("more nonces", |a| generated_nonces(a).len() >= before + 200);
     server.post("/api/v1/pow/stop", "");
-    std::thread::sleep(Duration::from_millis(500));
-    while server.get("/health").1["callbacks"]["pending"] != json!(0) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut nonces: Vec<i64> = generated_nonces(&receiver.accepted())
+    wait_until_delivered(&server);
+    let nonces = generated_nonces(&receiver.accepted())
         .iter()
         .map(|g| g.0)
         .collect();
-    nonces.sort();
-    assert_eq!(
-        nonces,
-        (0..nonces.len() as i64).collect::<Vec<_>>(),
-        "gaps or repeats"
-    );
+    assert_sequence(nonces, 0, 1);
 }
 
 /// A callback receiver that never answers: at shutdown, after --flush-timeout, every
@@ -1049,11 +1011,6 @@ fn undeliverable_callbacks_are_kept_in_a_file_at_shutdown() {
                 .map(|n| n.as_i64().unwrap()),
         );
     }
-    nonces.sort();
     assert!(!nonces.is_empty());
-    assert_eq!(
-        nonces,
-        (0..nonces.len() as i64).collect::<Vec<_>>(),
-        "gaps or repeats"
-    );
+    assert_sequence(nonces, 0, 1);
 }

@@ -1,27 +1,16 @@
 //! The validator plugin from the command line (`powhost run --plugin validator`): a
 //! ProofBatch in, a ValidatedBatch out, against the reference handler's golden distances.
 
+mod common;
+use common::{MAX_DIST_DIFF, powhost, powhost_with_stdin};
 use serde_json::{Value, json};
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
-
-/// The agreement budget of spec §9 for one distance (tiny measures max 8.8e-8).
-const MAX_DIST_DIFF: f64 = 5e-6;
+use std::process::Output;
 
 fn validate(request: &Value) -> (Output, Value) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_powhost"))
-        .args(["run", "--plugin", "validator", "--backend", "cpu"])
-        .env_remove("RUST_LOG")
-        .env_remove("LOG_LEVEL")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(request.to_string().as_bytes()).unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
+    let out = powhost_with_stdin(
+        &["run", "--plugin", "validator", "--backend", "cpu"],
+        &request.to_string(),
+    );
     let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "not JSON ({e}): {}\n{}",
@@ -55,7 +44,7 @@ fn an_honest_batch_passes_from_a_file() {
         "{}/../examples/proof-batch-tiny.json",
         env!("CARGO_MANIFEST_DIR")
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_powhost"))
+    let out = powhost()
         .args(["run", "--plugin", "validator", "--backend", "cpu", &path])
         .output()
         .unwrap();

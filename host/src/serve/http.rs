@@ -8,12 +8,7 @@ use serde_json::{Value, json};
 
 /// A response with a JSON body.
 pub fn json_response(status: StatusCode, body: Value) -> Response {
-    (
-        status,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    json_text(status, body.to_string())
 }
 
 pub fn ok(body: Value) -> Response {
@@ -22,8 +17,12 @@ pub fn ok(body: Value) -> Response {
 
 /// 200 with JSON text written elsewhere (key order kept).
 pub fn ok_text(json: String) -> Response {
+    json_text(StatusCode::OK, json)
+}
+
+fn json_text(status: StatusCode, json: String) -> Response {
     (
-        StatusCode::OK,
+        status,
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         json,
     )

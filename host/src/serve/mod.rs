@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use callbacks::{CallbackConfig, Outbox};
-use http::{ApiError, json_response};
+use http::ApiError;
 use serde_json::json;
 use std::io::Write;
 use std::process::ExitCode;
@@ -160,22 +160,12 @@ impl App {
             ));
         }
         started();
-        let app = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let _slot = permit;
-            let call = CallContext {
-                compute: Some(app.compute.clone()),
-                stop: StopSignal::new(cancel, deadline),
-                emit,
-            };
-            app.plugins.handle(app.plugin(kind), &request, call)
-        })
-        .await
-        .unwrap_or_else(|e| {
-            Err(PluginFailure {
-                message: format!("the plugin call failed in the host: {e}"),
-            })
-        })
+        let call = CallContext {
+            compute: Some(self.compute.clone()),
+            stop: StopSignal::new(cancel, deadline),
+            emit,
+        };
+        self.run_blocking(kind, request, call, Some(permit)).await
     }
 
     /// A call that computes nothing (a dry run), outside the compute slots.
@@ -184,13 +174,26 @@ impl App {
         kind: PluginKind,
         request: String,
     ) -> Result<PluginReply, PluginFailure> {
+        let call = CallContext {
+            compute: Some(self.compute.clone()),
+            stop: StopSignal::default(),
+            emit: Box::new(|_| {}),
+        };
+        self.run_blocking(kind, request, call, None).await
+    }
+
+    /// The plugin call on a blocking thread (wasmtime calls are synchronous), holding its
+    /// compute slot, if any, until done.
+    async fn run_blocking(
+        self: &Arc<Self>,
+        kind: PluginKind,
+        request: String,
+        call: CallContext,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> Result<PluginReply, PluginFailure> {
         let app = self.clone();
         tokio::task::spawn_blocking(move || {
-            let call = CallContext {
-                compute: Some(app.compute.clone()),
-                stop: StopSignal::default(),
-                emit: Box::new(|_| {}),
-            };
+            let _slot = slot;
             app.plugins.handle(app.plugin(kind), &request, call)
         })
         .await
@@ -200,6 +203,16 @@ impl App {
             })
         })
     }
+}
+
+/// A plugin's error reply, `{"error", "error_type"}`, as (message, type); a body of another
+/// shape is the message itself.
+fn plugin_error(body: &str) -> (String, String) {
+    let parsed: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    (
+        parsed["error"].as_str().unwrap_or(body).to_string(),
+        parsed["error_type"].as_str().unwrap_or("Error").to_string(),
+    )
 }
 
 fn router(app: Arc<App>) -> Router {
@@ -226,9 +239,9 @@ fn router(app: Arc<App>) -> Router {
         )
         .route("/cancel/{id}", post(serverless::cancel))
         .route("/health", get(serverless::health))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "Not Found: no such endpoint") })
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "Not Found: no such endpoint") })
         .method_not_allowed_fallback(|| async {
-            error(
+            ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "Method Not Allowed: see `powhost serve --help` for each endpoint's method",
             )
@@ -248,10 +261,6 @@ async fn log_request(request: axum::extract::Request, next: axum::middleware::Ne
         start.elapsed().as_secs_f64() * 1e3
     );
     response
-}
-
-fn error(status: StatusCode, detail: &str) -> Response {
-    json_response(status, json!({ "detail": detail }))
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode> {

@@ -577,11 +577,9 @@ pub async fn validate(State(app): State<Arc<App>>, body: Body) -> Result<Respons
     Ok(ok(Value::Null))
 }
 
-/// A plugin's `{"error", "error_type"}` as a 400 with the plugin's sentence.
+/// A plugin's refusal as a 400 with the plugin's sentence.
 fn plugin_refusal(body: &str) -> ApiError {
-    let parsed: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-    let message = parsed["error"].as_str().unwrap_or(body);
-    let kind = parsed["error_type"].as_str().unwrap_or("Error");
+    let (message, kind) = super::plugin_error(body);
     ApiError::bad_request(format!("{kind}: {message}"))
 }
 

@@ -117,16 +117,12 @@ impl Job {
                 }
             }
             Ok(PluginReply::Error(body)) => {
-                let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
                 s.status = if cancelled {
                     Status::Cancelled
                 } else {
                     Status::Failed
                 };
-                s.error = Some((
-                    parsed["error"].as_str().unwrap_or(&body).to_string(),
-                    parsed["error_type"].as_str().unwrap_or("Error").to_string(),
-                ));
+                s.error = Some(super::plugin_error(&body));
             }
             Err(failure) => {
                 s.status = Status::Failed;

@@ -35,6 +35,20 @@ pub struct RequestError {
 }
 
 impl RequestError {
+    /// The error response, `{"error": …, "error_type": …}`, as the reference handlers answer.
+    pub fn to_json(&self) -> String {
+        #[derive(serde::Serialize)]
+        struct Error<'a> {
+            error: &'a str,
+            error_type: &'a str,
+        }
+        serde_json::to_string(&Error {
+            error: &self.message,
+            error_type: self.error_type,
+        })
+        .expect("two strings serialise")
+    }
+
     pub fn new(error_type: &'static str, message: impl Into<String>) -> Self {
         Self {
             error_type,
@@ -205,6 +219,24 @@ pub fn number_list(raw: &RawValue, field: &str, max: usize) -> Result<Vec<f64>, 
             )),
         })
         .collect()
+}
+
+/// A failed host compute call (`$e`, the plugin's WIT `compute-error`) as a RequestError with
+/// the Python-style type the reference would raise; `$kind` is the plugin's own generated
+/// `ComputeErrorKind`.
+#[macro_export]
+macro_rules! compute_error {
+    ($e:expr, $kind:ident) => {{
+        let e = $e;
+        let error_type = match e.kind {
+            $kind::InvalidParams | $kind::InvalidTask => "ValueError",
+            $kind::TooLarge => "MemoryError",
+            $kind::DeviceUnavailable => "DeviceError",
+            $kind::BackendFailed => "RuntimeError",
+            $kind::Stopped => "Cancelled",
+        };
+        $crate::RequestError::new(error_type, e.message)
+    }};
 }
 
 /// Fill the params a request left out from a full set (`$defaults`), giving `$full` (the

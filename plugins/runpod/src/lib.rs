@@ -32,7 +32,7 @@ impl Guest for Runpod {
                 log(Level::Info, &format!("{}: {}", e.error_type, e.message));
                 Reply {
                     status: ReplyStatus::Error,
-                    body: response::error(&e),
+                    body: e.to_json(),
                 }
             }
         }
@@ -143,12 +143,5 @@ fn fill_params(p: &PartialParams) -> Result<ModelParams, RequestError> {
 
 /// The host's compute errors as this contract's Python-style error types.
 fn compute_error(e: ComputeError) -> RequestError {
-    let error_type = match e.kind {
-        ComputeErrorKind::InvalidParams | ComputeErrorKind::InvalidTask => "ValueError",
-        ComputeErrorKind::TooLarge => "MemoryError",
-        ComputeErrorKind::DeviceUnavailable => "DeviceError",
-        ComputeErrorKind::BackendFailed => "RuntimeError",
-        ComputeErrorKind::Stopped => "Cancelled",
-    };
-    RequestError::new(error_type, e.message)
+    powhost_plugin_kit::compute_error!(e, ComputeErrorKind)
 }

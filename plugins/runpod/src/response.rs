@@ -1,6 +1,5 @@
 //! Response shapes, with the reference handler's keys in its order.
 
-use crate::request::RequestError;
 use serde::Serialize;
 
 /// The fields every response echoes from the request.
@@ -86,19 +85,6 @@ pub fn stream_batch(
         total_computed: totals.computed,
         total_valid: totals.valid,
         next_nonce,
-    })
-}
-
-/// `{"error": …, "error_type": …}`.
-pub fn error(e: &RequestError) -> String {
-    #[derive(Serialize)]
-    struct Error<'a> {
-        error: &'a str,
-        error_type: &'a str,
-    }
-    to_json(&Error {
-        error: &e.message,
-        error_type: e.error_type,
     })
 }
 

@@ -37,8 +37,7 @@ impl Guest for Validator {
                 log(Level::Info, &format!("{}: {}", e.error_type, e.message));
                 Reply {
                     status: ReplyStatus::Error,
-                    body: serde_json::json!({"error": e.message, "error_type": e.error_type})
-                        .to_string(),
+                    body: e.to_json(),
                 }
             }
         }
@@ -167,12 +166,5 @@ fn fill_params(req: &Request) -> Result<ModelParams, RequestError> {
 
 /// The host's compute errors as Python-style error types.
 fn compute_error(e: ComputeError) -> RequestError {
-    let error_type = match e.kind {
-        ComputeErrorKind::InvalidParams | ComputeErrorKind::InvalidTask => "ValueError",
-        ComputeErrorKind::TooLarge => "MemoryError",
-        ComputeErrorKind::DeviceUnavailable => "DeviceError",
-        ComputeErrorKind::BackendFailed => "RuntimeError",
-        ComputeErrorKind::Stopped => "Cancelled",
-    };
-    RequestError::new(error_type, e.message)
+    powhost_plugin_kit::compute_error!(e, ComputeErrorKind)
 }

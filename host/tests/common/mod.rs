@@ -1,0 +1,66 @@
+//! What the `powhost` integration tests share: the test seeds, the golden files, and the
+//! binary run with a request on stdin or asked for distances directly.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use serde_json::Value;
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+pub const HASH: &str = "0000000000000000000000000000000000000000000000000000000000000001";
+pub const KEY: &str = "test_public_key_12345678901234567890";
+
+/// The agreement budget of spec §9 for one distance (the forward-pass tests measure max
+/// 2.9e-7 on `small` and 8.8e-8 on `tiny` against the goldens).
+pub const MAX_DIST_DIFF: f64 = 5e-6;
+
+/// The binary, with the caller's log settings removed.
+pub fn powhost() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_powhost"));
+    cmd.env_remove("RUST_LOG").env_remove("LOG_LEVEL");
+    cmd
+}
+
+/// `powhost ARGS` with `stdin` as its input.
+pub fn powhost_with_stdin(args: &[&str], stdin: &str) -> Output {
+    let mut child = powhost()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start powhost");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().expect("powhost output")
+}
+
+/// A file of tests/golden, made by running the network's reference.
+pub fn golden(name: &str) -> Value {
+    let path = format!("{}/../tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// `powhost distances --json` on the CPU for these params and nonces, with the test seeds.
+pub fn direct_distances(params: &Value, nonces: &str) -> Value {
+    let out = powhost()
+        .args(["distances", "--backend", "cpu", "--params"])
+        .arg(params.to_string())
+        .args([
+            "--block-hash",
+            HASH,
+            "--public-key",
+            KEY,
+            "--nonces",
+            nonces,
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
