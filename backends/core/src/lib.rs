@@ -7,6 +7,7 @@ pub mod agreement;
 pub mod backend;
 pub mod conformance;
 pub mod distance;
+pub mod gpu_forward;
 pub mod memory;
 pub mod model;
 pub mod numpy_sum;

@@ -7,6 +7,7 @@
 
 mod forward;
 mod ops;
+mod steps;
 mod weights;
 
 use anyhow::Result;
@@ -14,6 +15,7 @@ use half::f16;
 use powhost_core::parameter_table::pool_size_of;
 use powhost_core::{Backend, ForwardPass, ModelParams, ModelWeights};
 use std::sync::Arc;
+pub use steps::CpuSteps;
 pub use weights::WeightStore;
 
 /// Keep an f32 copy of the pool when it is at most this large (every preset but mainnet and

@@ -1,13 +1,13 @@
-//! The forward pass on one or more CUDA devices: a replica of the pool and kernels per
-//! device, a batch split between them.
+//! The steps of spec §5's forward pass on CUDA ([`GpuSteps`]; the sequence is core's
+//! `gpu_forward`): a replica of the pool and kernels per device, a batch split between them.
 
-use crate::KERNELS;
 use anyhow::{Context, Result, anyhow, ensure};
 use cudarc::cublas::{CudaBlas, Gemm, GemmConfig, sys::cublasOperation_t};
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaSlice, CudaStream, CudaView, LaunchConfig, PushKernelArg,
 };
 use half::f16;
+use powhost_core::gpu_forward::{self, AttentionRows, GpuSteps};
 use powhost_core::parameter_table::{Parameter, Placement};
 use powhost_core::{ForwardPass, ModelWeights};
 use std::collections::HashMap;
@@ -69,7 +69,11 @@ fn one_thread_each(n: usize) -> LaunchConfig {
 impl Replica {
     pub fn new(ctx: Arc<CudaContext>, weights: Arc<ModelWeights>) -> Result<Self> {
         let stream = ctx.default_stream();
-        let ptx = cudarc::nvrtc::compile_ptx(KERNELS).map_err(cuda("compiling kernels.cu"))?;
+        let arch = ctx.compute_capability().ok().and_then(|(major, minor)| {
+            let name = format!("sm_{major}{minor}");
+            crate::ARCHITECTURES.iter().copied().find(|a| *a == name)
+        });
+        let ptx = crate::compile_kernels(arch)?;
         let module = ctx.load_module(ptx).map_err(cuda("loading the kernels"))?;
         let f = |name: &str| module.load_function(name).map_err(cuda("finding a kernel"));
         let kernels = Kernels {
@@ -130,33 +134,103 @@ impl Replica {
         }
     }
 
+    /// Last-position logits for `batch` inputs: core's GPU sequence on this replica.
+    pub fn forward(&mut self, inputs: &[f16], batch: usize) -> Result<Vec<f32>> {
+        let weights = self.weights.clone();
+        gpu_forward::last_position_logits(self, &weights, inputs, batch)
+    }
+
+    fn elementwise(
+        &self,
+        kernel: &CudaFunction,
+        a: &mut CudaSlice<f16>,
+        b: &CudaSlice<f16>,
+        n: usize,
+        what: &str,
+    ) -> Result<()> {
+        let n = n as u64;
+        let mut launch = self.stream.launch_builder(kernel);
+        launch.arg(a).arg(b).arg(&n);
+        // SAFETY: (a, b, n) is the signature of add_residual and silu_mul (n an unsigned
+        // 64-bit count); both hold at least n values (core's sequence sizes them).
+        unsafe { launch.launch(one_thread_each(n as usize)) }.map_err(cuda(what))?;
+        Ok(())
+    }
+}
+
+/// [`GpuSteps`] on one CUDA device: cuBLAS GEMMs and the kernels of `kernels.cu`, all on the
+/// replica's stream.
+impl GpuSteps for Replica {
+    type Buffer = DeviceBuffer;
+
+    fn activations(&mut self, what: &'static str, len: usize) -> Result<DeviceBuffer> {
+        self.stream
+            .alloc_zeros::<f16>(len.max(1))
+            .map(DeviceBuffer::F16)
+            .map_err(|e| anyhow!("CUDA: allocating {what} ({len} values): {e:?}"))
+    }
+
+    fn scratch_f32(&mut self, what: &'static str, len: usize) -> Result<DeviceBuffer> {
+        self.stream
+            .alloc_zeros::<f32>(len.max(1))
+            .map(DeviceBuffer::F32)
+            .map_err(|e| anyhow!("CUDA: allocating {what} ({len} values): {e:?}"))
+    }
+
+    fn upload(&mut self, what: &'static str, values: &[f16]) -> Result<DeviceBuffer> {
+        self.stream
+            .clone_htod(values)
+            .map(DeviceBuffer::F16)
+            .map_err(|e| anyhow!("CUDA: uploading {what}: {e:?}"))
+    }
+
+    fn read(&mut self, buffer: &DeviceBuffer, len: usize) -> Result<Vec<f32>> {
+        let values = self
+            .stream
+            .clone_dtoh(buffer.f16()?)
+            .map_err(cuda("reading a buffer back"))?;
+        ensure!(
+            len <= values.len(),
+            "reading {len} values of a buffer of {}",
+            values.len()
+        );
+        Ok(values[..len].iter().map(|v| v.to_f32()).collect())
+    }
+
     /// out[rows, n] = ⟂(x[rows, k] · Wᵀ): column-major, that is outᵀ (n × rows) =
     /// Wᵀ-as-stored (k × n)ᵀ · xᵀ-as-stored (k × rows).
     fn matmul(
-        &self,
-        x: &CudaSlice<f16>,
+        &mut self,
+        x: &DeviceBuffer,
         rows: usize,
         w: &Parameter,
-        out: &mut CudaSlice<f16>,
+        out: &mut DeviceBuffer,
     ) -> Result<()> {
         let (n, k) = (w.shape[0], w.shape[1]);
+        let (x, out) = (x.f16()?, out.f16_mut()?);
+        ensure!(
+            x.len() >= rows * k && out.len() >= rows * n,
+            "GEMM for {}: buffers too small for {rows} rows",
+            w.name
+        );
         let cfg = xwt_config(rows, n, k);
         let weight = self.weight(w);
-        // SAFETY: the shapes above match the buffers: W is n × k, x rows × k, out rows × n.
+        // SAFETY: checked above: W is n × k, x holds rows × k values and out rows × n.
         unsafe { self.blas.gemm(cfg, &weight, x, out) }
             .map_err(|e| anyhow!("CUDA: cuBLAS GEMM for {}: {e:?}", w.name))
     }
 
     fn rms_norm(
-        &self,
-        x: &CudaSlice<f16>,
+        &mut self,
+        x: &DeviceBuffer,
         rows: usize,
         w: &Parameter,
-        out: &mut CudaSlice<f16>,
+        eps: f32,
+        out: &mut DeviceBuffer,
     ) -> Result<()> {
-        let p = &self.weights.params;
         let weight = self.weight(w);
-        let (rows_u, dim, eps) = (rows as u32, p.dim as u32, p.norm_eps as f32);
+        let (rows_u, dim) = (rows as u32, w.numel as u32);
+        let (x, out) = (x.f16()?, out.f16_mut()?);
         let mut launch = self.stream.launch_builder(&self.kernels.rms_norm);
         launch
             .arg(x)
@@ -175,26 +249,84 @@ impl Replica {
         Ok(())
     }
 
-    fn elementwise(
-        &self,
-        kernel: &CudaFunction,
-        a: &mut CudaSlice<f16>,
-        b: &CudaSlice<f16>,
-        n: usize,
-        what: &str,
+    fn rope(
+        &mut self,
+        x: &mut DeviceBuffer,
+        rows: usize,
+        width: usize,
+        last_only: bool,
     ) -> Result<()> {
-        let mut launch = self.stream.launch_builder(kernel);
-        launch.arg(a).arg(b).arg(&n);
-        // SAFETY: (a, b, n) is the signature of add_residual and silu_mul; both hold n values.
-        unsafe { launch.launch(one_thread_each(n)) }.map_err(cuda(what))?;
+        let p = &self.weights.params;
+        let (rows_u, width_u, half, seq, last_u) = (
+            rows as u32,
+            width as u32,
+            (p.head_dim() / 2) as u32,
+            p.seq_len as u32,
+            last_only as u32,
+        );
+        let x = x.f16_mut()?;
+        let mut launch = self.stream.launch_builder(&self.kernels.rope);
+        launch
+            .arg(x)
+            .arg(&self.rope)
+            .arg(&rows_u)
+            .arg(&width_u)
+            .arg(&half)
+            .arg(&seq)
+            .arg(&last_u);
+        // SAFETY: matches rope's signature; x holds rows × width values.
+        unsafe { launch.launch(one_thread_each(rows * width / 2)) }.map_err(cuda("rope"))?;
+        Ok(())
+    }
+
+    fn attention(
+        &mut self,
+        q: &DeviceBuffer,
+        k: &DeviceBuffer,
+        v: &DeviceBuffer,
+        out: &mut DeviceBuffer,
+        probs: &mut DeviceBuffer,
+        rows: AttentionRows,
+    ) -> Result<()> {
+        let p = &self.weights.params;
+        let hd = p.head_dim();
+        let (rows_u, seq, nh, nkv, hd_u, score_divisor, last_u) = (
+            rows.rows as u32,
+            p.seq_len as u32,
+            p.n_heads as u32,
+            p.n_kv_heads as u32,
+            hd as u32,
+            (hd as f32).sqrt(),
+            rows.last_only as u32,
+        );
+        let (q, k, v, out) = (q.f16()?, k.f16()?, v.f16()?, out.f16_mut()?);
+        let probs = probs.f32_mut()?;
+        let mut launch = self.stream.launch_builder(&self.kernels.attention);
+        launch
+            .arg(q)
+            .arg(k)
+            .arg(v)
+            .arg(out)
+            .arg(probs)
+            .arg(&rows_u)
+            .arg(&seq)
+            .arg(&nh)
+            .arg(&nkv)
+            .arg(&hd_u)
+            .arg(&score_divisor)
+            .arg(&last_u);
+        // SAFETY: matches attention's signature (its `scale` is this divisor) and the
+        // buffers' sizes, which core's sequence gives.
+        unsafe { launch.launch(one_thread_each(rows.rows * p.n_heads)) }
+            .map_err(cuda("attention"))?;
         Ok(())
     }
 
     /// out[b, :] = x[(b + 1)·seq_len − 1, :]: each nonce's last position.
     fn last_rows(
-        &self,
-        x: &CudaSlice<f16>,
-        out: &mut CudaSlice<f16>,
+        &mut self,
+        x: &DeviceBuffer,
+        out: &mut DeviceBuffer,
         batch: usize,
         width: usize,
     ) -> Result<()> {
@@ -203,6 +335,7 @@ impl Replica {
             width as u32,
             self.weights.params.seq_len as u32,
         );
+        let (x, out) = (x.f16()?, out.f16_mut()?);
         let mut launch = self.stream.launch_builder(&self.kernels.last_rows);
         launch.arg(out).arg(x).arg(&batch_u).arg(&width_u).arg(&seq);
         // SAFETY: matches last_rows' signature; out holds at least batch × width values.
@@ -210,126 +343,45 @@ impl Replica {
         Ok(())
     }
 
-    /// Last-position logits for `batch` inputs.
-    fn forward(&self, inputs: &[f16], batch: usize) -> Result<Vec<f32>> {
-        let w = &*self.weights;
-        let p = &w.params;
-        let (s, dim, hd) = (p.seq_len, p.dim, p.head_dim());
-        let (q_width, kv_width, hidden) = (p.n_heads * hd, p.n_kv_heads * hd, p.ffn_hidden());
-        let rows = batch * s;
-        ensure!(
-            inputs.len() == rows * dim,
-            "inputs are not batch × seq_len × dim"
-        );
-        let st = &self.stream;
-        let alloc = |n: usize| {
-            st.alloc_zeros::<f16>(n.max(1))
-                .map_err(cuda("allocating activations"))
-        };
-        let mut h = st.clone_htod(inputs).map_err(cuda("uploading inputs"))?;
-        let mut xn = alloc(rows * dim)?;
-        let mut q = alloc(rows * q_width)?;
-        let mut k = alloc(rows * kv_width)?;
-        let mut v = alloc(rows * kv_width)?;
-        let mut o = alloc(rows * q_width)?;
-        let mut a = alloc(rows * hidden)?;
-        let mut b = alloc(rows * hidden)?;
-        let mut probs = st
-            .alloc_zeros::<f32>(rows * p.n_heads * s)
-            .map_err(cuda("allocating attention scratch"))?;
-        let mut logits = alloc(batch * p.vocab_size)?;
-        let kern = &self.kernels;
+    fn add_residual(&mut self, h: &mut DeviceBuffer, d: &DeviceBuffer, len: usize) -> Result<()> {
+        let (h, d) = (h.f16_mut()?, d.f16()?);
+        self.elementwise(&self.kernels.add_residual, h, d, len, "add_residual")
+    }
 
-        // The last layer carries each nonce's last position only, beyond k and v.
-        let mut h_last = alloc(batch * dim)?;
-        for l in 0..p.n_layers {
-            let lp = w.layer(l);
-            let last = l + 1 == p.n_layers;
-            let q_rows = if last { batch } else { rows };
-            self.rms_norm(&h, rows, lp.attention_norm, &mut xn)?;
-            self.matmul(&xn, rows, lp.wk, &mut k)?;
-            self.matmul(&xn, rows, lp.wv, &mut v)?;
-            if last {
-                self.last_rows(&xn, &mut o, batch, dim)?;
-                self.matmul(&o, q_rows, lp.wq, &mut q)?;
-            } else {
-                self.matmul(&xn, rows, lp.wq, &mut q)?;
-            }
-            for (x, width, n, last_only) in [
-                (&mut q, q_width, q_rows, last),
-                (&mut k, kv_width, rows, false),
-            ] {
-                let (n_u, width_u, half, seq, last_u) = (
-                    n as u32,
-                    width as u32,
-                    (hd / 2) as u32,
-                    s as u32,
-                    last_only as u32,
-                );
-                let mut launch = st.launch_builder(&kern.rope);
-                launch
-                    .arg(x)
-                    .arg(&self.rope)
-                    .arg(&n_u)
-                    .arg(&width_u)
-                    .arg(&half)
-                    .arg(&seq)
-                    .arg(&last_u);
-                // SAFETY: matches rope's signature; x holds n × width values.
-                unsafe { launch.launch(one_thread_each(n * width / 2)) }.map_err(cuda("rope"))?;
-            }
-            {
-                let (rows_u, seq, nh, nkv, hd_u, scale, last_u) = (
-                    q_rows as u32,
-                    s as u32,
-                    p.n_heads as u32,
-                    p.n_kv_heads as u32,
-                    hd as u32,
-                    (hd as f32).sqrt(),
-                    last as u32,
-                );
-                let mut launch = st.launch_builder(&kern.attention);
-                launch
-                    .arg(&q)
-                    .arg(&k)
-                    .arg(&v)
-                    .arg(&mut o)
-                    .arg(&mut probs)
-                    .arg(&rows_u)
-                    .arg(&seq)
-                    .arg(&nh)
-                    .arg(&nkv)
-                    .arg(&hd_u)
-                    .arg(&scale)
-                    .arg(&last_u);
-                // SAFETY: matches attention's signature and buffer sizes.
-                unsafe { launch.launch(one_thread_each(q_rows * p.n_heads)) }
-                    .map_err(cuda("attention"))?;
-            }
-            let h_cur = if last {
-                self.last_rows(&h, &mut h_last, batch, dim)?;
-                &mut h_last
-            } else {
-                &mut h
-            };
-            self.matmul(&o, q_rows, lp.wo, &mut xn)?;
-            self.elementwise(&kern.add_residual, h_cur, &xn, q_rows * dim, "add_residual")?;
-            self.rms_norm(h_cur, q_rows, lp.ffn_norm, &mut xn)?;
-            self.matmul(&xn, q_rows, lp.w1, &mut a)?;
-            self.matmul(&xn, q_rows, lp.w3, &mut b)?;
-            self.elementwise(&kern.silu_mul, &mut a, &b, q_rows * hidden, "silu_mul")?;
-            self.matmul(&a, q_rows, lp.w2, &mut xn)?;
-            self.elementwise(&kern.add_residual, h_cur, &xn, q_rows * dim, "add_residual")?;
+    fn silu_mul(&mut self, a: &mut DeviceBuffer, b: &DeviceBuffer, len: usize) -> Result<()> {
+        let (a, b) = (a.f16_mut()?, b.f16()?);
+        self.elementwise(&self.kernels.silu_mul, a, b, len, "silu_mul")
+    }
+}
+
+/// A device buffer of the forward pass: f16 activations, or f32 scratch.
+pub enum DeviceBuffer {
+    F16(CudaSlice<f16>),
+    F32(CudaSlice<f32>),
+}
+
+impl DeviceBuffer {
+    fn f16(&self) -> Result<&CudaSlice<f16>> {
+        match self {
+            Self::F16(b) => Ok(b),
+            Self::F32(_) => Err(anyhow!("an f32 buffer was passed where f16 activations go")),
         }
-        self.rms_norm(&h_last, batch, w.final_norm(), &mut xn)?;
-        self.matmul(&xn, batch, w.output(), &mut logits)?;
-        let out = st
-            .clone_dtoh(&logits)
-            .map_err(cuda("reading the logits back"))?;
-        Ok(out[..batch * p.vocab_size]
-            .iter()
-            .map(|v| v.to_f32())
-            .collect())
+    }
+
+    fn f16_mut(&mut self) -> Result<&mut CudaSlice<f16>> {
+        match self {
+            Self::F16(b) => Ok(b),
+            Self::F32(_) => Err(anyhow!("an f32 buffer was passed where f16 activations go")),
+        }
+    }
+
+    fn f32_mut(&mut self) -> Result<&mut CudaSlice<f32>> {
+        match self {
+            Self::F32(b) => Ok(b),
+            Self::F16(_) => Err(anyhow!(
+                "f16 activations were passed where f32 scratch goes"
+            )),
+        }
     }
 }
 
@@ -362,7 +414,7 @@ impl ForwardPass for CudaForward {
                 .zip(&self.replicas)
                 .map(|(part, replica)| {
                     scope.spawn(move || {
-                        let replica = replica
+                        let mut replica = replica
                             .lock()
                             .map_err(|_| anyhow!("a CUDA worker panicked"))?;
                         replica.forward(part, part.len() / per_nonce)

@@ -18,6 +18,33 @@ use std::sync::Arc;
 
 const KERNELS: &str = include_str!("kernels.cu");
 
+/// The architectures the kernels are compiled for and tested on (`tests/nvrtc.rs`): Ampere
+/// (A100, A10/RTX 30), Ada (L4/L40/RTX 40) and Hopper (H100/H200).
+pub const ARCHITECTURES: &[&str] = &["sm_80", "sm_86", "sm_89", "sm_90"];
+
+/// `kernels.cu` compiled by NVRTC to PTX for `arch` (`sm_90`, …; `None`: NVRTC's default).
+/// `--fmad=false`: no multiply-add contraction, so every product is rounded as spec §5 and
+/// the CPU backend round it (RoPE's `x0·c − x1·s` above all).
+pub fn compile_kernels(arch: Option<&'static str>) -> Result<cudarc::nvrtc::Ptx> {
+    let options = cudarc::nvrtc::CompileOptions {
+        fmad: Some(false),
+        arch,
+        ..Default::default()
+    };
+    cudarc::nvrtc::compile_ptx_with_opts(KERNELS, options).map_err(|e| {
+        anyhow::anyhow!(
+            "NVRTC could not compile kernels.cu for {}: {e}",
+            arch.unwrap_or("its default architecture")
+        )
+    })
+}
+
+/// Whether NVRTC's library loads here (it needs no GPU and no driver).
+pub fn nvrtc_present() -> bool {
+    // SAFETY: only tries to dlopen the library and reports whether it loaded.
+    unsafe { cudarc::nvrtc::sys::is_culib_present() }
+}
+
 /// One or more CUDA devices; a model replica is loaded on each and batches are split
 /// between them.
 pub struct CudaBackend {

@@ -1,9 +1,11 @@
-//! The forward pass of spec §5 on wgpu: one command buffer per batch, every step a kernel
-//! of `kernels.wgsl`, the logits of the last positions read back.
+//! The steps of spec §5's forward pass on wgpu ([`GpuSteps`]; the sequence is core's
+//! `gpu_forward`): one command buffer per batch, every step a kernel of `kernels.wgsl`, the
+//! logits of the last positions read back.
 
 use crate::gpu::Gpu;
 use anyhow::{Result, ensure};
 use half::f16;
+use powhost_core::gpu_forward::{self, AttentionRows, GpuSteps};
 use powhost_core::parameter_table::{Parameter, Placement};
 use powhost_core::{ForwardPass, ModelWeights};
 use std::sync::Arc;
@@ -48,18 +50,19 @@ struct AttnArgs {
     n_heads: u32,
     n_kv_heads: u32,
     head_dim: u32,
-    scale: f32,
+    /// Scores are divided by this (√head_dim).
+    score_divisor: f32,
     last_only: u32,
     _pad: u32,
 }
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct EltArgs {
-    pub len: u32,
-    pub width: u32,
-    pub seq_len: u32,
-    pub _pad: u32,
+struct EltArgs {
+    len: u32,
+    width: u32,
+    seq_len: u32,
+    _pad: u32,
 }
 
 pub struct WgpuForward {
@@ -213,14 +216,14 @@ impl WgpuForward {
         x: &wgpu::Buffer,
         rows: usize,
         w: &Parameter,
+        eps: f32,
         out: &wgpu::Buffer,
     ) -> Result<()> {
-        let p = &self.weights.params;
         let (window, w_start) = self.weight_window(w, 0, w.numel)?;
         let args = self.gpu.uniform(&NormArgs {
             rows: rows as u32,
-            dim: p.dim as u32,
-            eps: p.norm_eps as f32,
+            dim: w.numel as u32,
+            eps,
             w_start,
         });
         let bindings = vec![
@@ -254,8 +257,9 @@ impl WgpuForward {
 
 impl ForwardPass for WgpuForward {
     fn last_position_logits(&self, inputs: &[f16], batch: usize) -> Result<Vec<f32>> {
-        self.gpu
-            .checked("the wgpu forward pass", || self.forward(inputs, batch))
+        self.gpu.checked("the wgpu forward pass", || {
+            gpu_forward::last_position_logits(&mut self.steps(), &self.weights, inputs, batch)
+        })
     }
 
     fn overlaps_host_work(&self) -> bool {
@@ -264,116 +268,167 @@ impl ForwardPass for WgpuForward {
 }
 
 impl WgpuForward {
-    fn forward(&self, inputs: &[f16], batch: usize) -> Result<Vec<f32>> {
-        let gpu = &*self.gpu;
-        let kern = &gpu.kernels;
-        let w = &*self.weights;
-        let p = &w.params;
-        let (s, dim, hd) = (p.seq_len, p.dim, p.head_dim());
-        let (q_width, kv_width, hidden) = (p.n_heads * hd, p.n_kv_heads * hd, p.ffn_hidden());
-        let rows = batch * s;
-        ensure!(
-            inputs.len() == rows * dim,
-            "inputs are not batch × seq_len × dim"
-        );
+    /// The steps of the forward pass on this model, recorded into one command buffer that is
+    /// submitted when a buffer is read.
+    pub fn steps(&self) -> WgpuSteps<'_> {
+        WgpuSteps {
+            model: self,
+            enc: self.encoder(),
+        }
+    }
 
-        let h = gpu.storage_with("h", &gpu.act_data(inputs))?;
-        let xn = gpu.activations("xn", rows * dim)?;
-        let q = gpu.activations("q", rows * q_width)?;
-        let k = gpu.activations("k", rows * kv_width)?;
-        let v = gpu.activations("v", rows * kv_width)?;
-        let o = gpu.activations("o", rows * q_width)?;
-        let a = gpu.activations("ffn a", rows * hidden)?;
-        let b = gpu.activations("ffn b", rows * hidden)?;
-        // Scores, exponentials and probabilities: the exponentials are not rounded, so f32.
-        let probs = gpu.storage("attention probabilities", rows * p.n_heads * s)?;
-        let logits = gpu.activations("logits", batch * p.vocab_size)?;
-
-        // The last layer carries each nonce's last position only, beyond k and v.
-        let h_last = gpu.activations("h, last positions", batch * dim)?;
-        let mut enc = gpu
+    fn encoder(&self) -> wgpu::CommandEncoder {
+        self.gpu
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-        let elt = |len: usize| EltArgs {
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+    }
+}
+
+/// [`GpuSteps`] on wgpu: each step is one or more dispatches recorded into `enc`.
+pub struct WgpuSteps<'a> {
+    model: &'a WgpuForward,
+    enc: wgpu::CommandEncoder,
+}
+
+impl GpuSteps for WgpuSteps<'_> {
+    type Buffer = wgpu::Buffer;
+
+    fn activations(&mut self, what: &'static str, len: usize) -> Result<wgpu::Buffer> {
+        self.model.gpu.activations(what, len)
+    }
+
+    fn scratch_f32(&mut self, what: &'static str, len: usize) -> Result<wgpu::Buffer> {
+        self.model.gpu.storage(what, len)
+    }
+
+    fn upload(&mut self, what: &'static str, values: &[f16]) -> Result<wgpu::Buffer> {
+        let gpu = &self.model.gpu;
+        gpu.storage_with(what, &gpu.act_data(values))
+    }
+
+    fn read(&mut self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        let enc = std::mem::replace(&mut self.enc, self.model.encoder());
+        self.model.gpu.read_activations(enc, buffer, len)
+    }
+
+    fn matmul(
+        &mut self,
+        x: &wgpu::Buffer,
+        rows: usize,
+        w: &Parameter,
+        out: &mut wgpu::Buffer,
+    ) -> Result<()> {
+        self.model.matmul(&mut self.enc, x, rows, w, out)
+    }
+
+    fn rms_norm(
+        &mut self,
+        x: &wgpu::Buffer,
+        rows: usize,
+        w: &Parameter,
+        eps: f32,
+        out: &mut wgpu::Buffer,
+    ) -> Result<()> {
+        self.model.rms_norm(&mut self.enc, x, rows, w, eps, out)
+    }
+
+    fn rope(
+        &mut self,
+        x: &mut wgpu::Buffer,
+        rows: usize,
+        width: usize,
+        last_only: bool,
+    ) -> Result<()> {
+        let (gpu, p) = (&self.model.gpu, &self.model.weights.params);
+        let args = gpu.uniform(&RopeArgs {
+            rows: rows as u32,
+            width: width as u32,
+            half_dim: (p.head_dim() / 2) as u32,
+            seq_len: p.seq_len as u32,
+            last_only: last_only as u32,
+            _pad: [0; 3],
+        });
+        let groups = gpu.elementwise_groups(rows * width / 2);
+        gpu.dispatch(
+            &mut self.enc,
+            &gpu.kernels.rope,
+            &[x, &self.model.rope, &args],
+            groups,
+        );
+        Ok(())
+    }
+
+    fn attention(
+        &mut self,
+        q: &wgpu::Buffer,
+        k: &wgpu::Buffer,
+        v: &wgpu::Buffer,
+        out: &mut wgpu::Buffer,
+        probs: &mut wgpu::Buffer,
+        rows: AttentionRows,
+    ) -> Result<()> {
+        let (gpu, p) = (&self.model.gpu, &self.model.weights.params);
+        let hd = p.head_dim();
+        let args = gpu.uniform(&AttnArgs {
+            rows: rows.rows as u32,
+            seq_len: p.seq_len as u32,
+            n_heads: p.n_heads as u32,
+            n_kv_heads: p.n_kv_heads as u32,
+            head_dim: hd as u32,
+            score_divisor: (hd as f32).sqrt(),
+            last_only: rows.last_only as u32,
+            _pad: 0,
+        });
+        gpu.dispatch(
+            &mut self.enc,
+            &gpu.kernels.attention,
+            &[q, k, v, out, probs, &args],
+            ((rows.rows * p.n_heads).div_ceil(64) as u32, 1),
+        );
+        Ok(())
+    }
+
+    fn last_rows(
+        &mut self,
+        x: &wgpu::Buffer,
+        out: &mut wgpu::Buffer,
+        batch: usize,
+        width: usize,
+    ) -> Result<()> {
+        let args = EltArgs {
+            len: (batch * width) as u32,
+            width: width as u32,
+            seq_len: self.model.weights.params.seq_len as u32,
+            _pad: 0,
+        };
+        let kernel = &self.model.gpu.kernels.last_rows;
+        self.model.elementwise(&mut self.enc, kernel, out, x, args);
+        Ok(())
+    }
+
+    fn add_residual(&mut self, h: &mut wgpu::Buffer, d: &wgpu::Buffer, len: usize) -> Result<()> {
+        let kernel = &self.model.gpu.kernels.add_residual;
+        self.model
+            .elementwise(&mut self.enc, kernel, h, d, EltArgs::len(len));
+        Ok(())
+    }
+
+    fn silu_mul(&mut self, a: &mut wgpu::Buffer, b: &wgpu::Buffer, len: usize) -> Result<()> {
+        let kernel = &self.model.gpu.kernels.silu_mul;
+        self.model
+            .elementwise(&mut self.enc, kernel, a, b, EltArgs::len(len));
+        Ok(())
+    }
+}
+
+impl EltArgs {
+    fn len(len: usize) -> Self {
+        Self {
             len: len as u32,
             width: 0,
             seq_len: 0,
             _pad: 0,
-        };
-        let gather = |width: usize| EltArgs {
-            len: (batch * width) as u32,
-            width: width as u32,
-            seq_len: s as u32,
-            _pad: 0,
-        };
-        for l in 0..p.n_layers {
-            let lp = w.layer(l);
-            let last = l + 1 == p.n_layers;
-            let q_rows = if last { batch } else { rows };
-            // 1. xn = RMSNorm(h); 2. k, v for every position, q for those that go on
-            self.rms_norm(&mut enc, &h, rows, lp.attention_norm, &xn)?;
-            self.matmul(&mut enc, &xn, rows, lp.wk, &k)?;
-            self.matmul(&mut enc, &xn, rows, lp.wv, &v)?;
-            let q_in = if last {
-                self.elementwise(&mut enc, &kern.last_rows, &o, &xn, gather(dim));
-                &o
-            } else {
-                &xn
-            };
-            self.matmul(&mut enc, q_in, q_rows, lp.wq, &q)?;
-            // 3. RoPE on q and k
-            for (x, width, n, last_only) in
-                [(&q, q_width, q_rows, last), (&k, kv_width, rows, false)]
-            {
-                let args = gpu.uniform(&RopeArgs {
-                    rows: n as u32,
-                    width: width as u32,
-                    half_dim: (hd / 2) as u32,
-                    seq_len: s as u32,
-                    last_only: last_only as u32,
-                    _pad: [0; 3],
-                });
-                let groups = gpu.elementwise_groups(n * width / 2);
-                gpu.dispatch(&mut enc, &kern.rope, &[x, &self.rope, &args], groups);
-            }
-            // 4–6. attention
-            let args = gpu.uniform(&AttnArgs {
-                rows: q_rows as u32,
-                seq_len: s as u32,
-                n_heads: p.n_heads as u32,
-                n_kv_heads: p.n_kv_heads as u32,
-                head_dim: hd as u32,
-                scale: (hd as f32).sqrt(),
-                last_only: last as u32,
-                _pad: 0,
-            });
-            gpu.dispatch(
-                &mut enc,
-                &kern.attention,
-                &[&q, &k, &v, &o, &probs, &args],
-                ((q_rows * p.n_heads).div_ceil(64) as u32, 1),
-            );
-            // 7. h = h + o·woᵀ
-            let h_cur = if last {
-                self.elementwise(&mut enc, &kern.last_rows, &h_last, &h, gather(dim));
-                &h_last
-            } else {
-                &h
-            };
-            self.matmul(&mut enc, &o, q_rows, lp.wo, &xn)?;
-            self.elementwise(&mut enc, &kern.add_residual, h_cur, &xn, elt(q_rows * dim));
-            // 8. the SwiGLU feed-forward
-            self.rms_norm(&mut enc, h_cur, q_rows, lp.ffn_norm, &xn)?;
-            self.matmul(&mut enc, &xn, q_rows, lp.w1, &a)?;
-            self.matmul(&mut enc, &xn, q_rows, lp.w3, &b)?;
-            self.elementwise(&mut enc, &kern.silu_mul, &a, &b, elt(q_rows * hidden));
-            self.matmul(&mut enc, &a, q_rows, lp.w2, &xn)?;
-            self.elementwise(&mut enc, &kern.add_residual, h_cur, &xn, elt(q_rows * dim));
         }
-        // The final norm and the output projection.
-        self.rms_norm(&mut enc, &h_last, batch, w.final_norm(), &xn)?;
-        self.matmul(&mut enc, &xn, batch, w.output(), &logits)?;
-        gpu.read_activations(enc, &logits, batch * p.vocab_size)
     }
 }
 

@@ -15,6 +15,7 @@ use anyhow::Result;
 use powhost_core::{Backend, ForwardPass, ModelParams, ModelWeights};
 use std::sync::Arc;
 
+pub use forward::{WgpuForward, WgpuSteps};
 pub use gpu::{Gpu, hardware_adapter};
 
 /// The wgpu backend on the first adapter wgpu offers (set `WGPU_ADAPTER_NAME` or
@@ -32,8 +33,6 @@ impl WgpuBackend {
         })
     }
 
-    /// Read weights through pool windows of at most `bytes` (for tests: large matrices are
-    /// then split into column blocks, as on adapters whose bindings are smaller than the pool).
     /// Store activations as f32 even where the adapter has SHADER_F16 (for comparing the
     /// two storages, which compute the same bits).
     pub fn with_f32_storage() -> Result<Self> {
@@ -42,10 +41,18 @@ impl WgpuBackend {
         })
     }
 
+    /// Read weights through pool windows of at most `bytes` (for tests: large matrices are
+    /// then split into column blocks, as on adapters whose bindings are smaller than the pool).
     pub fn with_pool_window_limit(bytes: u64) -> Result<Self> {
         Ok(Self {
             gpu: Arc::new(Gpu::with_pool_window_limit(bytes)?),
         })
+    }
+
+    /// The model on this adapter, whose steps ([`WgpuForward::steps`]) can also be run one
+    /// by one (the op check).
+    pub fn load_model(&self, weights: Arc<ModelWeights>) -> Result<WgpuForward> {
+        forward::WgpuForward::new(self.gpu.clone(), weights)
     }
 
     pub fn gpu(&self) -> &Gpu {
@@ -86,9 +93,6 @@ impl Backend for WgpuBackend {
     }
 
     fn load(&self, weights: Arc<ModelWeights>) -> Result<Box<dyn ForwardPass>> {
-        Ok(Box::new(forward::WgpuForward::new(
-            self.gpu.clone(),
-            weights,
-        )?))
+        Ok(Box::new(self.load_model(weights)?))
     }
 }
