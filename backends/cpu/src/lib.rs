@@ -6,6 +6,8 @@
 //! GEMM on these CPUs and exactly the reference's "f32 products, f32 accumulation, ⟂".
 
 mod forward;
+#[cfg(feature = "op-check")]
+pub mod op_check;
 mod ops;
 mod steps;
 mod weights;

@@ -11,6 +11,8 @@
 
 mod forward;
 
+pub use forward::{DeviceBuffer, Replica};
+
 use anyhow::{Context, Result, bail};
 use cudarc::driver::CudaContext;
 use powhost_core::{Backend, ForwardPass, ModelParams, ModelWeights};
@@ -81,6 +83,13 @@ impl CudaBackend {
             devices.push(ctx);
         }
         Ok(Self { devices, names })
+    }
+
+    /// The model on the `index`-th device of this backend, whose steps can be run one by
+    /// one (the op check).
+    pub fn load_replica(&self, weights: Arc<ModelWeights>, index: usize) -> Result<Replica> {
+        let ctx = self.devices.get(index).context("no such CUDA device")?;
+        Replica::new(ctx.clone(), weights)
     }
 
     /// Parse `cuda`, `cuda:0`, `cuda:0,cuda:1` into device ordinals.
