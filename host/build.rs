@@ -15,7 +15,10 @@ const PLUGINS: &[(&str, &str)] = &[
     ("powhost-plugin-misbehave", "misbehave.wasm"),
 ];
 
+const TARGET: &str = "wasm32-wasip2";
+
 fn main() {
+    ensure_wasm_target();
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let workspace = manifest_dir.parent().unwrap().to_path_buf();
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
@@ -32,13 +35,7 @@ fn main() {
     let mut cargo = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cargo
         .current_dir(&workspace)
-        .args([
-            "build",
-            "--profile",
-            "wasm-plugin",
-            "--target",
-            "wasm32-wasip2",
-        ])
+        .args(["build", "--profile", "wasm-plugin", "--target", TARGET])
         .arg("--target-dir")
         .arg(&target_dir);
     for (package, _) in PLUGINS {
@@ -60,11 +57,10 @@ fn main() {
     }
     let status = cargo
         .status()
-        .unwrap_or_else(|e| panic!("could not run cargo: {e}"));
+        .unwrap_or_else(|e| fail(&format!("could not run cargo to build the plugins: {e}")));
     if !status.success() {
-        panic!(
-            "building the plugins for wasm32-wasip2 failed (see above). If the target is \
-             missing, run `rustup target add wasm32-wasip2` (rust-toolchain.toml lists it)."
+        fail(
+            "building the built-in plugins for wasm32-wasip2 failed (the inner cargo's errors are above)",
         );
     }
     let built = target_dir.join("wasm32-wasip2").join("wasm-plugin");
@@ -75,6 +71,59 @@ fn main() {
 }
 
 fn copy(from: &Path, to: &Path) {
-    std::fs::copy(from, to)
-        .unwrap_or_else(|e| panic!("copying {} to {}: {e}", from.display(), to.display()));
+    if let Err(e) = std::fs::copy(from, to) {
+        fail(&format!(
+            "copying {} to {}: {e}",
+            from.display(),
+            to.display()
+        ));
+    }
+}
+
+/// The plugins are compiled for wasm32-wasip2: make sure the toolchain has it before minutes
+/// of building. A rustup toolchain that lacks it gets it added (rust-toolchain.toml lists it,
+/// but rustup adds listed targets only when it installs the toolchain); otherwise the build
+/// stops at once with what to run.
+fn ensure_wasm_target() {
+    if wasm_target_present() {
+        return;
+    }
+    println!(
+        "cargo:warning=the toolchain lacks the {TARGET} target the built-in plugins are compiled for: running `rustup target add {TARGET}`"
+    );
+    let added = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !(added && wasm_target_present()) {
+        fail(&format!(
+            "the built-in plugins need the {TARGET} target, which this Rust toolchain lacks and \
+             rustup could not add: run `rustup target add {TARGET}` (without rustup, install \
+             your toolchain's {TARGET} standard library), then build again"
+        ));
+    }
+}
+
+/// Whether the standard library for the target is installed.
+fn wasm_target_present() -> bool {
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    Command::new(rustc)
+        .args(["--print", "target-libdir", "--target", TARGET])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .is_some_and(|dir| {
+            std::fs::read_dir(dir).is_ok_and(|entries| {
+                entries
+                    .flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with("libcore-"))
+            })
+        })
+}
+
+/// Stop the build with one sentence (a panic would add a backtrace note).
+fn fail(message: &str) -> ! {
+    eprintln!("error: {message}");
+    std::process::exit(1)
 }
