@@ -63,7 +63,7 @@ fn main() {
             "building the built-in plugins for wasm32-wasip2 failed (the inner cargo's errors are above)",
         );
     }
-    let built = target_dir.join("wasm32-wasip2").join("wasm-plugin");
+    let built = target_dir.join(TARGET).join("wasm-plugin");
     for (package, file) in PLUGINS {
         let from = built.join(format!("{}.wasm", package.replace('-', "_")));
         copy(&from, &out_dir.join(file));

@@ -89,27 +89,6 @@ pub trait GpuSteps {
     fn silu_mul(&mut self, a: &mut Self::Buffer, b: &Self::Buffer, len: usize) -> Result<()>;
 }
 
-/// The buffers of one forward pass, by name and length in elements: what a backend must
-/// hold on the device for a batch (beyond the pool).
-pub fn activation_buffers(weights: &ModelWeights, batch: usize) -> Vec<(&'static str, usize)> {
-    let p = &weights.params;
-    let (s, dim, hd) = (p.seq_len, p.dim, p.head_dim());
-    let (q_width, kv_width, hidden) = (p.n_heads * hd, p.n_kv_heads * hd, p.ffn_hidden());
-    let rows = batch * s;
-    vec![
-        ("h", rows * dim),
-        ("xn", rows * dim),
-        ("q", rows * q_width),
-        ("k", rows * kv_width),
-        ("v", rows * kv_width),
-        ("o", rows * q_width),
-        ("ffn a", rows * hidden),
-        ("ffn b", rows * hidden),
-        ("logits", batch * p.vocab_size),
-        ("h, last positions", batch * dim),
-    ]
-}
-
 /// Spec §5 for `batch` nonce inputs (`[batch · seq_len, dim]` f16): the last position's
 /// logits, `vocab_size` f32 each.
 pub fn last_position_logits<S: GpuSteps>(
@@ -124,7 +103,7 @@ pub fn last_position_logits<S: GpuSteps>(
     let rows = batch * s;
     let eps = p.norm_eps as f32;
     ensure!(
-        batch > 0 && inputs.len() == rows * dim,
+        inputs.len() == rows * dim,
         "inputs are not batch × seq_len × dim"
     );
 
