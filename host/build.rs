@@ -2,6 +2,11 @@
 //! that the built-in ones can be embedded in the binary and the test fixtures loaded by
 //! the tests. The inner cargo gets its own target directory: sharing the outer one
 //! deadlocks on cargo's build lock.
+//!
+//! A toolchain without the wasm target (and no rustup to add it) uses the components committed
+//! in `plugins/prebuilt/`, if they were built from exactly these sources (a hash of every
+//! input of the plugin build, kept beside them); `POWHOST_UPDATE_PREBUILT=1 cargo build
+//! --release` refreshes them, and a test fails when they are stale.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -17,16 +22,29 @@ const PLUGINS: &[(&str, &str)] = &[
 
 const TARGET: &str = "wasm32-wasip2";
 
+/// What the plugin build reads, relative to the workspace: its sources and its profile.
+const PLUGIN_INPUTS: &[&str] = &["plugins", "wit", "Cargo.lock", "Cargo.toml", "rust-toolchain.toml"];
+/// Committed components for toolchains without the wasm target; not an input.
+const PREBUILT: &str = "plugins/prebuilt";
+const UPDATE_PREBUILT: &str = "POWHOST_UPDATE_PREBUILT";
+
 fn main() {
-    ensure_wasm_target();
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let workspace = manifest_dir.parent().unwrap().to_path_buf();
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
-    for watched in ["plugins", "wit", "Cargo.lock", "Cargo.toml"] {
+    for watched in PLUGIN_INPUTS {
         println!(
             "cargo:rerun-if-changed={}",
             workspace.join(watched).display()
         );
+    }
+    println!("cargo:rerun-if-env-changed={UPDATE_PREBUILT}");
+    let sources = plugin_sources_hash(&workspace);
+    write(&out_dir.join("plugin-sources.hash"), sources.as_bytes());
+
+    if !ensure_wasm_target() {
+        use_prebuilt(&workspace, &out_dir, &sources);
+        return;
     }
 
     // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out: the wasm builds live beside
@@ -68,6 +86,87 @@ fn main() {
         let from = built.join(format!("{}.wasm", package.replace('-', "_")));
         copy(&from, &out_dir.join(file));
     }
+    if env::var_os(UPDATE_PREBUILT).is_some_and(|v| v == "1") {
+        let prebuilt = workspace.join(PREBUILT);
+        for (_, file) in PLUGINS {
+            copy(&out_dir.join(file), &prebuilt.join(file));
+        }
+        write(&prebuilt.join("SOURCES"), format!("{sources}\n").as_bytes());
+        println!("cargo:warning=refreshed {PREBUILT} from these sources ({sources})");
+    }
+}
+
+/// The toolchain cannot build the plugins: take the committed ones, if they are current.
+fn use_prebuilt(workspace: &Path, out_dir: &Path, sources: &str) {
+    let prebuilt = workspace.join(PREBUILT);
+    let recorded = std::fs::read_to_string(prebuilt.join("SOURCES")).unwrap_or_default();
+    if recorded.trim() != sources {
+        fail(&format!(
+            "the built-in plugins need the {TARGET} target, which this Rust toolchain lacks and \
+             rustup could not add, and the prebuilt ones in {PREBUILT} were built from other \
+             sources: run `rustup target add {TARGET}` (without rustup, install your \
+             toolchain's {TARGET} standard library), then build again"
+        ));
+    }
+    println!(
+        "cargo:warning=using the prebuilt plugins in {PREBUILT} (built from these very sources), as this toolchain cannot build {TARGET}"
+    );
+    for (_, file) in PLUGINS {
+        copy(&prebuilt.join(file), &out_dir.join(file));
+    }
+}
+
+/// FNV-1a (64-bit) over every plugin-build input's relative path and bytes, in path order:
+/// enough to tell whether the prebuilt components match these sources (not a security check).
+fn plugin_sources_hash(workspace: &Path) -> String {
+    let mut files = Vec::new();
+    for input in PLUGIN_INPUTS {
+        collect_files(workspace, &workspace.join(input), &mut files);
+    }
+    files.sort();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for &b in bytes {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    for (relative, path) in &files {
+        let bytes = std::fs::read(path)
+            .unwrap_or_else(|e| fail(&format!("reading {}: {e}", path.display())));
+        feed(relative.as_bytes());
+        feed(&[0]);
+        feed(&(bytes.len() as u64).to_le_bytes());
+        feed(&bytes);
+    }
+    format!("fnv1a64:{hash:016x}")
+}
+
+fn collect_files(workspace: &Path, path: &Path, files: &mut Vec<(String, PathBuf)>) {
+    let relative = path
+        .strip_prefix(workspace)
+        .unwrap()
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/");
+    if relative == PREBUILT || path.file_name().is_some_and(|n| n == "target") {
+        return;
+    }
+    if path.is_dir() {
+        let entries = std::fs::read_dir(path)
+            .unwrap_or_else(|e| fail(&format!("reading {}: {e}", path.display())));
+        for entry in entries.flatten() {
+            collect_files(workspace, &entry.path(), files);
+        }
+    } else if path.is_file() {
+        files.push((relative, path.to_path_buf()));
+    }
+}
+
+fn write(to: &Path, bytes: &[u8]) {
+    if let Err(e) = std::fs::write(to, bytes) {
+        fail(&format!("writing {}: {e}", to.display()));
+    }
 }
 
 fn copy(from: &Path, to: &Path) {
@@ -83,10 +182,10 @@ fn copy(from: &Path, to: &Path) {
 /// The plugins are compiled for wasm32-wasip2: make sure the toolchain has it before minutes
 /// of building. A rustup toolchain that lacks it gets it added (rust-toolchain.toml lists it,
 /// but rustup adds listed targets only when it installs the toolchain); otherwise the build
-/// stops at once with what to run.
-fn ensure_wasm_target() {
+/// falls back to the prebuilt components. Whether the target is there now.
+fn ensure_wasm_target() -> bool {
     if wasm_target_present() {
-        return;
+        return true;
     }
     println!(
         "cargo:warning=the toolchain lacks the {TARGET} target the built-in plugins are compiled for: running `rustup target add {TARGET}`"
@@ -95,13 +194,7 @@ fn ensure_wasm_target() {
         .args(["target", "add", TARGET])
         .status()
         .is_ok_and(|s| s.success());
-    if !(added && wasm_target_present()) {
-        fail(&format!(
-            "the built-in plugins need the {TARGET} target, which this Rust toolchain lacks and \
-             rustup could not add: run `rustup target add {TARGET}` (without rustup, install \
-             your toolchain's {TARGET} standard library), then build again"
-        ));
-    }
+    added && wasm_target_present()
 }
 
 /// Whether the standard library for the target is installed.
