@@ -23,7 +23,13 @@ const PLUGINS: &[(&str, &str)] = &[
 const TARGET: &str = "wasm32-wasip2";
 
 /// What the plugin build reads, relative to the workspace: its sources and its profile.
-const PLUGIN_INPUTS: &[&str] = &["plugins", "wit", "Cargo.lock", "Cargo.toml", "rust-toolchain.toml"];
+const PLUGIN_INPUTS: &[&str] = &[
+    "plugins",
+    "wit",
+    "Cargo.lock",
+    "Cargo.toml",
+    "rust-toolchain.toml",
+];
 /// Committed components for toolchains without the wasm target; not an input.
 const PREBUILT: &str = "plugins/prebuilt";
 const UPDATE_PREBUILT: &str = "POWHOST_UPDATE_PREBUILT";
@@ -88,6 +94,9 @@ fn main() {
     }
     if env::var_os(UPDATE_PREBUILT).is_some_and(|v| v == "1") {
         let prebuilt = workspace.join(PREBUILT);
+        if let Err(e) = std::fs::create_dir_all(&prebuilt) {
+            fail(&format!("creating {}: {e}", prebuilt.display()));
+        }
         for (_, file) in PLUGINS {
             copy(&out_dir.join(file), &prebuilt.join(file));
         }

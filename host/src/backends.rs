@@ -1,14 +1,31 @@
 //! Choosing a compute backend by name.
 
 use anyhow::{Result, bail};
-use powhost_core::Backend;
+use half::f16;
+use powhost_core::{Backend, ForwardPass, ModelParams, ModelWeights};
 use powhost_cpu::CpuBackend;
 use powhost_cuda::CudaBackend;
 use powhost_wgpu::WgpuBackend;
+use std::sync::Arc;
 
 pub const NAMES: &str = "auto, cpu, wgpu, cuda, or CUDA devices such as cuda:0,cuda:1";
 
+/// The backend `name` names, with the test hook below applied.
 pub fn backend_by_name(name: &str) -> Result<Box<dyn Backend>> {
+    let backend = open(name)?;
+    Ok(match std::env::var("POWHOST_INJECT_FAULT").as_deref() {
+        Ok("logits") => {
+            log::warn!(
+                "POWHOST_INJECT_FAULT=logits: the {} backend's answers are deliberately wrong (a test hook)",
+                backend.name()
+            );
+            Box::new(Faulty(backend))
+        }
+        _ => backend,
+    })
+}
+
+fn open(name: &str) -> Result<Box<dyn Backend>> {
     match name {
         "cpu" => Ok(Box::new(CpuBackend)),
         "wgpu" => Ok(Box::new(WgpuBackend::new()?)),
@@ -51,4 +68,47 @@ fn auto() -> Box<dyn Backend> {
         backend.device_description()
     );
     backend
+}
+
+/// Test hook (`POWHOST_INJECT_FAULT=logits`): a backend that computes, but wrongly, as a
+/// faulty device would: every last-position logit is shifted by 1 %. It lets the tests show
+/// that the self-test refuses such a device; nothing else sets it.
+struct Faulty(Box<dyn Backend>);
+
+struct FaultyPass(Box<dyn ForwardPass>);
+
+impl Backend for Faulty {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn device_description(&self) -> String {
+        self.0.device_description()
+    }
+    fn devices(&self) -> Vec<String> {
+        self.0.devices()
+    }
+    fn working_memory_bytes(&self, params: &ModelParams, batch: usize) -> u64 {
+        self.0.working_memory_bytes(params, batch)
+    }
+    fn load(&self, weights: Arc<ModelWeights>) -> Result<Box<dyn ForwardPass>> {
+        Ok(Box::new(FaultyPass(self.0.load(weights)?)))
+    }
+    fn preferred_batch(&self, params: &ModelParams) -> Option<usize> {
+        self.0.preferred_batch(params)
+    }
+}
+
+impl ForwardPass for FaultyPass {
+    fn last_position_logits(&self, inputs: &[f16], batch: usize) -> Result<Vec<f32>> {
+        let mut logits = self.0.last_position_logits(inputs, batch)?;
+        for (i, x) in logits.iter_mut().enumerate() {
+            if i % 2 == 0 {
+                *x *= 1.01;
+            }
+        }
+        Ok(logits)
+    }
+    fn overlaps_host_work(&self) -> bool {
+        self.0.overlaps_host_work()
+    }
 }

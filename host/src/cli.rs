@@ -1,6 +1,7 @@
 //! The command line, documented for `--help`.
 
 use clap::{Args, Parser, Subcommand};
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -42,6 +43,17 @@ pub enum Command {
     /// /stream/ID, /cancel/ID, /health). Stops on SIGINT/SIGTERM after delivering pending
     /// callbacks.
     Serve(ServeArgs),
+    /// Be the serverless platform's worker: take jobs from it (configured by the environment
+    /// it gives its workers: RUNPOD_WEBHOOK_GET_JOB, RUNPOD_WEBHOOK_POST_OUTPUT, …), handle
+    /// each with the plugin, post the results back (retried until delivered), send the
+    /// heartbeat and obey the job-stop channel. Runs the device self-test first. Stops on
+    /// SIGTERM/SIGINT after the jobs in flight end at their next batch and their results are
+    /// delivered.
+    Worker(WorkerArgs),
+    /// Compute a few nonces whose distances the network's reference computed, on this
+    /// backend, and compare them within the agreement budget: does this device compute what
+    /// validators accept? Exit 1 when it does not.
+    Selftest(SelftestArgs),
     /// List the built-in plugins and what each does.
     Plugins {
         /// Print JSON instead of a table.
@@ -102,7 +114,7 @@ pub struct DistancesArgs {
     #[arg(long, value_name = "LIST", allow_hyphen_values = true)]
     pub nonces: String,
     /// Nonces per forward pass (default: chosen from the model size).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub batch: Option<usize>,
     /// Print `{"nonces": [...], "dist": [...]}` instead of a table.
     #[arg(long)]
@@ -119,10 +131,10 @@ pub struct BenchArgs {
     #[arg(long, default_value = "cpu-bench")]
     pub preset: String,
     /// How many nonces to compute (default: enough for a few seconds on a CPU).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub nonces: Option<usize>,
     /// Nonces per forward pass (default: chosen from the model size).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub batch: Option<usize>,
     /// The block hash to build the model for.
     #[arg(
@@ -136,7 +148,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "NAME|PATH")]
     pub plugin: Option<String>,
     /// With --plugin: how many requests to time each way.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 300, value_parser = at_least_one)]
     pub requests: usize,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -159,10 +171,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub ndjson: bool,
     /// Seconds a streaming request runs before it stops (it delivers what it computed).
-    #[arg(long, default_value_t = 420.0, value_name = "SECONDS")]
-    pub time_limit: f64,
+    #[arg(long, default_value = "420", value_name = "SECONDS", value_parser = positive_seconds)]
+    pub time_limit: Duration,
     /// Nonces per forward pass (default: chosen from the model size).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub batch: Option<usize>,
     #[command(flatten)]
     pub limits: PluginLimitArgs,
@@ -172,11 +184,11 @@ pub struct RunArgs {
 #[derive(Args, Debug, Clone)]
 pub struct PluginLimitArgs {
     /// Memory one plugin call may use, in MiB.
-    #[arg(long, default_value_t = 1024, value_name = "MIB")]
+    #[arg(long, default_value_t = 1024, value_name = "MIB", value_parser = at_least_one)]
     pub plugin_memory: usize,
     /// Seconds of plugin code one call may run (time computing distances does not count).
-    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
-    pub plugin_time_limit: f64,
+    #[arg(long, default_value = "10", value_name = "SECONDS", value_parser = positive_seconds)]
+    pub plugin_time_limit: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -198,39 +210,86 @@ pub struct ServeArgs {
     #[arg(long, default_value = "auto")]
     pub backend: String,
     /// Nonces per forward pass (default: chosen from the model size and device memory).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub batch: Option<usize>,
     /// Plugin calls computing at once; further requests wait in the queue.
-    #[arg(long, default_value_t = 4, value_name = "N")]
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = at_least_one)]
     pub concurrency: usize,
     /// Requests that may wait for a compute slot; beyond this the server answers 503.
     #[arg(long, default_value_t = 1024, value_name = "N")]
     pub queue: usize,
     /// Largest request body, in MiB (a 1-million-nonce ProofBatch is about 30 MiB).
-    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    #[arg(long, default_value_t = 64, value_name = "MIB", value_parser = at_least_one)]
     pub max_body: usize,
     /// Seconds a streaming serverless job runs before it stops (it delivers what it computed).
-    #[arg(long, default_value_t = 420.0, value_name = "SECONDS")]
-    pub time_limit: f64,
+    #[arg(long, default_value = "420", value_name = "SECONDS", value_parser = positive_seconds)]
+    pub time_limit: Duration,
     /// Seconds between callback deliveries of generated nonces (the reference: 5).
-    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
-    pub callback_interval: f64,
-    /// Seconds one callback POST may take before it counts as failed and is retried.
-    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
-    pub callback_timeout: f64,
-    /// Longest wait between retries of a failed callback (the wait doubles from 0.5 s).
-    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
-    pub callback_backoff_max: f64,
-    /// On shutdown, how long to keep trying to deliver pending callbacks before giving up
+    #[arg(long, default_value = "5", value_name = "SECONDS", value_parser = positive_seconds)]
+    pub callback_interval: Duration,
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
+    #[command(flatten)]
+    pub limits: PluginLimitArgs,
+}
+
+/// How results are POSTed back (serve's callbacks and webhooks, the worker's results): each
+/// POST under a timeout, retried with a doubling backoff until delivered.
+#[derive(Args, Debug, Clone)]
+pub struct DeliveryArgs {
+    /// Seconds one result POST may take before it counts as failed and is retried.
+    #[arg(long, default_value = "10", value_name = "SECONDS", value_parser = positive_seconds)]
+    pub callback_timeout: Duration,
+    /// Longest wait between retries of a failed POST (the wait doubles from 0.5 s).
+    #[arg(long, default_value = "30", value_name = "SECONDS", value_parser = positive_seconds)]
+    pub callback_backoff_max: Duration,
+    /// On shutdown, how long to keep trying to deliver pending results before giving up
     /// (what is still undelivered is then kept: see --undelivered).
-    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
-    pub flush_timeout: f64,
-    /// Where callbacks still undelivered at shutdown are appended, one JSON line each
+    #[arg(long, default_value = "30", value_name = "SECONDS", value_parser = non_negative_seconds)]
+    pub flush_timeout: Duration,
+    /// Where results still undelivered at shutdown are appended, one JSON line each
     /// (`{"url", "batch_id", "body"}`), to be re-sent later; without it they go to the log.
     #[arg(long, value_name = "FILE")]
     pub undelivered: Option<std::path::PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    /// The plugin that handles each job's request: a built-in name or a component path.
+    #[arg(long, default_value = "runpod", value_name = "NAME|PATH")]
+    pub plugin: String,
+    /// The compute backend: `auto` picks CUDA when a device answers, then a hardware GPU
+    /// through wgpu, then the CPU; or `cpu`, `wgpu`, `cuda` (`cuda:0,cuda:1` for some devices).
+    #[arg(long, default_value = "auto")]
+    pub backend: String,
+    /// Nonces per forward pass (default: chosen from the model size and device memory).
+    #[arg(long, value_parser = at_least_one)]
+    pub batch: Option<usize>,
+    /// Jobs computed at once; above 1, jobs are taken in batches (job-take-batch).
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = at_least_one)]
+    pub concurrency: usize,
+    /// Seconds a streaming job runs before it stops (it delivers what it computed).
+    #[arg(long, default_value = "420", value_name = "SECONDS", value_parser = positive_seconds)]
+    pub time_limit: Duration,
+    /// The final result of a stream: every chunk (`true`, as the seed handler's latest
+    /// version asks of the SDK) or `[]` (`false`, its first streaming version).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub aggregate_stream: bool,
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
     #[command(flatten)]
     pub limits: PluginLimitArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct SelftestArgs {
+    /// The compute backend: `auto` (CUDA, then a hardware GPU through wgpu, then the CPU),
+    /// `cpu`, `wgpu`, `cuda` or `cuda:N`.
+    #[arg(long, default_value = "auto")]
+    pub backend: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -271,9 +330,63 @@ pub struct CompareArgs {
     #[arg(long, default_value_t = 5e-7, value_name = "Y")]
     pub budget_median: f64,
     /// Nonces per forward pass (default: chosen from the model size).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub batch: Option<usize>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+// Flag values are checked here, once, as the command line is parsed: a bad one is a usage
+// error (exit 2) naming the flag, before anything is loaded.
+
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        Ok(_) => Err("must be at least 1".into()),
+        Err(_) => Err(format!(
+            "must be a whole number of at least 1, got `{text}`"
+        )),
+    }
+}
+
+fn seconds(text: &str, zero_allowed: bool) -> Result<Duration, String> {
+    let what = if zero_allowed {
+        "0 or more seconds"
+    } else {
+        "a positive number of seconds"
+    };
+    match text.parse::<f64>() {
+        Ok(x) if x.is_finite() && (x > 0.0 || (zero_allowed && x == 0.0)) => {
+            Duration::try_from_secs_f64(x).map_err(|_| format!("must be {what}, got `{text}`"))
+        }
+        _ => Err(format!("must be {what}, got `{text}`")),
+    }
+}
+
+fn positive_seconds(text: &str) -> Result<Duration, String> {
+    seconds(text, false)
+}
+
+fn non_negative_seconds(text: &str) -> Result<Duration, String> {
+    seconds(text, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_values_are_checked_at_parse_time() {
+        assert_eq!(at_least_one("3"), Ok(3));
+        assert!(at_least_one("0").is_err());
+        assert!(at_least_one("-1").is_err());
+        assert!(at_least_one("x").is_err());
+        assert_eq!(positive_seconds("0.5"), Ok(Duration::from_millis(500)));
+        for bad in ["0", "-1", "nan", "inf", "1e300", "x"] {
+            assert!(positive_seconds(bad).is_err(), "{bad}");
+        }
+        assert_eq!(non_negative_seconds("0"), Ok(Duration::ZERO));
+        assert!(non_negative_seconds("-1").is_err());
+    }
 }

@@ -1,7 +1,7 @@
 //! Compute as plugins see it: distances for a task, with typed failures, on one backend,
 //! reusing the built model while the block hash and params stay the same.
 
-use crate::commands::{LoadedModel, choose_batch};
+use crate::model::{LoadedModel, choose_batch};
 use crate::progress;
 use powhost_core::model::pool_memory_bytes;
 use powhost_core::poc::compute_distances_until;
@@ -56,6 +56,8 @@ impl fmt::Display for ComputeFailure {
     }
 }
 
+impl std::error::Error for ComputeFailure {}
+
 /// Why work should stop: a caller's cancellation, or the request's time limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StopReason {
@@ -67,6 +69,9 @@ pub enum StopReason {
 #[derive(Clone, Debug, Default)]
 pub struct StopSignal {
     cancelled: Arc<AtomicBool>,
+    /// Stop at the plugin's next batch, letting the forward passes in flight finish: the
+    /// batch being computed is delivered (a worker's shutdown, the platform's job-stop).
+    finish: Option<Arc<AtomicBool>>,
     deadline: Option<Instant>,
 }
 
@@ -74,16 +79,29 @@ impl StopSignal {
     pub fn new(cancelled: Arc<AtomicBool>, deadline: Option<Instant>) -> Self {
         Self {
             cancelled,
+            finish: None,
             deadline,
         }
     }
 
+    /// Also stop, after the batch in flight, once `finish` is set.
+    pub fn finishing_on(mut self, finish: Arc<AtomicBool>) -> Self {
+        self.finish = Some(finish);
+        self
+    }
+
+    /// Whether the work in flight should stop now (between forward passes).
     pub fn cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Relaxed)
     }
 
+    /// Why the plugin should stop before its next batch, if it should.
     pub fn reason(&self) -> Option<StopReason> {
-        if self.cancelled() {
+        let finishing = self
+            .finish
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed));
+        if self.cancelled() || finishing {
             Some(StopReason::Cancelled)
         } else if self.deadline.is_some_and(|d| Instant::now() >= d) {
             Some(StopReason::Deadline)
@@ -237,7 +255,7 @@ impl ComputeService {
     }
 
     fn model_batch(&self, params: &ModelParams) -> usize {
-        choose_batch(self.batch, &*self.backend, params, usize::MAX).unwrap_or(1)
+        choose_batch(self.batch, &*self.backend, params, usize::MAX)
     }
 
     /// The cached model when the task matches it, else a newly built one (replacing it:

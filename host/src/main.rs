@@ -5,11 +5,15 @@ mod backends;
 mod cli;
 mod commands;
 mod compute_service;
+mod delivery;
+mod model;
 mod model_source;
 mod nonce_list;
 mod plugins;
 mod progress;
+mod selftest;
 mod serve;
+mod worker;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -26,7 +26,11 @@ fn prebuilt_runpod_answers_as_the_builtin() {
         let mut args = vec!["run", "--backend", "cpu"];
         args.extend_from_slice(plugin);
         let out = powhost_with_stdin(&args, &request);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     };
     let prebuilt = format!("{PREBUILT}/runpod.wasm");

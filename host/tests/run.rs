@@ -401,8 +401,19 @@ fn bad_flags_and_unknown_plugins() {
             .contains("quantum")
     );
 
-    let out = run(&["--time-limit", "0"], &request);
-    assert_eq!(out.status.code(), Some(1));
+    // A bad flag value is a usage error, named by clap before anything loads: exit 2.
+    for bad in [
+        ["--time-limit", "0"],
+        ["--batch", "0"],
+        ["--plugin-memory", "0"],
+    ] {
+        let out = run(&bad, &request);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(bad[0]),
+            "{bad:?}"
+        );
+    }
 
     let out = run(&["--backend", "cpu", "/no/such/request.json"], "");
     assert_eq!(out.status.code(), Some(1));

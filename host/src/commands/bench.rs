@@ -1,8 +1,8 @@
 //! `powhost bench`: nonces per second, model build time, peak memory.
 
-use super::{LoadedModel, choose_batch};
 use crate::backends::backend_by_name;
 use crate::cli::BenchArgs;
+use crate::model::{LoadedModel, choose_batch};
 use anyhow::Result;
 use powhost_core::ModelParams;
 use powhost_core::memory::{gib, peak_resident_bytes};
@@ -39,8 +39,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let per_nonce = params.forward_flops() as f64;
         ((200e9 * 2.0 / per_nonce) as usize).clamp(1, 4096)
     });
-    anyhow::ensure!(nonces >= 1, "--nonces must be at least 1");
-    let batch = choose_batch(args.batch, &*backend, &params, nonces)?;
+    let batch = choose_batch(args.batch, &*backend, &params, nonces);
 
     let start = Instant::now();
     let model = LoadedModel::new(&*backend, &params, &args.block_hash, batch)?;

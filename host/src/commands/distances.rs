@@ -1,8 +1,8 @@
 //! `powhost distances`: every nonce's distance, unfiltered, in order.
 
-use super::{LoadedModel, choose_batch};
 use crate::backends::backend_by_name;
 use crate::cli::DistancesArgs;
+use crate::model::{LoadedModel, choose_batch};
 use crate::model_source::{check_seed_text, params_from_args};
 use crate::nonce_list::parse_nonce_list;
 use anyhow::Result;
@@ -13,7 +13,7 @@ pub fn run(args: DistancesArgs) -> Result<()> {
     check_seed_text("--block-hash", &args.block_hash)?;
     check_seed_text("--public-key", &args.public_key)?;
     let nonces = parse_nonce_list(&args.nonces)?;
-    let batch = choose_batch(args.batch, &*backend, &params, nonces.len())?;
+    let batch = choose_batch(args.batch, &*backend, &params, nonces.len());
     let model = LoadedModel::new(&*backend, &params, &args.block_hash, batch)?;
     let dist = model.distances(&args.public_key, &nonces, batch)?;
     if args.json {

@@ -1,7 +1,7 @@
 //! `powhost fingerprint`: the parameter table and per-parameter hashes of the f16 weights.
 
-use super::build_weights;
 use crate::cli::FingerprintArgs;
+use crate::model::build_weights;
 use crate::model_source::{check_seed_text, params_from_args};
 use anyhow::{Result, bail};
 use rayon::prelude::*;

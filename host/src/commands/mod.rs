@@ -1,4 +1,4 @@
-//! One module per command; shared steps (building a model) live here.
+//! One module per command.
 
 mod bench;
 mod bench_plugin;
@@ -8,15 +8,11 @@ mod fingerprint;
 mod plugins;
 mod presets;
 mod run;
+mod selftest;
 
 use crate::cli::{Cli, Command};
-use crate::progress;
 use anyhow::Result;
-use powhost_core::parameter_table::pool_size_of;
-use powhost_core::poc::compute_distances;
-use powhost_core::{Backend, ForwardPass, ModelParams, ModelWeights};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 /// Run a command; `Ok` carries the exit code of a command that reported its own failure
 /// (`powhost run` prints error responses and exits 1).
@@ -30,80 +26,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Compare(args) => compare::run(args),
         Command::Run(args) => run::run(args),
         Command::Serve(args) => crate::serve::run(args),
+        Command::Worker(args) => crate::worker::run(args),
+        Command::Selftest(args) => selftest::run(args),
         Command::Plugins { json } => done(plugins::run(json)),
         Command::Presets { json } => done(presets::run(json)),
     }
-}
-
-/// A model built for one block and loaded on a backend.
-pub struct LoadedModel {
-    pub weights: Arc<ModelWeights>,
-    pub forward: Box<dyn ForwardPass>,
-}
-
-impl LoadedModel {
-    /// Build the seeded model and load it on `backend`, refusing before any large allocation
-    /// when it cannot fit with `batch` nonces in flight.
-    pub fn new(
-        backend: &dyn Backend,
-        params: &ModelParams,
-        block_hash: &str,
-        batch: usize,
-    ) -> Result<Self> {
-        let weights = build_weights(
-            params,
-            block_hash,
-            backend.working_memory_bytes(params, batch),
-        )?;
-        let forward = backend.load(weights.clone())?;
-        Ok(Self { weights, forward })
-    }
-
-    /// The distances of `nonces` in order, with a progress bar.
-    pub fn distances(&self, public_key: &str, nonces: &[i64], batch: usize) -> Result<Vec<f64>> {
-        let bar = progress::bar(nonces.len() as u64, "nonces");
-        let dist = compute_distances(
-            &*self.forward,
-            &self.weights,
-            public_key,
-            nonces,
-            batch,
-            &|done| bar.set_position(done as u64),
-        )?;
-        bar.finish_and_clear();
-        Ok(dist)
-    }
-}
-
-/// Build the seeded model, refusing before any large allocation when it (plus
-/// `extra_bytes` of backend memory) cannot fit.
-pub fn build_weights(
-    params: &ModelParams,
-    block_hash: &str,
-    extra_bytes: u64,
-) -> Result<Arc<ModelWeights>> {
-    let (_, pool_size) = pool_size_of(params);
-    let progress = progress::pool_progress(pool_size);
-    Ok(Arc::new(ModelWeights::build(
-        params,
-        block_hash,
-        extra_bytes,
-        &progress,
-    )?))
-}
-
-/// Nonces per forward pass: the user's `--batch`, else the backend's preference (a GPU's
-/// free memory), else about 1024 rows of activations; never more than there are nonces
-/// (the memory check counts a whole batch).
-pub fn choose_batch(
-    requested: Option<usize>,
-    backend: &dyn Backend,
-    params: &ModelParams,
-    nonces: usize,
-) -> Result<usize> {
-    let batch = requested
-        .or_else(|| backend.preferred_batch(params))
-        .unwrap_or((1024 / params.seq_len).clamp(1, 256));
-    anyhow::ensure!(batch >= 1, "--batch must be at least 1");
-    Ok(batch.min(nonces.max(1)))
 }

@@ -43,12 +43,7 @@ struct Session {
 
 impl Session {
     fn start(args: &RunArgs, cancelled: Arc<AtomicBool>) -> Result<Self> {
-        ensure!(
-            args.time_limit.is_finite() && args.time_limit > 0.0,
-            "--time-limit must be a positive number of seconds"
-        );
-        ensure!(args.batch != Some(0), "--batch must be at least 1");
-        let host = PluginHost::new(PluginLimits::from_args(&args.limits)?)?;
+        let host = PluginHost::new(PluginLimits::from_args(&args.limits))?;
         let plugin = host.load(&args.plugin)?;
         let backend = backend_by_name(&args.backend)?;
         log::info!(
@@ -63,7 +58,7 @@ impl Session {
             plugin,
             compute: Arc::new(ComputeService::new(backend, args.batch)),
             cancelled,
-            time_limit: Duration::from_secs_f64(args.time_limit),
+            time_limit: args.time_limit,
         })
     }
 

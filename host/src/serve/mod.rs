@@ -1,9 +1,8 @@
 //! `powhost serve`: an HTTP server with the network node's PoC API (`/api/v1/…`, node.rs)
 //! and serverless-style endpoints (serverless.rs). Plugins own the request semantics; the
 //! host owns transport (axum), limits (body size, compute slots, a bounded queue), the
-//! background generation loop and the callbacks (callbacks.rs).
+//! background generation loop and the callbacks (crate::delivery).
 
-mod callbacks;
 mod http;
 mod node;
 mod serverless;
@@ -11,13 +10,13 @@ mod serverless;
 use crate::backends::backend_by_name;
 use crate::cli::ServeArgs;
 use crate::compute_service::{ComputeService, StopSignal};
+use crate::delivery::{CallbackConfig, Outbox};
 use crate::plugins::{CallContext, Plugin, PluginFailure, PluginHost, PluginLimits, PluginReply};
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result};
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
-use callbacks::{CallbackConfig, Outbox};
 use http::ApiError;
 use serde_json::json;
 use std::io::Write;
@@ -264,29 +263,15 @@ async fn log_request(request: axum::extract::Request, next: axum::middleware::Ne
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
-    let seconds = |x: f64, flag: &str| -> Result<Duration> {
-        ensure!(
-            x.is_finite() && x > 0.0,
-            "{flag} must be a positive number of seconds"
-        );
-        Ok(Duration::from_secs_f64(x))
-    };
-    ensure!(args.concurrency >= 1, "--concurrency must be at least 1");
-    ensure!(args.max_body >= 1, "--max-body must be at least 1 MiB");
-    ensure!(args.batch != Some(0), "--batch must be at least 1");
-    let time_limit = seconds(args.time_limit, "--time-limit")?;
+    let time_limit = args.time_limit;
     let callbacks = CallbackConfig {
-        interval: seconds(args.callback_interval, "--callback-interval")?,
-        timeout: seconds(args.callback_timeout, "--callback-timeout")?,
-        backoff_max: seconds(args.callback_backoff_max, "--callback-backoff-max")?,
+        interval: args.callback_interval,
+        timeout: args.delivery.callback_timeout,
+        backoff_max: args.delivery.callback_backoff_max,
     };
-    ensure!(
-        args.flush_timeout.is_finite() && args.flush_timeout >= 0.0,
-        "--flush-timeout must be 0 or more seconds"
-    );
-    let flush_timeout = Duration::from_secs_f64(args.flush_timeout);
+    let flush_timeout = args.delivery.flush_timeout;
 
-    let plugins = PluginHost::new(PluginLimits::from_args(&args.limits)?)?;
+    let plugins = PluginHost::new(PluginLimits::from_args(&args.limits))?;
     let handler = plugins.load(&args.plugin)?;
     let validator = plugins.load(&args.validator)?;
     let backend = backend_by_name(&args.backend)?;
@@ -297,11 +282,15 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         backend.name(),
         backend.device_description()
     );
+    let compute = Arc::new(ComputeService::new(backend, args.batch).without_progress());
+    // Before the first request: a device that computes wrong answers serves none.
+    let report = crate::selftest::require(&compute)?;
+    eprintln!("powhost: {}", report.summary());
     let app = Arc::new(App {
         plugins,
         handler,
         validator,
-        compute: Arc::new(ComputeService::new(backend, args.batch).without_progress()),
+        compute,
         slots: Slots::new(args.concurrency, args.queue),
         max_body: args.max_body.saturating_mul(1 << 20),
         time_limit,
@@ -319,7 +308,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         app,
         &args.listen,
         flush_timeout,
-        args.undelivered.as_deref(),
+        args.delivery.undelivered.as_deref(),
     ))
 }
 
@@ -400,7 +389,7 @@ async fn serve(
 }
 
 /// SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

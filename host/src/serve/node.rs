@@ -2,10 +2,10 @@
 //! software drives. The host owns the controller (init, phases, status), the background
 //! generation loop and the callbacks; the validator plugin owns validation.
 
-use super::callbacks::{GeneratedFor, join};
 use super::http::{ApiError, ok, ok_text, read_object};
 use super::{App, PluginKind};
 use crate::compute_service::{ComputeService, FailureKind, StopSignal, Task};
+use crate::delivery::{GeneratedFor, join};
 use crate::plugins::PluginReply;
 use axum::body::Body;
 use axum::extract::State;
@@ -94,7 +94,7 @@ impl InitRequest {
                 b.fraud_threshold
             ));
         }
-        if let Err(why) = super::callbacks::check_url(&b.url) {
+        if let Err(why) = crate::delivery::check_url(&b.url) {
             return bad(format!("`url` {why}"));
         }
         Ok(Self {

@@ -262,7 +262,7 @@ async fn job_request(app: &App, body: Body) -> Result<(String, Option<String>), 
     let webhook = match request.get("webhook") {
         None | Some(Value::Null) => None,
         Some(Value::String(url)) => {
-            super::callbacks::check_url(url)
+            crate::delivery::check_url(url)
                 .map_err(|why| ApiError::unprocessable(format!("`webhook` {why}")))?;
             Some(url.clone())
         }

@@ -150,6 +150,18 @@ pub fn integer(text: &str, field: &str) -> Result<i64, RequestError> {
     }
 }
 
+/// `true` or `false`; `1`, `"true"` and `null` are refused.
+pub fn boolean(text: &str, field: &str) -> Result<bool, RequestError> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Bool(b)) => Ok(b),
+        _ => Err(RequestError::wrong_type(
+            field,
+            "true or false",
+            &kind_of_text(text),
+        )),
+    }
+}
+
 /// The request text as a JSON object; `shape` says what the object should be, for the error.
 pub fn object<'a>(text: &'a str, shape: &str) -> Result<Fields<'a>, RequestError> {
     serde_json::from_str(text).map_err(|e| {

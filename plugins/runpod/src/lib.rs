@@ -72,25 +72,45 @@ fn handle(text: &str) -> Result<String, RequestError> {
         Work::Stream {
             start_nonce,
             batch_size,
+            max_batches,
         } => {
-            stream(&task, &header, start_nonce, batch_size, req.r_target)?;
+            stream(
+                &task,
+                &header,
+                start_nonce,
+                batch_size,
+                max_batches,
+                req.r_target,
+            )?;
             Ok(String::new())
         }
     }
 }
 
 /// Consecutive batches from `start_nonce`, each emitted as soon as it is computed, until
-/// the host says stop; what was computed before the stop has been delivered.
+/// `max_batches` batches or the host says stop; what was computed before the stop has been
+/// delivered.
 fn stream(
     task: &Task,
     header: &response::Header,
     start_nonce: i64,
     batch_size: u64,
+    max_batches: Option<u64>,
     r_target: f64,
 ) -> Result<(), RequestError> {
     let mut totals = response::StreamTotals::default();
     let mut next = start_nonce;
     loop {
+        if max_batches.is_some_and(|max| totals.batches >= max) {
+            log(
+                Level::Info,
+                &format!(
+                    "stream done: max_batches reached after {} batches, {} nonces, {} valid; next nonce {next}",
+                    totals.batches, totals.computed, totals.valid
+                ),
+            );
+            return Ok(());
+        }
         if let Some(reason) = session::stop_requested() {
             let why = match reason {
                 StopReason::Cancelled => "cancelled",

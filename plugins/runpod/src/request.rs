@@ -2,7 +2,7 @@
 //! with no host calls, so it is unit-tested natively.
 
 use powhost_plugin_kit::{
-    Fields, devices, integer, integer_field, nonce_list, object, object_field, params,
+    Fields, boolean, devices, integer, integer_field, nonce_list, object, object_field, params,
     positive_number, reject_unknown, required, text_field,
 };
 pub use powhost_plugin_kit::{PartialParams, RequestError};
@@ -11,6 +11,9 @@ pub use powhost_plugin_kit::{PartialParams, RequestError};
 /// request is almost certainly a mistake, and its distances would not fit a reply.
 pub const MAX_NONCES: usize = 10_000_000;
 pub const MAX_BATCH_SIZE: u64 = 1_000_000;
+/// The seed handler's first streaming version: `"streaming": true` with `batch_size` and
+/// `start_nonce` left out means batches of 16 from nonce 0.
+pub const DEFAULT_STREAM_BATCH_SIZE: u64 = 16;
 
 /// Which nonces to compute.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,8 +21,12 @@ pub enum Work {
     /// These nonces, in this order; one response.
     Nonces(Vec<i64>),
     /// Consecutive nonces from `start_nonce`, `batch_size` at a time, one emitted result per
-    /// batch, until the time limit or a cancellation.
-    Stream { start_nonce: i64, batch_size: u64 },
+    /// batch, until `max_batches` batches (when given), the time limit or a cancellation.
+    Stream {
+        start_nonce: i64,
+        batch_size: u64,
+        max_batches: Option<u64>,
+    },
 }
 
 /// A checked request.
@@ -45,6 +52,8 @@ const INPUT_FIELDS: &[&str] = &[
     "devices",
     "start_nonce",
     "batch_size",
+    "streaming",
+    "max_batches",
 ];
 /// Keys the serverless platform itself puts beside `input`; ignored.
 const ENVELOPE_FIELDS: &[&str] = &["input", "id", "webhook", "policy", "s3Config"];
@@ -112,12 +121,68 @@ fn r_target(input: &Fields) -> Result<f64, RequestError> {
     positive_number(raw, "r_target")
 }
 
+/// Which work the request asks for. Every published version of the seed handler is taken:
+/// `nonces` (one response); `start_nonce` + `batch_size` (the later versions: a stream); and
+/// `"streaming": true` with optional `start_nonce` (0), `batch_size` (16) and `max_batches`
+/// (the first streaming version). `"streaming": false` is the one-shot `nonces` form.
 fn work(input: &Fields) -> Result<Work, RequestError> {
+    let streaming = match input.get("streaming") {
+        None => None,
+        Some(raw) if raw.get() == "null" => None,
+        Some(raw) => Some(boolean(raw.get(), "streaming")?),
+    };
     let nonces = input.get("nonces");
     let start = input.get("start_nonce");
     let batch = input.get("batch_size");
+    let max_batches = match input.get("max_batches") {
+        None => None,
+        // The seed handler: `max_batches` absent or None means until the time limit.
+        Some(raw) if raw.get() == "null" => None,
+        Some(raw) => {
+            let n = integer(raw.get(), "max_batches")?;
+            if n < 0 {
+                return Err(RequestError::value(format!(
+                    "`max_batches` must be 0 or more (leave it out to stream until the time limit), got {n}"
+                )));
+            }
+            Some(n as u64)
+        }
+    };
+    match streaming {
+        Some(true) => {
+            if nonces.is_some() {
+                return Err(RequestError::value(
+                    "`streaming` is true, so the nonces come from `start_nonce` and `batch_size`: leave `nonces` out (or set `streaming` to false)",
+                ));
+            }
+            let start_nonce = match start {
+                Some(raw) => integer(raw.get(), "start_nonce")?,
+                None => 0,
+            };
+            let batch_size = match batch {
+                Some(raw) => batch_size(raw.get())?,
+                None => DEFAULT_STREAM_BATCH_SIZE,
+            };
+            return Ok(Work::Stream {
+                start_nonce,
+                batch_size,
+                max_batches,
+            });
+        }
+        Some(false) if start.is_some() || batch.is_some() => {
+            return Err(RequestError::value(
+                "`streaming` is false, so the request lists `nonces`: leave `start_nonce` and `batch_size` out (or set `streaming` to true)",
+            ));
+        }
+        _ => {}
+    }
     match (nonces, start, batch) {
         (Some(raw), None, None) => {
+            if max_batches.is_some() {
+                return Err(RequestError::value(
+                    "`max_batches` only applies to a stream: leave it out when listing `nonces`",
+                ));
+            }
             let list = nonce_list(raw.get(), "nonces", MAX_NONCES)?;
             if list.is_empty() {
                 return Err(RequestError::value(
@@ -126,35 +191,37 @@ fn work(input: &Fields) -> Result<Work, RequestError> {
             }
             Ok(Work::Nonces(list))
         }
-        (None, Some(start), Some(batch)) => {
-            let start_nonce = integer(start.get(), "start_nonce")?;
-            let batch_size = integer(batch.get(), "batch_size")?;
-            if batch_size < 1 || batch_size as u64 > MAX_BATCH_SIZE {
-                return Err(RequestError::value(format!(
-                    "`batch_size` must be between 1 and {MAX_BATCH_SIZE}, got {batch_size}"
-                )));
-            }
-            Ok(Work::Stream {
-                start_nonce,
-                batch_size: batch_size as u64,
-            })
-        }
+        (None, Some(start), Some(batch)) => Ok(Work::Stream {
+            start_nonce: integer(start.get(), "start_nonce")?,
+            batch_size: batch_size(batch.get())?,
+            max_batches,
+        }),
         (Some(_), _, _) => Err(RequestError::value(
             "give either `nonces` or `start_nonce` + `batch_size` (streaming), not both",
         )),
         (None, Some(_), None) => Err(RequestError::missing(
             "batch_size",
-            "streaming needs `batch_size` beside `start_nonce`",
+            "streaming needs `batch_size` beside `start_nonce` (or `\"streaming\": true`, which defaults it to 16)",
         )),
         (None, None, Some(_)) => Err(RequestError::missing(
             "start_nonce",
-            "streaming needs `start_nonce` beside `batch_size`",
+            "streaming needs `start_nonce` beside `batch_size` (or `\"streaming\": true`, which defaults it to 0)",
         )),
         (None, None, None) => Err(RequestError::missing(
             "nonces",
             "the nonces to compute (or `start_nonce` + `batch_size` to stream)",
         )),
     }
+}
+
+fn batch_size(text: &str) -> Result<u64, RequestError> {
+    let batch_size = integer(text, "batch_size")?;
+    if batch_size < 1 || batch_size as u64 > MAX_BATCH_SIZE {
+        return Err(RequestError::value(format!(
+            "`batch_size` must be between 1 and {MAX_BATCH_SIZE}, got {batch_size}"
+        )));
+    }
+    Ok(batch_size as u64)
 }
 
 #[cfg(test)]
@@ -186,13 +253,86 @@ mod tests {
             r.work,
             Work::Stream {
                 start_nonce: 10,
-                batch_size: 4
+                batch_size: 4,
+                max_batches: None
             }
         );
         assert_eq!(r.params.dim, Some(64));
         assert_eq!(r.params.rope_theta, Some(500000.0));
         assert_eq!(r.params.use_scaled_rope, Some(true));
         assert_eq!(r.devices, vec!["cpu"]);
+    }
+
+    #[test]
+    fn the_first_streaming_versions_request_parses() {
+        // The seed handler v1.1.0's request (RUNPOD_WIRE.md: "A streaming job").
+        let r = req(&format!(
+            r#"{{{OK}, "streaming": true, "batch_size": 4, "start_nonce": 5, "max_batches": 3}}"#
+        ))
+        .unwrap();
+        assert_eq!(
+            r.work,
+            Work::Stream {
+                start_nonce: 5,
+                batch_size: 4,
+                max_batches: Some(3)
+            }
+        );
+        // Its defaults: from nonce 0, 16 at a time, until the time limit.
+        let r = req(&format!(
+            r#"{{{OK}, "streaming": true, "max_batches": null}}"#
+        ))
+        .unwrap();
+        assert_eq!(
+            r.work,
+            Work::Stream {
+                start_nonce: 0,
+                batch_size: 16,
+                max_batches: None
+            }
+        );
+        let r = req(&format!(r#"{{{OK}, "streaming": false, "nonces": [2]}}"#)).unwrap();
+        assert_eq!(r.work, Work::Nonces(vec![2]));
+        let r = req(&format!(
+            r#"{{{OK}, "start_nonce": 1, "batch_size": 2, "max_batches": 0}}"#
+        ))
+        .unwrap();
+        assert_eq!(
+            r.work,
+            Work::Stream {
+                start_nonce: 1,
+                batch_size: 2,
+                max_batches: Some(0)
+            }
+        );
+    }
+
+    #[test]
+    fn streaming_flags_that_contradict_the_request() {
+        let e = err(&format!(r#"{{{OK}, "streaming": true, "nonces": [1]}}"#));
+        assert!(e.message.contains("leave `nonces` out"), "{e:?}");
+        let e = err(&format!(
+            r#"{{{OK}, "streaming": false, "start_nonce": 1, "batch_size": 2}}"#
+        ));
+        assert!(e.message.contains("`streaming` is false"), "{e:?}");
+        let e = err(&format!(r#"{{{OK}, "streaming": "yes"}}"#));
+        assert_eq!(e.error_type, "TypeError");
+        assert!(e.message.contains("streaming"), "{e:?}");
+        let e = err(&format!(
+            r#"{{{OK}, "streaming": true, "max_batches": -1}}"#
+        ));
+        assert_eq!(e.error_type, "ValueError");
+        let e = err(&format!(
+            r#"{{{OK}, "streaming": true, "max_batches": 1.5}}"#
+        ));
+        assert_eq!(e.error_type, "TypeError");
+        let e = err(&format!(r#"{{{OK}, "nonces": [1], "max_batches": 2}}"#));
+        assert!(e.message.contains("only applies to a stream"), "{e:?}");
+        let e = err(&format!(r#"{{{OK}, "streaming": true, "batch_size": 0}}"#));
+        assert_eq!(e.error_type, "ValueError");
+        // Still refused: fields of no version.
+        let e = err(&format!(r#"{{{OK}, "streaming": true, "max_batch": 2}}"#));
+        assert!(e.message.contains("unknown field `max_batch`"), "{e:?}");
     }
 
     fn err(input: &str) -> RequestError {

@@ -1,18 +1,25 @@
-//! Results POSTed back to the node software (PROTOCOLS.md A6–A7) and to serverless webhooks.
+//! Every result powhost POSTs: `serve`'s callbacks to the node software (PROTOCOLS.md A6–A7)
+//! and serverless webhooks, and the worker's results to the serverless platform.
 //!
 //! Nothing computed is lost: generated nonces accumulate per destination and are sealed into
-//! one ProofBatch every `--callback-interval`; a sealed batch stays in the outbox until a POST
-//! of it succeeds (2xx), retried with a doubling backoff, each attempt under a timeout. A
-//! batch is removed once delivered and never sent again, and every attempt carries the same
-//! `X-Powhost-Batch-Id`, so a receiver can drop a repeat that a lost response caused. On
-//! shutdown the outbox is flushed for `--flush-timeout`; anything still undelivered is then
-//! written to the log in full.
+//! one ProofBatch every `--callback-interval`; a result stays in the outbox until a POST of it
+//! succeeds (2xx), retried with a doubling backoff, each attempt under a timeout. A result is
+//! removed once delivered and never sent again, and every attempt carries the same
+//! `X-Powhost-Batch-Id`, so a receiver can drop a repeat that a lost response caused. Results
+//! in one ordered queue (a job's stream chunks, then its final result) go out one at a time,
+//! in order. On shutdown the outbox is flushed for `--flush-timeout`; anything still
+//! undelivered is then appended to `--undelivered` or written to the log in full.
 
 use serde::Serialize;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+
+/// Every POST's User-Agent.
+pub const USER_AGENT: &str = concat!("powhost/", env!("CARGO_PKG_VERSION"));
 
 #[derive(Clone, Copy, Debug)]
 pub struct CallbackConfig {
@@ -42,12 +49,36 @@ struct OpenBatch {
     dist: Vec<f64>,
 }
 
+/// One result to POST.
+pub struct Post {
+    pub url: String,
+    pub body: String,
+    /// For the logs: "ProofBatch of 12 nonces", "ValidatedBatch", "webhook".
+    pub what: String,
+    /// Besides the User-Agent and the batch id; `Content-Type` defaults to application/json.
+    pub headers: Vec<(&'static str, String)>,
+    /// Posts with the same queue go out one at a time, in the order they were added.
+    pub queue: Option<String>,
+    /// Once set (the result's job was stopped), a failed attempt is the last one.
+    pub give_up: Option<Arc<AtomicBool>>,
+}
+
+impl Post {
+    pub fn new(url: String, body: String, what: String) -> Self {
+        Self {
+            url,
+            body,
+            what,
+            headers: Vec::new(),
+            queue: None,
+            give_up: None,
+        }
+    }
+}
+
 struct Delivery {
     id: String,
-    url: String,
-    body: String,
-    /// For the logs: "ProofBatch of 12 nonces", "ValidatedBatch", "webhook".
-    what: String,
+    post: Post,
     attempts: u32,
     next_try: Instant,
 }
@@ -73,18 +104,14 @@ pub struct OutboxStats {
     pub delivered: u64,
 }
 
-/// Whether results can be POSTed to `url`: plain HTTP only (the network's callback URLs are
-/// cluster-internal, and this build carries no TLS client). Says why not.
+/// Whether results can be POSTed to `url`: an http:// or https:// URL with a host. Says why not.
 pub fn check_url(url: &str) -> Result<(), String> {
-    if url.starts_with("https://") {
-        return Err(format!(
-            "must be an http:// URL: this powhost has no TLS client, got {url:?}; put a plain-HTTP address (or a local TLS proxy) there"
-        ));
-    }
-    let valid =
-        url.starts_with("http://") && reqwest::Url::parse(url).is_ok_and(|u| u.host().is_some());
+    let valid = (url.starts_with("http://") || url.starts_with("https://"))
+        && reqwest::Url::parse(url).is_ok_and(|u| u.host().is_some());
     if !valid {
-        return Err(format!("must be an http:// URL with a host, got {url:?}"));
+        return Err(format!(
+            "must be an http:// or https:// URL with a host, got {url:?}"
+        ));
     }
     Ok(())
 }
@@ -97,6 +124,7 @@ pub fn join(url: &str, leaf: &str) -> String {
 impl Outbox {
     pub fn new(config: CallbackConfig) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
             .build()?;
@@ -133,15 +161,28 @@ impl Outbox {
 
     /// A finished body for `url` (a ValidatedBatch, a webhook result): sent now.
     pub fn add(&self, url: String, body: String, what: String) {
+        self.add_post(Post::new(url, body, what));
+    }
+
+    /// A result with its own headers, queue or give-up signal: sent now (after the earlier
+    /// ones of its queue).
+    pub fn add_post(&self, post: Post) {
         self.state().unsent.push_back(Delivery {
             id: uuid::Uuid::new_v4().to_string(),
-            url,
-            body,
-            what,
+            post,
             attempts: 0,
             next_try: Instant::now(),
         });
         self.wake.notify_one();
+    }
+
+    /// The queues that still have something to deliver.
+    pub fn pending_queues(&self) -> HashSet<String> {
+        self.state()
+            .unsent
+            .iter()
+            .filter_map(|d| d.post.queue.clone())
+            .collect()
     }
 
     pub fn stats(&self) -> OutboxStats {
@@ -178,9 +219,11 @@ impl Outbox {
             .expect("a ProofBatch serialises");
             state.unsent.push_back(Delivery {
                 id: uuid::Uuid::new_v4().to_string(),
-                url: join(&b.to.url, "generated"),
-                body,
-                what: format!("ProofBatch of {} nonces", b.nonces.len()),
+                post: Post::new(
+                    join(&b.to.url, "generated"),
+                    body,
+                    format!("ProofBatch of {} nonces", b.nonces.len()),
+                ),
                 attempts: 0,
                 next_try: Instant::now(),
             });
@@ -202,19 +245,42 @@ impl Outbox {
         }
     }
 
-    /// Try every delivery whose backoff has passed, oldest first. Only the sender (or the
-    /// final flush) calls this, so a delivery is never in flight twice.
+    /// Deliver what is due until nothing due is left: a queue's next result is due as soon
+    /// as the one before it is delivered.
     async fn deliver_due(&self) {
+        while self.deliver_due_once().await {}
+    }
+
+    /// Try every delivery whose backoff has passed, oldest first (of an ordered queue, only
+    /// its oldest); whether any was delivered. Only the sender (or the final flush) calls
+    /// this, so a delivery is never in flight twice.
+    async fn deliver_due_once(&self) -> bool {
+        let mut delivered_any = false;
         let now = Instant::now();
-        let due: Vec<(String, String, String, String)> = self
-            .state()
-            .unsent
-            .iter()
-            .filter(|d| d.next_try <= now)
-            .map(|d| (d.id.clone(), d.url.clone(), d.body.clone(), d.what.clone()))
-            .collect();
-        for (id, url, body, what) in due {
-            let result = self.post(&id, &url, body).await;
+        let due: Vec<(String, String, String, Vec<(&'static str, String)>, String)> = {
+            let state = self.state();
+            let mut queues_seen = HashSet::new();
+            state
+                .unsent
+                .iter()
+                .filter(|d| match &d.post.queue {
+                    Some(q) => queues_seen.insert(q.clone()),
+                    None => true,
+                })
+                .filter(|d| d.next_try <= now)
+                .map(|d| {
+                    (
+                        d.id.clone(),
+                        d.post.url.clone(),
+                        d.post.body.clone(),
+                        d.post.headers.clone(),
+                        d.post.what.clone(),
+                    )
+                })
+                .collect()
+        };
+        for (id, url, body, headers, what) in due {
+            let result = self.post(&id, &url, body, &headers).await;
             let mut state = self.state();
             let Some(pos) = state.unsent.iter().position(|d| d.id == id) else {
                 continue;
@@ -223,21 +289,34 @@ impl Outbox {
                 Ok(()) => {
                     state.unsent.remove(pos);
                     state.delivered += 1;
+                    delivered_any = true;
                     log::info!("delivered {what} to {url}");
                 }
                 Err(e) => {
                     let d = &mut state.unsent[pos];
                     d.attempts += 1;
+                    if d.post
+                        .give_up
+                        .as_ref()
+                        .is_some_and(|g| g.load(Ordering::SeqCst))
+                    {
+                        log::warn!(
+                            "POST to {url} failed ({e}); {what} dropped: its job was stopped"
+                        );
+                        state.unsent.remove(pos);
+                        continue;
+                    }
                     let wait = self.backoff(d.attempts);
                     d.next_try = Instant::now() + wait;
                     log::warn!(
-                        "callback to {url} failed ({e}); {what} kept, retry {} in {:.1} s",
+                        "POST to {url} failed ({e}); {what} kept, retry {} in {:.1} s",
                         d.attempts,
                         wait.as_secs_f64()
                     );
                 }
             }
         }
+        delivered_any
     }
 
     fn backoff(&self, attempts: u32) -> Duration {
@@ -246,32 +325,33 @@ impl Outbox {
         base.min(self.config.backoff_max)
     }
 
-    async fn post(&self, id: &str, url: &str, body: String) -> Result<(), String> {
-        let response = self
-            .client
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("X-Powhost-Batch-Id", id)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_timeout() {
-                    format!(
-                        "no answer within {:.1} s",
-                        self.config.timeout.as_secs_f64()
-                    )
-                } else {
-                    // reqwest's own message leaves out the cause (connection refused, …).
-                    let mut message = e.to_string();
-                    let mut source = std::error::Error::source(&e);
-                    while let Some(cause) = source {
-                        message = format!("{message}: {cause}");
-                        source = cause.source();
-                    }
-                    message
-                }
-            })?;
+    async fn post(
+        &self,
+        id: &str,
+        url: &str,
+        body: String,
+        headers: &[(&'static str, String)],
+    ) -> Result<(), String> {
+        let mut request = self.client.post(url).header("X-Powhost-Batch-Id", id);
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        {
+            request = request.header(reqwest::header::CONTENT_TYPE, "application/json");
+        }
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = request.body(body).send().await.map_err(|e| {
+            if e.is_timeout() {
+                format!(
+                    "no answer within {:.1} s",
+                    self.config.timeout.as_secs_f64()
+                )
+            } else {
+                with_causes(&e)
+            }
+        })?;
         let status = response.status();
         if status.is_success() {
             Ok(())
@@ -300,9 +380,12 @@ impl Outbox {
             .unsent
             .iter()
             .map(|d| {
-                let body = serde_json::value::RawValue::from_string(d.body.clone())
-                    .expect("bodies are JSON");
-                serde_json::json!({"url": d.url, "batch_id": d.id, "body": body}).to_string()
+                let (url, id) = (&d.post.url, &d.id);
+                match serde_json::value::RawValue::from_string(d.post.body.clone()) {
+                    Ok(body) => serde_json::json!({"url": url, "batch_id": id, "body": body}),
+                    Err(_) => serde_json::json!({"url": url, "batch_id": id, "body": d.post.body}),
+                }
+                .to_string()
             })
             .collect();
         let kept = keep.map(|path| append_lines(path, &lines));
@@ -311,8 +394,8 @@ impl Outbox {
                 Some(Ok(())) => log::error!(
                     "undelivered after {} attempts: {} for {}; kept in {}",
                     d.attempts,
-                    d.what,
-                    d.url,
+                    d.post.what,
+                    d.post.url,
                     keep.unwrap().display()
                 ),
                 Some(Err(e)) => {
@@ -323,6 +406,17 @@ impl Outbox {
         }
         state.unsent.len()
     }
+}
+
+/// An error with its causes: reqwest's own message leaves them out (connection refused, …).
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        message = format!("{message}: {cause}");
+        source = cause.source();
+    }
+    message
 }
 
 fn append_lines(path: &std::path::Path, lines: &[String]) -> std::io::Result<()> {
@@ -342,9 +436,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_plain_http_urls_are_taken() {
+    fn only_http_urls_with_a_host_are_taken() {
         assert!(check_url("http://10.0.0.2:9100/v1/poc-batches").is_ok());
-        assert!(check_url("https://node/v1").unwrap_err().contains("no TLS"));
+        assert!(check_url("https://node/v1").is_ok());
         assert!(check_url("ftp://node").is_err());
         assert!(check_url("http://").is_err());
         assert!(check_url("node:9100").is_err());
@@ -382,10 +476,10 @@ mod tests {
         let state = outbox.state();
         assert_eq!(state.unsent.len(), 1);
         assert_eq!(
-            state.unsent[0].body,
+            state.unsent[0].post.body,
             r#"{"public_key":"pk","block_hash":"bh","block_height":1,"nonces":[2,5,8],"dist":[1.3,1.2,1.1],"node_id":2}"#
         );
-        assert_eq!(state.unsent[0].url, "http://x/generated");
+        assert_eq!(state.unsent[0].post.url, "http://x/generated");
         drop(state);
         assert_eq!(outbox.backoff(1), Duration::from_millis(500));
         assert_eq!(outbox.backoff(3), Duration::from_secs(2));

@@ -1,0 +1,116 @@
+//! The device self-test: before a worker takes jobs (and when `serve` starts), the backend
+//! computes a few nonces whose distances the network's reference computed, and a device that
+//! disagrees beyond the agreement budget is refused. A silently faulty GPU (bad memory, a
+//! broken driver, a miscompiled kernel) would otherwise submit nonces that validators flag as
+//! fraud; a crash is easy to notice, a wrong answer is not.
+
+use crate::compute_service::{ComputeService, StopSignal, Task};
+use anyhow::{Context, Result};
+use powhost_core::params::{ModelParams, PartialParams};
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// The agreement budget for one distance (spec §9: the largest |Δd| a backend may show against
+/// the reference; the CPU backend measures 2.9e-7 on `small`, wgpu on lavapipe 8.1e-7).
+pub const MAX_DIST_DIFF: f64 = 5e-6;
+
+/// 8 nonces of `tests/golden/forward_small.json`, kept in the binary.
+const REFERENCE: &str = include_str!("reference.json");
+
+#[derive(Deserialize)]
+struct Reference {
+    preset: String,
+    params: PartialParams,
+    block_hash: String,
+    public_key: String,
+    nonces: Vec<i64>,
+    distances: Vec<f64>,
+}
+
+/// What the self-test compared, for `powhost selftest` and the logs.
+#[derive(Serialize, Debug)]
+pub struct Report {
+    pub backend: String,
+    pub device: String,
+    pub preset: String,
+    pub nonces: Vec<i64>,
+    pub reference: Vec<f64>,
+    pub computed: Vec<f64>,
+    pub max_abs_diff: f64,
+    pub budget: f64,
+    pub passed: bool,
+    pub seconds: f64,
+}
+
+impl Report {
+    /// One sentence: what was compared and the verdict.
+    pub fn summary(&self) -> String {
+        format!(
+            "self-test on {} ({}): {} nonces of the `{}` reference, max |Δd| {:.2e} (budget {:.0e}), {} in {:.0} ms",
+            self.backend,
+            self.device,
+            self.nonces.len(),
+            self.preset,
+            self.max_abs_diff,
+            self.budget,
+            if self.passed { "passed" } else { "FAILED" },
+            self.seconds * 1e3
+        )
+    }
+}
+
+/// Compute the reference nonces on `compute`'s backend and compare. An error means the
+/// backend could not compute at all; a disagreement is a report with `passed: false`.
+pub fn run(compute: &ComputeService) -> Result<Report> {
+    let reference: Reference =
+        serde_json::from_str(REFERENCE).context("the embedded self-test reference")?;
+    let start = Instant::now();
+    let task = Task {
+        block_hash: reference.block_hash.clone(),
+        public_key: reference.public_key.clone(),
+        params: ModelParams::from_partial(&reference.params),
+        devices: Vec::new(),
+    };
+    let computed = compute
+        .distances(&task, &reference.nonces, &StopSignal::default())
+        .context("the self-test could not compute its nonces")?;
+    // A NaN compares as a failure (f64::max would skip it).
+    let max_abs_diff = computed
+        .iter()
+        .zip(&reference.distances)
+        .map(|(a, b)| (a - b).abs())
+        .fold(
+            0.0,
+            |m: f64, d| if d.is_nan() { f64::INFINITY } else { m.max(d) },
+        );
+    let complete = computed.len() == reference.nonces.len();
+    let backend = compute.backend();
+    Ok(Report {
+        backend: backend.name().to_string(),
+        device: backend.device_description(),
+        preset: reference.preset,
+        nonces: reference.nonces,
+        reference: reference.distances,
+        passed: complete && max_abs_diff <= MAX_DIST_DIFF,
+        computed,
+        max_abs_diff,
+        budget: MAX_DIST_DIFF,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Run the self-test and refuse a backend that fails it, in one sentence.
+pub fn require(compute: &ComputeService) -> Result<Report> {
+    let report = run(compute)?;
+    if !report.passed {
+        anyhow::bail!(
+            "the {} backend ({}) failed the self-test: its distances for the reference's nonces differ by up to {:.2e}, over the {:.0e} a validator accepts, so its proofs would be flagged as fraud; check the device (or run `powhost selftest --backend cpu` to compare)",
+            report.backend,
+            report.device,
+            report.max_abs_diff,
+            report.budget
+        );
+    }
+    log::info!("{}", report.summary());
+    Ok(report)
+}
