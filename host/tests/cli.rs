@@ -321,24 +321,6 @@ fn bad_inputs_get_clear_errors() {
         ),
         (
             [
-                "distances",
-                "--preset",
-                "tiny",
-                "--block-hash",
-                HASH,
-                "--public-key",
-                KEY,
-                "--nonces",
-                "0",
-                "--batch",
-                "0",
-            ]
-            .map(String::from)
-            .to_vec(),
-            "--batch",
-        ),
-        (
-            [
                 "fingerprint",
                 "--preset",
                 "tiny",
@@ -350,12 +332,6 @@ fn bad_inputs_get_clear_errors() {
             .map(String::from)
             .to_vec(),
             "no parameter named `no.such.weight`",
-        ),
-        (
-            ["bench", "--preset", "tiny", "--nonces", "0"]
-                .map(String::from)
-                .to_vec(),
-            "--nonces",
         ),
         (
             ["bench", "--preset", "nope"].map(String::from).to_vec(),
@@ -382,10 +358,36 @@ fn usage_errors_exit_2() {
             "x",
         ],
         &["frobnicate"],
+        // Flag values are checked as the command line is parsed, naming the flag.
+        &[
+            "distances",
+            "--preset",
+            "tiny",
+            "--block-hash",
+            HASH,
+            "--public-key",
+            KEY,
+            "--nonces",
+            "0",
+            "--batch",
+            "0",
+        ],
+        &["bench", "--preset", "tiny", "--nonces", "0"],
+        &["serve", "--time-limit", "-1"],
+        &["worker", "--concurrency", "0"],
+        &["worker", "--flush-timeout", "nan"],
     ] {
         let out = powhost(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"));
+        if stderr.contains("invalid value") {
+            assert!(
+                args.iter()
+                    .any(|a| a.starts_with("--") && stderr.contains(&format!("'{a} "))),
+                "{args:?}: the message names the flag: {stderr}"
+            );
+        }
     }
 }
 
