@@ -257,7 +257,8 @@ impl Outbox {
     async fn deliver_due_once(&self) -> bool {
         let mut delivered_any = false;
         let now = Instant::now();
-        let due: Vec<(String, String, String, Vec<(&'static str, String)>, String)> = {
+        // Copies of what is due, so that no lock is held across a POST.
+        let due: Vec<(String, Post)> = {
             let state = self.state();
             let mut queues_seen = HashSet::new();
             state
@@ -269,17 +270,22 @@ impl Outbox {
                 })
                 .filter(|d| d.next_try <= now)
                 .map(|d| {
-                    (
-                        d.id.clone(),
-                        d.post.url.clone(),
-                        d.post.body.clone(),
-                        d.post.headers.clone(),
-                        d.post.what.clone(),
-                    )
+                    let post = Post {
+                        headers: d.post.headers.clone(),
+                        ..Post::new(d.post.url.clone(), d.post.body.clone(), d.post.what.clone())
+                    };
+                    (d.id.clone(), post)
                 })
                 .collect()
         };
-        for (id, url, body, headers, what) in due {
+        for (id, post) in due {
+            let Post {
+                url,
+                body,
+                what,
+                headers,
+                ..
+            } = post;
             let result = self.post(&id, &url, body, &headers).await;
             let mut state = self.state();
             let Some(pos) = state.unsent.iter().position(|d| d.id == id) else {

@@ -151,6 +151,7 @@ impl Platform {
 }
 
 fn serve_connection(stream: TcpStream, seen: &Mutex<Vec<Seen>>, script: &Mutex<Script>) {
+    let _ = stream.set_nodelay(true);
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut stream = stream;
     // reqwest keeps connections alive: answer requests until the worker closes it.
@@ -247,8 +248,10 @@ fn serve_connection(stream: TcpStream, seen: &Mutex<Vec<Seen>>, script: &Mutex<S
                 answer.len()
             )
         };
-        if stream.write_all(head.as_bytes()).is_err()
-            || stream.write_all(answer.as_bytes()).is_err()
+        // One write: a head and body sent apart meet the client's delayed ACK (40 ms).
+        if stream
+            .write_all(format!("{head}{answer}").as_bytes())
+            .is_err()
         {
             return;
         }
@@ -435,7 +438,7 @@ fn single_shot_jobs_post_the_golden_output_with_the_sdks_headers() {
 fn bad_inputs_are_posted_as_errors_in_the_sdks_shape() {
     let platform = Platform::start();
     let mut cases: Vec<(&str, Value, &str)> = Vec::new();
-    let mut without = |field: &str| {
+    let without = |field: &str| {
         let mut i = tiny_input();
         i.as_object_mut().unwrap().remove(field);
         i
@@ -733,8 +736,8 @@ fn sigterm_mid_stream_ends_it_at_the_next_batch_and_delivers() {
     let last_take = platform
         .seen()
         .into_iter()
-        .filter(|s| s.is("job-take"))
-        .last()
+        .rev()
+        .find(|s| s.is("job-take"))
         .unwrap();
     assert!(last_take.at <= finals[0].at);
 }
@@ -916,4 +919,36 @@ fn without_the_platforms_environment_one_sentence_says_what_to_do() {
     assert!(stderr.contains("powhost run"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(!stderr.contains("panicked"));
+}
+
+/// Not a test: the worker path's throughput for docs/BENCHMARKS.md. `cargo test --release -p
+/// powhost --test worker throughput -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn throughput() {
+    for (nonces, jobs) in [(1usize, 400usize), (64, 400)] {
+        let platform = Platform::start();
+        let mut input = tiny_input();
+        input["nonces"] = json!((0..nonces as i64).collect::<Vec<_>>());
+        // One warm-up job builds the model.
+        platform.add_job("warm", input.clone());
+        let _worker = Worker::start(&platform, &[]);
+        platform.wait_for("the warm-up", 60, |p| !p.results("warm").is_empty());
+        let start = Instant::now();
+        for i in 0..jobs {
+            platform.add_job(&format!("b{i}"), input.clone());
+        }
+        let last = format!("b{}", jobs - 1);
+        platform.wait_for("every result", 300, |p| !p.results(&last).is_empty());
+        let seconds = start.elapsed().as_secs_f64();
+        let delivered = (0..jobs)
+            .filter(|i| !platform.results(&format!("b{i}")).is_empty())
+            .count();
+        assert_eq!(delivered, jobs);
+        println!(
+            "tiny, {nonces} nonces per job: {jobs} jobs in {seconds:.2} s: {:.0} jobs/s, {:.2} ms per job",
+            jobs as f64 / seconds,
+            seconds * 1e3 / jobs as f64
+        );
+    }
 }

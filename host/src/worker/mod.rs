@@ -213,10 +213,14 @@ impl Worker {
             if *stopping.borrow() {
                 return;
             }
+            // Listening before looking, so that a job ending in between is not missed.
+            let ended = self.changed.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
             let room = self.concurrency.saturating_sub(self.jobs().len());
             if room == 0 {
                 tokio::select! {
-                    _ = self.changed.notified() => {}
+                    _ = ended => {}
                     _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                     _ = stopping.changed() => {}
                 }
