@@ -857,6 +857,20 @@ fn bad_flags_fail_before_serving() {
     }
 }
 
+#[test]
+fn a_device_that_fails_the_self_test_serves_nothing() {
+    let out = Command::new(env!("CARGO_BIN_EXE_powhost"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--backend", "cpu"])
+        .env("POWHOST_INJECT_FAULT", "logits")
+        .env("LOG_LEVEL", "error")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("failed the self-test"), "{stderr}");
+    assert!(out.stdout.is_empty(), "it never listened");
+}
+
 /// A streaming job on the tiny model, started at `start`.
 fn stream_job(start: i64, webhook: Option<&str>) -> String {
     let mut input = golden("runpod_tiny_r2.json")["request"]["input"].clone();

@@ -1,7 +1,9 @@
 //! The serverless handler contract (API.md §1) as a powhost plugin: the default plugin.
 //!
-//! A request lists nonces (one response with the valid ones) or gives `start_nonce` and
-//! `batch_size` (streaming: one result per batch until the time limit or a cancellation).
+//! A request lists nonces (one response with the valid ones) or asks for a stream — by
+//! `start_nonce` and `batch_size`, or by the seed handler's first streaming form,
+//! `"streaming": true` with optional `max_batches` — one result per batch until `max_batches`,
+//! the time limit or a cancellation.
 //! The response has the reference handler's shape and key order; errors are
 //! `{"error": …, "error_type": …}` with Python-style error types, as the reference gives them.
 
@@ -42,7 +44,7 @@ impl Guest for Runpod {
         PluginInfo {
             name: "runpod".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            summary: "serverless handler contract: {\"input\": {...}} with nonces (valid ones back) or start_nonce + batch_size (streamed batches)".into(),
+            summary: "serverless handler contract: {\"input\": {...}} with nonces (valid ones back) or start_nonce + batch_size / \"streaming\": true (+ max_batches) (streamed batches)".into(),
         }
     }
 }
