@@ -77,6 +77,7 @@ run_checks() {
   step cuda-nvrtc          60  "$bin/cuda-nvrtc" --nocapture
   step cuda-op-check      180  "$bin/cuda-op_check" --nocapture
   step cuda-conformance   180  "$bin/cuda-conformance" --nocapture --test-threads 1
+  step cuda-selftest       60  "$bin/powhost" selftest --backend cuda
   step cuda-mainnet-golden 120 "$bin/powhost" compare --backends cuda --golden tests/golden/mainnet.json --budget-max 2e-5 --budget-median 2e-5
   # Cold start: process start to the first batch's distances, one mainnet nonce.
   local timer=""; [ -x /usr/bin/time ] && timer="/usr/bin/time -v"
@@ -105,6 +106,7 @@ run_checks() {
   fi
   step wgpu-op-check       120 "$bin/wgpu-op_check" --nocapture
   step wgpu-conformance    180 "$bin/wgpu-conformance" --nocapture --test-threads 1
+  step wgpu-selftest        60 "$bin/powhost" selftest --backend wgpu
   step wgpu-mainnet-golden 120 "$bin/powhost" compare --backends wgpu --golden tests/golden/mainnet.json --budget-max 2e-5 --budget-median 2e-5
   step wgpu-bench-devtest   90 "$bin/powhost" bench --backend wgpu --preset devtest --nonces 2000
 
