@@ -130,8 +130,9 @@ pub struct BenchArgs {
     /// The preset to measure.
     #[arg(long, default_value = "cpu-bench")]
     pub preset: String,
-    /// How many nonces to compute (default: enough for a few seconds on a CPU).
-    #[arg(long, value_parser = at_least_one)]
+    /// How many nonces to compute (default: enough for a few seconds on a CPU; at most
+    /// 10,000,000).
+    #[arg(long, value_parser = nonce_count)]
     pub nonces: Option<usize>,
     /// Nonces per forward pass (default: chosen from the model size).
     #[arg(long, value_parser = at_least_one)]
@@ -148,7 +149,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "NAME|PATH")]
     pub plugin: Option<String>,
     /// With --plugin: how many requests to time each way.
-    #[arg(long, default_value_t = 300, value_parser = at_least_one)]
+    #[arg(long, default_value_t = 300, value_parser = request_count)]
     pub requests: usize,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -350,6 +351,24 @@ fn at_least_one(text: &str) -> Result<usize, String> {
     }
 }
 
+fn at_most(text: &str, max: usize) -> Result<usize, String> {
+    let n = at_least_one(text)?;
+    if n > max {
+        return Err(format!("must be at most {max}, got {n}"));
+    }
+    Ok(n)
+}
+
+/// A nonce count: the same bound as a nonce list (crate::nonce_list::MAX_NONCES).
+fn nonce_count(text: &str) -> Result<usize, String> {
+    at_most(text, crate::nonce_list::MAX_NONCES as usize)
+}
+
+/// `bench --plugin --requests`: each timing is kept, so the count is bounded.
+fn request_count(text: &str) -> Result<usize, String> {
+    at_most(text, 1_000_000)
+}
+
 fn seconds(text: &str, zero_allowed: bool) -> Result<Duration, String> {
     let what = if zero_allowed {
         "0 or more seconds"
@@ -382,6 +401,9 @@ mod tests {
         assert!(at_least_one("0").is_err());
         assert!(at_least_one("-1").is_err());
         assert!(at_least_one("x").is_err());
+        assert!(nonce_count("99999999999").unwrap_err().contains("at most"));
+        assert!(request_count("99999999999999").is_err());
+        assert_eq!(nonce_count("10000000"), Ok(10_000_000));
         assert_eq!(positive_seconds("0.5"), Ok(Duration::from_millis(500)));
         for bad in ["0", "-1", "nan", "inf", "1e300", "x"] {
             assert!(positive_seconds(bad).is_err(), "{bad}");

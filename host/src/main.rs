@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod compute_service;
 mod delivery;
+mod input;
 mod model;
 mod model_source;
 mod nonce_list;

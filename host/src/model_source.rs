@@ -11,9 +11,16 @@ pub fn params_from_args(args: &ModelArgs) -> Result<ModelParams> {
             let json = if text.trim_start().starts_with('{') {
                 text.clone()
             } else {
-                std::fs::read_to_string(text).with_context(|| {
+                let bytes = crate::input::read_file_bounded(
+                    std::path::Path::new(text),
+                    crate::input::MAX_PARAMS_BYTES,
+                    "--params file",
+                )
+                .with_context(|| {
                     format!("--params is neither a JSON object nor a readable file: {text}")
-                })?
+                })?;
+                String::from_utf8(bytes)
+                    .with_context(|| format!("--params file {text} is not UTF-8 text"))?
             };
             ModelParams::from_json(&json)
         }

@@ -77,6 +77,10 @@ fn a_broken_budget_exits_1_and_says_which_pair() {
 fn bad_compare_arguments() {
     for (args, expect) in [
         (vec!["--backends", "cpu"], "give --preset"),
+        (
+            vec!["--preset", "tiny", "--backends", "cpu"],
+            "compares nothing",
+        ),
         (vec!["--preset", "tiny", "--backends", "cpu,cpu"], "twice"),
         (
             vec!["--preset", "tiny", "--backends", "quantum"],
@@ -87,7 +91,14 @@ fn bad_compare_arguments() {
             "/no/such/golden.json",
         ),
         (
-            vec!["--preset", "tiny", "--backends", "cpu", "--r-target", "0"],
+            vec![
+                "--preset",
+                "tiny",
+                "--backends",
+                "cpu,wgpu",
+                "--r-target",
+                "0",
+            ],
             "--r-target",
         ),
     ] {

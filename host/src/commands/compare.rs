@@ -111,6 +111,10 @@ pub fn run(args: CompareArgs) -> Result<ExitCode> {
         }
         backends.push((name.clone(), backend_by_name(name)?));
     }
+    ensure!(
+        args.backends.len() >= 2 || args.golden.is_some(),
+        "--backends names one backend and there is no --golden file: that compares nothing; name two backends (e.g. cpu,wgpu) or give --golden tests/golden/forward_<preset>.json"
+    );
     // One batch size for all, so that every backend sees the same groups of nonces.
     let mut batch = nonces.len().max(1);
     for (_, backend) in &backends {

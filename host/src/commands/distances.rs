@@ -16,6 +16,13 @@ pub fn run(args: DistancesArgs) -> Result<()> {
     let batch = choose_batch(args.batch, &*backend, &params, nonces.len());
     let model = LoadedModel::new(&*backend, &params, &args.block_hash, batch)?;
     let dist = model.distances(&args.public_key, &nonces, batch)?;
+    let not_numbers = dist.iter().filter(|d| d.is_nan()).count();
+    if not_numbers > 0 {
+        eprintln!(
+            "warning: {not_numbers} of {} distances are not a number (NaN): these params overflow the float16 arithmetic, so no nonce is valid with them",
+            dist.len()
+        );
+    }
     if args.json {
         println!("{}", serde_json::json!({ "nonces": nonces, "dist": dist }));
     } else {

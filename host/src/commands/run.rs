@@ -4,16 +4,14 @@
 use crate::backends::backend_by_name;
 use crate::cli::RunArgs;
 use crate::compute_service::{ComputeService, StopSignal};
+use crate::input::MAX_REQUEST_BYTES;
 use crate::plugins::{CallContext, Plugin, PluginHost, PluginLimits, PluginReply};
-use anyhow::{Context, Result, ensure};
-use std::io::{BufRead, Read, Write};
+use anyhow::{Context, Result};
+use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-/// Requests larger than this are refused before they are read whole.
-const MAX_REQUEST_BYTES: u64 = 1 << 30;
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     let cancelled = install_cancel_handler();
@@ -105,29 +103,47 @@ impl Session {
         }
     }
 
-    /// `--ndjson`: one request per line; blank lines are skipped. Exit 1 if any failed.
+    /// `--ndjson`: one request per line; blank lines are skipped. Exit 1 if any failed. A
+    /// line that is not UTF-8 gets an error answer and the next lines are still answered; a
+    /// line past the request bound ends the run (the rest of it cannot be skipped safely).
     fn serve_lines(&self, input: &str) -> Result<ExitCode> {
-        let reader: Box<dyn BufRead> = if input == "-" {
+        let mut reader: Box<dyn BufRead> = if input == "-" {
             Box::new(std::io::stdin().lock())
         } else {
             Box::new(std::io::BufReader::new(
-                std::fs::File::open(input).with_context(|| format!("opening {input}"))?,
+                crate::input::open(std::path::Path::new(input))
+                    .with_context(|| format!("opening {input}"))?,
             ))
         };
         let mut code = ExitCode::SUCCESS;
-        for (i, line) in reader.lines().enumerate() {
+        for number in 1.. {
             if self.cancelled.load(Ordering::Relaxed) {
                 log::warn!("cancelled: the remaining lines are not read");
                 return Ok(ExitCode::FAILURE);
             }
-            let line = match line {
-                Ok(l) => l,
+            let line = match crate::input::read_line_bounded(&mut reader, MAX_REQUEST_BYTES) {
+                Ok(Some(bytes)) => bytes,
+                Ok(None) => break,
                 Err(e) => {
                     print_line(&error_json(
-                        &format!("line {} could not be read: {e}", i + 1),
+                        &format!("line {number} could not be read: {e:#}"),
                         "HostError",
                     ));
                     return Ok(ExitCode::FAILURE);
+                }
+            };
+            let line = match String::from_utf8(line) {
+                Ok(text) => text,
+                Err(e) => {
+                    print_line(&error_json(
+                        &format!(
+                            "line {number} is not UTF-8 text (invalid byte at offset {}); a request is JSON",
+                            e.utf8_error().valid_up_to()
+                        ),
+                        "JSONDecodeError",
+                    ));
+                    code = ExitCode::FAILURE;
+                    continue;
                 }
             };
             if line.trim().is_empty() {
@@ -146,25 +162,26 @@ fn read_input(input: &str) -> Result<String> {
     if input == "-" && std::io::stdin().is_terminal() {
         eprintln!("powhost: reading one request from stdin; end it with Ctrl-D (or give a file)");
     }
-    let mut text = String::new();
-    let reader: Box<dyn Read> = if input == "-" {
-        Box::new(std::io::stdin().lock())
+    let bytes = if input == "-" {
+        crate::input::read_bounded(
+            std::io::stdin().lock(),
+            MAX_REQUEST_BYTES,
+            "the request on stdin",
+        )?
     } else {
-        Box::new(
-            std::fs::File::open(input)
-                .with_context(|| format!("cannot open the request file `{input}`"))?,
-        )
+        crate::input::read_file_bounded(
+            std::path::Path::new(input),
+            MAX_REQUEST_BYTES,
+            "the request file",
+        )?
     };
-    reader
-        .take(MAX_REQUEST_BYTES + 1)
-        .read_to_string(&mut text)
-        .with_context(|| format!("reading the request from {}", display(input)))?;
-    ensure!(
-        text.len() as u64 <= MAX_REQUEST_BYTES,
-        "the request is larger than {} MiB",
-        MAX_REQUEST_BYTES >> 20
-    );
-    Ok(text)
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "the request from {} is not UTF-8 text (invalid byte at offset {}); a request is JSON",
+            display(input),
+            e.utf8_error().valid_up_to()
+        )
+    })
 }
 
 fn display(input: &str) -> &str {

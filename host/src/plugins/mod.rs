@@ -220,8 +220,8 @@ impl PluginHost {
                 names.join(", ")
             );
         }
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("reading plugin file {}", path.display()))?;
+        let bytes =
+            crate::input::read_file_bounded(path, crate::input::MAX_PLUGIN_BYTES, "plugin file")?;
         self.load_bytes(name_or_path, &bytes)
     }
 

@@ -16,13 +16,16 @@ pub struct Verdict {
 
 /// A nonce is invalid when its recomputed distance is above `r_target` (the reference's
 /// test) or when the prover claimed a distance that was never valid (`≥ r_target`: the
-/// reference asserts there and stops validating; counting it is what the network means).
+/// reference asserts there and stops validating; counting it is what the network means). A
+/// distance that is not a number (NaN: params whose arithmetic overflows) proves nothing and
+/// is invalid too: every comparison with NaN is false, which would otherwise pass it.
 pub fn score(received: &[f64], recomputed: &[f64], r_target: f64, fraud_threshold: f64) -> Verdict {
     debug_assert_eq!(received.len(), recomputed.len());
+    let valid = |claimed: f64, dist: f64| dist <= r_target && claimed < r_target;
     let n_invalid = received
         .iter()
         .zip(recomputed)
-        .filter(|&(&claimed, &dist)| dist > r_target || claimed >= r_target)
+        .filter(|&(&claimed, &dist)| !valid(claimed, dist))
         .count();
     let probability_honest = upper_tail(
         n_invalid as u64,
@@ -68,6 +71,15 @@ fn below(rng: &mut ChaCha8Rng, bound: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nan_distances_are_invalid() {
+        let v = score(&[1.0, 1.0, f64::NAN], &[f64::NAN, 1.0, 1.0], 1.4, 1e-7);
+        assert_eq!(v.n_invalid, 2);
+        let v = score(&[f64::NAN; 200], &[f64::NAN; 200], 1.4, 1e-7);
+        assert_eq!(v.n_invalid, 200);
+        assert!(v.fraud_detected);
+    }
 
     #[test]
     fn honest_and_tampered_batches() {
