@@ -130,8 +130,12 @@ pub fn integer_field(input: &Fields, field: &str, what: &str) -> Result<i64, Req
     integer(raw.get(), field)
 }
 
-/// An integer that fits in 64 bits; `1.0`, `"1"` and `1e3` are refused.
+/// An integer that fits in 64 bits; `1.0`, `"1"` and `1e3` are refused, `-0` is 0 (as
+/// Python's json reads it).
 pub fn integer(text: &str, field: &str) -> Result<i64, RequestError> {
+    if text.trim() == "-0" {
+        return Ok(0);
+    }
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Number(n)) => n.as_i64().ok_or_else(|| {
             if n.is_f64() {
@@ -165,7 +169,9 @@ pub fn boolean(text: &str, field: &str) -> Result<bool, RequestError> {
 /// The request text as a JSON object; `shape` says what the object should be, for the error.
 pub fn object<'a>(text: &'a str, shape: &str) -> Result<Fields<'a>, RequestError> {
     serde_json::from_str(text).map_err(|e| {
-        if e.is_data() {
+        // Not a map can also mean not JSON at all (`[1,` fails as "not a map" first).
+        let is_json = serde_json::from_str::<de::IgnoredAny>(text).is_ok();
+        if e.is_data() && is_json {
             RequestError::new(
                 "TypeError",
                 format!(
@@ -179,6 +185,9 @@ pub fn object<'a>(text: &'a str, shape: &str) -> Result<Fields<'a>, RequestError
                 format!("the request is not valid JSON ({e}): JSON has no NaN or Infinity; give finite numbers"),
             )
         } else {
+            let e = serde_json::from_str::<de::IgnoredAny>(text)
+                .err()
+                .map_or(e.to_string(), |syntax| syntax.to_string());
             RequestError::new("JSONDecodeError", format!("the request is not valid JSON: {e}"))
         }
     })
@@ -301,6 +310,11 @@ pub fn nonce_list(text: &str, field: &'static str, max: usize) -> Result<Vec<i64
                     }))
                 }
                 fn visit_f64<E: de::Error>(self, v: f64) -> Result<Element, E> {
+                    // serde_json reads the integer `-0` as the float -0.0 (Python: 0); the
+                    // literal `-0.0` cannot be told from it here and is taken as 0 too.
+                    if v == 0.0 && v.is_sign_negative() {
+                        return Ok(Element::Nonce(0));
+                    }
                     Ok(Element::Bad(format!("the number {v}")))
                 }
                 fn visit_str<E: de::Error>(self, v: &str) -> Result<Element, E> {
@@ -375,8 +389,14 @@ pub fn nonce_list(text: &str, field: &'static str, max: usize) -> Result<Vec<i64
 }
 
 pub fn params(raw: &RawValue) -> Result<PartialParams, RequestError> {
-    let map: Map<String, Value> = serde_json::from_str(raw.get())
-        .map_err(|_| RequestError::wrong_type("params", "an object", &kind_of_text(raw.get())))?;
+    let map: Map<String, Value> = serde_json::from_str(raw.get()).map_err(|e| {
+        if kind_of_text(raw.get()) == "an object" {
+            // An object whose values cannot be read, e.g. a number beyond f64 (`1e400`).
+            RequestError::value(format!("`params` has a value that cannot be read: {e}"))
+        } else {
+            RequestError::wrong_type("params", "an object", &kind_of_text(raw.get()))
+        }
+    })?;
     let mut p = PartialParams::default();
     for (key, value) in &map {
         let field = format!("params.{key}");
@@ -483,6 +503,26 @@ pub fn kind_of_text(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_a_hostile_newcomer_found() {
+        // An unterminated array is not JSON: a JSONDecodeError, not a TypeError.
+        let e = object("[1,", "{\"input\": {...}}").unwrap_err();
+        assert_eq!(e.error_type, "JSONDecodeError", "{e:?}");
+        assert!(e.message.contains("EOF"), "{e:?}");
+        assert_eq!(object("[1]", "x").unwrap_err().error_type, "TypeError");
+        // `-0` is the integer 0.
+        assert_eq!(integer("-0", "start_nonce").unwrap(), 0);
+        assert!(integer("-0.5", "start_nonce").is_err());
+        assert_eq!(nonce_list("[-0, 1]", "nonces", 10).unwrap(), vec![0, 1]);
+        // A number beyond f64 in params is named as such, not as a wrong type.
+        let e = params(&raw(r#"{"ffn_dim_multiplier": 1e400}"#)).unwrap_err();
+        assert_eq!(e.error_type, "ValueError");
+        assert!(
+            e.message.contains("cannot be read") && e.message.contains("out of range"),
+            "{e:?}"
+        );
+    }
 
     fn raw(text: &str) -> Box<RawValue> {
         RawValue::from_string(text.to_string()).unwrap()
