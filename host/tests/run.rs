@@ -220,6 +220,42 @@ fn ctrl_c_stops_a_stream_and_keeps_what_was_computed() {
     }
 }
 
+/// A cancellation that lands during a long compute call is not the plugin's fault: the call's
+/// time stays off the plugin's clock (issue 14: it used to end as PluginError "ran past its
+/// time limit").
+#[test]
+fn a_cancel_during_a_long_batch_is_not_a_plugin_failure() {
+    let mut input = tiny_input();
+    input.as_object_mut().unwrap().remove("nonces");
+    input["start_nonce"] = json!(0);
+    // Seconds of work in one compute call.
+    input["batch_size"] = json!(400_000);
+    let mut child = powhost()
+        .args(["run", "--backend", "cpu", "--plugin-time-limit", "0.3"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(json!({ "input": input }).to_string().as_bytes())
+        .unwrap();
+    drop(stdin);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("PluginError"), "{stdout}");
+    assert!(out.status.success(), "exit {:?}: {stdout}", out.status);
+}
+
 #[test]
 fn ndjson_answers_every_line_and_reuses_the_model() {
     let mut a = tiny_input();

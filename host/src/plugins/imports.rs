@@ -10,12 +10,15 @@ use std::time::Instant;
 
 impl State {
     /// Run a long host call (compute, output), keeping its time off the plugin's clock —
-    /// until the caller cancels: from then on every call counts, so a plugin that ignores
-    /// the cancellation runs out of plugin time instead of running on.
+    /// unless it starts after the caller cancelled: from then on every call counts, so a
+    /// plugin that ignores the cancellation runs out of plugin time instead of running on. A
+    /// call already running when the cancellation lands stays off the clock (the plugin
+    /// could not have acted on it sooner).
     fn host_call<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        let started_cancelled = self.call.stop.cancelled();
         let start = Instant::now();
         let r = f(self);
-        if !self.call.stop.cancelled() {
+        if !started_cancelled {
             self.host_time += start.elapsed();
         }
         r
