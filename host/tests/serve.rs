@@ -871,6 +871,36 @@ fn a_device_that_fails_the_self_test_serves_nothing() {
     assert!(out.stdout.is_empty(), "it never listened");
 }
 
+/// `/cancel` during a long compute call: the job ends CANCELLED, never FAILED as the plugin's
+/// fault (issue 14: past `--plugin-time-limit` it turned FAILED, "ran past its time limit").
+#[test]
+fn a_job_cancelled_during_a_long_batch_stays_cancelled() {
+    let server = Server::start(&["--plugin-time-limit", "0.3"]);
+    let mut input = golden("runpod_tiny_r2.json")["request"]["input"].clone();
+    let fields = input.as_object_mut().unwrap();
+    fields.remove("nonces");
+    fields.insert("start_nonce".into(), json!(0));
+    // Seconds of work in one compute call.
+    fields.insert("batch_size".into(), json!(400_000));
+    let (code, v) = server.post("/run", &json!({ "input": input }).to_string());
+    assert_eq!(code, 200, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(1000));
+    server.post(&format!("/cancel/{id}"), "");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let finished = loop {
+        let (_, s) = server.get(&format!("/status/{id}"));
+        if !["IN_QUEUE", "IN_PROGRESS"].contains(&s["status"].as_str().unwrap_or("")) {
+            // Give a late FAILED the chance to show.
+            std::thread::sleep(Duration::from_millis(300));
+            break server.get(&format!("/status/{id}")).1;
+        }
+        assert!(Instant::now() < deadline, "{s}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(finished["status"], json!("CANCELLED"), "{finished}");
+}
+
 /// A streaming job on the tiny model, started at `start`.
 fn stream_job(start: i64, webhook: Option<&str>) -> String {
     let mut input = golden("runpod_tiny_r2.json")["request"]["input"].clone();

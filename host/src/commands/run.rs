@@ -64,10 +64,13 @@ impl Session {
     fn answer(&self, request: &str) -> ExitCode {
         let call = CallContext {
             compute: Some(self.compute.clone()),
+            // Ctrl-C ends the request after the batch in flight, which is printed (as the
+            // message on the first Ctrl-C says); a second Ctrl-C quits at once.
             stop: StopSignal::new(
-                self.cancelled.clone(),
+                Arc::new(AtomicBool::new(false)),
                 Some(Instant::now() + self.time_limit),
-            ),
+            )
+            .finishing_on(self.cancelled.clone()),
             emit: {
                 // A reader that went away cannot receive more batches: stop computing them.
                 let cancelled = self.cancelled.clone();
