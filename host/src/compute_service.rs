@@ -84,10 +84,14 @@ impl StopSignal {
         }
     }
 
-    /// Also stop, after the batch in flight, once `finish` is set.
-    pub fn finishing_on(mut self, finish: Arc<AtomicBool>) -> Self {
-        self.finish = Some(finish);
-        self
+    /// Never cancelled outright: stops after the batch in flight once `finish` is set (or at
+    /// the deadline).
+    pub fn finishing_on(finish: Arc<AtomicBool>, deadline: Option<Instant>) -> Self {
+        Self {
+            cancelled: Arc::default(),
+            finish: Some(finish),
+            deadline,
+        }
     }
 
     /// Whether the work in flight should stop now (between forward passes).

@@ -179,14 +179,11 @@ fn streaming_emits_consecutive_batches_until_the_time_limit() {
     assert_json_snapshot!("stream_first_batch", batches[0], { ".dist" => "[redacted]" });
 }
 
-#[test]
-fn ctrl_c_stops_a_stream_and_keeps_what_was_computed() {
-    let mut input = golden("runpod_small_r2.json")["request"]["input"].clone();
-    input.as_object_mut().unwrap().remove("nonces");
-    input["start_nonce"] = json!(0);
-    input["batch_size"] = json!(4);
+/// `powhost run ARGS` running on `{"input": input}`, its stdin closed and its output piped.
+fn spawn_run(args: &[&str], input: &Value) -> std::process::Child {
     let mut child = powhost()
-        .args(["run", "--backend", "cpu"])
+        .arg("run")
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -197,6 +194,16 @@ fn ctrl_c_stops_a_stream_and_keeps_what_was_computed() {
         .write_all(json!({ "input": input }).to_string().as_bytes())
         .unwrap();
     drop(stdin);
+    child
+}
+
+#[test]
+fn ctrl_c_stops_a_stream_and_keeps_what_was_computed() {
+    let mut input = golden("runpod_small_r2.json")["request"]["input"].clone();
+    input.as_object_mut().unwrap().remove("nonces");
+    input["start_nonce"] = json!(0);
+    input["batch_size"] = json!(4);
+    let mut child = spawn_run(&["--backend", "cpu"], &input);
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
     stdout.read_line(&mut first).unwrap();
@@ -230,18 +237,7 @@ fn ctrl_c_during_a_long_batch_finishes_and_prints_it() {
     input["start_nonce"] = json!(0);
     // A few seconds of work in one batch.
     input["batch_size"] = json!(100_000);
-    let mut child = powhost()
-        .args(["run", "--backend", "cpu", "--plugin-time-limit", "0.3"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(json!({ "input": input }).to_string().as_bytes())
-        .unwrap();
-    drop(stdin);
+    let child = spawn_run(&["--backend", "cpu", "--plugin-time-limit", "0.3"], &input);
     std::thread::sleep(Duration::from_millis(1000));
     assert!(
         Command::new("kill")

@@ -791,17 +791,10 @@ fn sigterm_delivers_pending_callbacks_before_exiting() {
 /// A plugin that traps, loops or exhausts its memory fails that job; the server goes on.
 #[test]
 fn a_misbehaving_plugin_fails_its_job_and_the_server_goes_on() {
-    let dir = std::env::temp_dir().join(format!("powhost-serve-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("misbehave.wasm");
-    std::fs::write(
-        &path,
-        include_bytes!(concat!(env!("OUT_DIR"), "/misbehave.wasm")),
-    )
-    .unwrap();
+    let path = common::misbehave_plugin("serve-test");
     let server = Server::start(&[
         "--plugin",
-        path.to_str().unwrap(),
+        &path,
         "--plugin-time-limit",
         "0.5",
         "--plugin-memory",

@@ -80,28 +80,7 @@ impl Platform {
     }
 
     fn env(&self) -> Vec<(String, String)> {
-        let base = format!("http://{}/v2/ep", self.addr);
-        vec![
-            (
-                "RUNPOD_WEBHOOK_GET_JOB".into(),
-                format!("{base}/job-take/$ID?gpu=test"),
-            ),
-            (
-                "RUNPOD_WEBHOOK_POST_OUTPUT".into(),
-                format!("{base}/job-done/$RUNPOD_POD_ID/$ID?gpu=test"),
-            ),
-            (
-                "RUNPOD_WEBHOOK_POST_STREAM".into(),
-                format!("{base}/job-stream/$RUNPOD_POD_ID/$ID?gpu=test"),
-            ),
-            (
-                "RUNPOD_WEBHOOK_PING".into(),
-                format!("{base}/ping/$RUNPOD_POD_ID?gpu=test"),
-            ),
-            ("RUNPOD_AI_API_KEY".into(), API_KEY.into()),
-            ("RUNPOD_POD_ID".into(), POD.into()),
-            ("RUNPOD_PING_INTERVAL".into(), "200".into()),
-        ]
+        platform_env(self.addr)
     }
 
     fn add_job(&self, id: &str, input: Value) {
@@ -148,6 +127,32 @@ impl Platform {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// The environment the platform gives a worker, pointing at a stand-in on `addr`.
+fn platform_env(addr: SocketAddr) -> Vec<(String, String)> {
+    let base = format!("http://{addr}/v2/ep");
+    vec![
+        (
+            "RUNPOD_WEBHOOK_GET_JOB".into(),
+            format!("{base}/job-take/$ID?gpu=test"),
+        ),
+        (
+            "RUNPOD_WEBHOOK_POST_OUTPUT".into(),
+            format!("{base}/job-done/$RUNPOD_POD_ID/$ID?gpu=test"),
+        ),
+        (
+            "RUNPOD_WEBHOOK_POST_STREAM".into(),
+            format!("{base}/job-stream/$RUNPOD_POD_ID/$ID?gpu=test"),
+        ),
+        (
+            "RUNPOD_WEBHOOK_PING".into(),
+            format!("{base}/ping/$RUNPOD_POD_ID?gpu=test"),
+        ),
+        ("RUNPOD_AI_API_KEY".into(), API_KEY.into()),
+        ("RUNPOD_POD_ID".into(), POD.into()),
+        ("RUNPOD_PING_INTERVAL".into(), "200".into()),
+    ]
 }
 
 fn serve_connection(stream: TcpStream, seen: &Mutex<Vec<Seen>>, script: &Mutex<Script>) {
@@ -816,18 +821,11 @@ fn two_jobs_at_once_with_concurrency_2() {
 
 #[test]
 fn a_trapping_plugin_fails_its_job_and_the_worker_carries_on() {
-    let dir = std::env::temp_dir().join(format!("powhost-worker-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let plugin = dir.join("misbehave.wasm");
-    std::fs::write(
-        &plugin,
-        include_bytes!(concat!(env!("OUT_DIR"), "/misbehave.wasm")),
-    )
-    .unwrap();
+    let plugin = common::misbehave_plugin("worker");
     let platform = Platform::start();
     platform.add_job("job-trap", json!({"action": "trap"}));
     platform.add_job("job-echo", json!({"action": "hello"}));
-    let _worker = Worker::start(&platform, &["--plugin", plugin.to_str().unwrap()]);
+    let _worker = Worker::start(&platform, &["--plugin", &plugin]);
     platform.wait_for("both results", 60, |p| {
         !p.results("job-trap").is_empty() && !p.results("job-echo").is_empty()
     });
@@ -854,14 +852,7 @@ fn an_unreachable_platform_is_retried_until_it_answers() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let env = {
-        let stand_in = Platform {
-            addr,
-            seen: Default::default(),
-            script: Default::default(),
-        };
-        stand_in.env()
-    };
+    let env = platform_env(addr);
     let mut worker = Worker::start_with(env, &[], &[]);
     std::thread::sleep(Duration::from_secs(2));
     assert!(

@@ -66,11 +66,10 @@ impl Session {
             compute: Some(self.compute.clone()),
             // Ctrl-C ends the request after the batch in flight, which is printed (as the
             // message on the first Ctrl-C says); a second Ctrl-C quits at once.
-            stop: StopSignal::new(
-                Arc::new(AtomicBool::new(false)),
+            stop: StopSignal::finishing_on(
+                self.cancelled.clone(),
                 Some(Instant::now() + self.time_limit),
-            )
-            .finishing_on(self.cancelled.clone()),
+            ),
             emit: {
                 // A reader that went away cannot receive more batches: stop computing them.
                 let cancelled = self.cancelled.clone();

@@ -111,6 +111,5 @@ pub fn require(compute: &ComputeService) -> Result<Report> {
             report.budget
         );
     }
-    log::info!("{}", report.summary());
     Ok(report)
 }

@@ -402,11 +402,7 @@ impl Worker {
         };
         let call = CallContext {
             compute: Some(self.compute.clone()),
-            stop: StopSignal::new(
-                Arc::new(AtomicBool::new(false)),
-                Some(Instant::now() + self.time_limit),
-            )
-            .finishing_on(finish),
+            stop: StopSignal::finishing_on(finish, Some(Instant::now() + self.time_limit)),
             emit,
         };
         let reply = {

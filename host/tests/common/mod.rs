@@ -65,3 +65,17 @@ pub fn direct_distances(params: &Value, nonces: &str) -> Value {
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// The `misbehave` test plugin (traps, loops, hoards memory on request) as a file, for
+/// `--plugin PATH`; `tag` keeps test binaries out of each other's way.
+pub fn misbehave_plugin(tag: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("powhost-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("misbehave.wasm");
+    std::fs::write(
+        &path,
+        include_bytes!(concat!(env!("OUT_DIR"), "/misbehave.wasm")),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_string()
+}
