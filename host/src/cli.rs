@@ -225,6 +225,10 @@ pub struct ServeArgs {
     /// Seconds a streaming serverless job runs before it stops (it delivers what it computed).
     #[arg(long, default_value = "420", value_name = "SECONDS", value_parser = positive_seconds)]
     pub time_limit: Duration,
+    /// Seconds a connection may take to send a request's headers, sit idle between requests,
+    /// or pause in the middle of a body (then answered 408) before it is closed.
+    #[arg(long, default_value = "30", value_name = "SECONDS", value_parser = positive_seconds)]
+    pub idle_timeout: Duration,
     /// Seconds between callback deliveries of generated nonces (the reference: 5).
     #[arg(long, default_value = "5", value_name = "SECONDS", value_parser = positive_seconds)]
     pub callback_interval: Duration,
@@ -244,8 +248,9 @@ pub struct DeliveryArgs {
     /// Longest wait between retries of a failed POST (the wait doubles from 0.5 s).
     #[arg(long, default_value = "30", value_name = "SECONDS", value_parser = positive_seconds)]
     pub callback_backoff_max: Duration,
-    /// On shutdown, how long to keep trying to deliver pending results before giving up
-    /// (what is still undelivered is then kept: see --undelivered).
+    /// On shutdown, how long to wait for work in flight (requests and jobs finishing their
+    /// batch) and to keep trying to deliver pending results, all told, before giving up (what
+    /// is still undelivered is then kept: see --undelivered).
     #[arg(long, default_value = "30", value_name = "SECONDS", value_parser = non_negative_seconds)]
     pub flush_timeout: Duration,
     /// Where results still undelivered at shutdown are appended, one JSON line each

@@ -87,16 +87,24 @@ impl StopSignal {
     /// Never cancelled outright: stops after the batch in flight once `finish` is set (or at
     /// the deadline).
     pub fn finishing_on(finish: Arc<AtomicBool>, deadline: Option<Instant>) -> Self {
-        Self {
-            cancelled: Arc::default(),
-            finish: Some(finish),
-            deadline,
-        }
+        Self::new(Arc::default(), deadline).and_finishing_on(finish)
     }
 
-    /// Whether the work in flight should stop now (between forward passes).
-    pub fn cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::Relaxed)
+    /// This signal, and besides: stop after the batch in flight once `finish` is set (a
+    /// server's shutdown, which lets jobs deliver what they are computing).
+    pub fn and_finishing_on(mut self, finish: Arc<AtomicBool>) -> Self {
+        self.finish = Some(finish);
+        self
+    }
+
+    /// Whether the work in flight should stop now, between forward passes: it was
+    /// cancelled, or its deadline (the request's time limit) has passed.
+    pub fn interrupted(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed) || self.past_deadline()
+    }
+
+    fn past_deadline(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
     /// Why the plugin should stop before its next batch, if it should.
@@ -105,9 +113,9 @@ impl StopSignal {
             .finish
             .as_ref()
             .is_some_and(|f| f.load(Ordering::Relaxed));
-        if self.cancelled() || finishing {
+        if self.cancelled.load(Ordering::Relaxed) || finishing {
             Some(StopReason::Cancelled)
-        } else if self.deadline.is_some_and(|d| Instant::now() >= d) {
+        } else if self.past_deadline() {
             Some(StopReason::Deadline)
         } else {
             None
@@ -185,8 +193,8 @@ impl ComputeService {
             .map_err(|e| ComputeFailure::new(FailureKind::TooLarge, format!("{e:#}")))
     }
 
-    /// The distance of every nonce, in order. Stops between forward passes when `stop`
-    /// reports a cancellation (a deadline is the plugin's to act on).
+    /// The distance of every nonce, in order. Stops between forward passes when `stop` is
+    /// cancelled or its deadline passes (a `finish` request lets the call run to its end).
     pub fn distances(
         &self,
         task: &Task,
@@ -209,15 +217,19 @@ impl ComputeService {
             nonces,
             batch,
             &|done| bar.set_position(done as u64),
-            &|| stop.cancelled(),
+            &|| stop.interrupted(),
         )
         .map_err(|e| ComputeFailure::new(FailureKind::BackendFailed, format!("{e:#}")));
         bar.finish_and_clear();
         let out = out?;
         if out.len() < nonces.len() {
+            let why = match stop.reason() {
+                Some(StopReason::Deadline) => "the request's time limit (--time-limit) passed",
+                _ => "cancelled",
+            };
             return Err(ComputeFailure::new(
                 FailureKind::Stopped,
-                format!("cancelled after {} of {} nonces", out.len(), nonces.len()),
+                format!("{why} after {} of {} nonces", out.len(), nonces.len()),
             ));
         }
         Ok(out)

@@ -179,6 +179,46 @@ fn streaming_emits_consecutive_batches_until_the_time_limit() {
     assert_json_snapshot!("stream_first_batch", batches[0], { ".dist" => "[redacted]" });
 }
 
+/// Issue 14: a stream whose one batch outlasts `--time-limit` ran a whole batch over (18 s on
+/// a 2 s limit). The limit now interrupts the batch: the stream ends on time with only whole
+/// batches delivered, and a list of nonces it cuts short is a TimeoutError.
+#[test]
+fn the_time_limit_interrupts_a_long_batch() {
+    let mut input = tiny_input();
+    input.as_object_mut().unwrap().remove("nonces");
+    input["start_nonce"] = json!(0);
+    input["batch_size"] = json!(1_000_000);
+    let start = Instant::now();
+    let out = run(
+        &["--backend", "cpu", "--time-limit", "1"],
+        &json!({ "input": input }).to_string(),
+    );
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(6), "the stream ran {took:?}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(lines(&out).is_empty(), "no whole batch was computed");
+
+    let mut input = tiny_input();
+    input["nonces"] = json!((0..1_000_000).collect::<Vec<i64>>());
+    let start = Instant::now();
+    let out = run(
+        &["--backend", "cpu", "--time-limit", "1"],
+        &json!({ "input": input }).to_string(),
+    );
+    assert!(start.elapsed() < Duration::from_secs(8), "{:?}", start.elapsed());
+    assert_eq!(out.status.code(), Some(1));
+    let v = one_response(&out);
+    assert_eq!(v["error_type"], json!("TimeoutError"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("time limit (--time-limit) passed after"),
+        "{v}"
+    );
+}
+
 /// `powhost run ARGS` running on `{"input": input}`, its stdin closed and its output piped.
 fn spawn_run(args: &[&str], input: &Value) -> std::process::Child {
     let mut child = powhost()

@@ -1051,3 +1051,158 @@ fn undeliverable_callbacks_are_kept_in_a_file_at_shutdown() {
     assert!(!nonces.is_empty());
     assert_sequence(nonces, 0, 1);
 }
+
+/// A long streaming job: seconds of work in each compute call.
+fn long_stream_job() -> String {
+    let mut input = golden("runpod_tiny_r2.json")["request"]["input"].clone();
+    let fields = input.as_object_mut().unwrap();
+    fields.remove("nonces");
+    fields.insert("start_nonce".into(), json!(0));
+    fields.insert("batch_size".into(), json!(400_000));
+    json!({ "input": input }).to_string()
+}
+
+fn wait_for_health(server: &Server, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, health) = server.get("/health");
+        if done(&health) {
+            return health;
+        }
+        assert!(Instant::now() < deadline, "{what}: {health}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Issue 14: a client that stops in the middle of its body held the server 38 s past SIGTERM
+/// with `--flush-timeout 3`. Now shutdown takes at most the flush timeout.
+#[test]
+fn a_stalled_client_does_not_hold_up_shutdown() {
+    let mut server = Server::start(&["--flush-timeout", "1"]);
+    let mut stalled = TcpStream::connect(server.addr).unwrap();
+    stalled
+        .write_all(b"POST /runsync HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n{\"input\"")
+        .unwrap();
+    // And one idle keep-alive connection.
+    let _idle = TcpStream::connect(server.addr).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let start = Instant::now();
+    let status = server.terminate();
+    assert!(status.success(), "{status}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+/// Idle connections are closed after --idle-timeout; a body that stops arriving for that long
+/// is answered 408 with a sentence.
+#[test]
+fn idle_connections_and_stalled_bodies_time_out() {
+    let server = Server::start(&["--idle-timeout", "0.5"]);
+    let mut idle = TcpStream::connect(server.addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let start = Instant::now();
+    let mut buf = Vec::new();
+    let _ = idle.read_to_end(&mut buf);
+    assert!(start.elapsed() < Duration::from_secs(5), "never closed");
+
+    let mut stalled = TcpStream::connect(server.addr).unwrap();
+    stalled.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stalled
+        .write_all(b"POST /runsync HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n{\"input\"")
+        .unwrap();
+    let mut answer = String::new();
+    let _ = stalled.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("stopped arriving"), "{answer}");
+    // The server still answers.
+    assert_eq!(server.get("/health").0, 200);
+}
+
+/// Issue 14: a `/runsync` caller that hung up left /health counting its job in progress for
+/// good. Now hanging up cancels the job, which is counted cancelled.
+#[test]
+fn a_runsync_caller_that_hangs_up_cancels_its_job() {
+    let server = Server::start(&[]);
+    let body = long_stream_job();
+    let mut client = TcpStream::connect(server.addr).unwrap();
+    write!(
+        client,
+        "POST /runsync HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    wait_for_health(&server, "the job starts", |h| {
+        h["jobs"]["inProgress"] == json!(1)
+    });
+    drop(client);
+    let health = wait_for_health(&server, "the job ends", |h| {
+        h["jobs"]["inProgress"] == json!(0)
+    });
+    assert_eq!(health["jobs"]["cancelled"], json!(1), "{health}");
+    assert_eq!(health["workers"]["running"], json!(0), "{health}");
+}
+
+/// `/runsync?wait=MS` answers with the job's id once the wait is over, so it can be polled and
+/// cancelled; a bad wait is refused.
+#[test]
+fn runsync_with_a_wait_hands_out_the_id() {
+    let server = Server::start(&[]);
+    let start = Instant::now();
+    let (code, v) = server.post("/runsync?wait=300", &long_stream_job());
+    assert_eq!(code, 200, "{v}");
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert_eq!(v["status"], json!("IN_PROGRESS"), "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("sync-"), "{id}");
+    let (_, cancelled) = server.post(&format!("/cancel/{id}"), "");
+    assert_eq!(cancelled["status"], json!("CANCELLED"));
+    wait_for_health(&server, "the job ends", |h| {
+        h["jobs"]["cancelled"] == json!(1) && h["jobs"]["inProgress"] == json!(0)
+    });
+    // A short job within its wait: the whole answer.
+    let golden_request = golden("runpod_tiny_r2.json")["request"].to_string();
+    let (code, v) = server.post("/runsync?wait=60000", &golden_request);
+    assert_eq!((code, &v["status"]), (200, &json!("COMPLETED")), "{v}");
+    for bad in ["0", "abc", "-5", "99999999999999"] {
+        let (code, v) = server.post(&format!("/runsync?wait={bad}"), &golden_request);
+        assert_eq!(code, 400, "{bad}: {v}");
+        assert!(v["detail"].as_str().unwrap().contains("`wait`"), "{v}");
+    }
+}
+
+/// SIGTERM lets a streaming job finish the batch in flight: its webhook gets it, COMPLETED,
+/// rather than the job being cancelled mid-batch.
+#[test]
+fn sigterm_lets_jobs_finish_their_batch() {
+    let receiver = Receiver::start(0);
+    let mut server = Server::start(&["--flush-timeout", "30"]);
+    let hook = format!("http://{}/hook", receiver.addr);
+    let mut input = golden("runpod_tiny_r2.json")["request"]["input"].clone();
+    let fields = input.as_object_mut().unwrap();
+    fields.remove("nonces");
+    fields.insert("start_nonce".into(), json!(0));
+    // Longer than the wait before SIGTERM below.
+    fields.insert("batch_size".into(), json!(100_000));
+    let job = json!({ "input": input, "webhook": hook }).to_string();
+    let (code, v) = server.post("/run", &job);
+    assert_eq!(code, 200, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    while server.get(&format!("/status/{id}")).1["status"] != json!("IN_PROGRESS") {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let status = server.terminate();
+    assert!(status.success(), "{status}");
+    let accepted = receiver.accepted();
+    assert_eq!(accepted.len(), 1, "one webhook");
+    let body = &accepted[0].2;
+    assert_eq!(body["status"], json!("COMPLETED"), "{body}");
+    let batches = body["output"].as_array().unwrap();
+    assert!(!batches.is_empty(), "the batch in flight was delivered: {body}");
+    for batch in batches {
+        assert_eq!(batch["batch_computed"], json!(100_000), "{batch}");
+    }
+}

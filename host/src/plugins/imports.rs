@@ -10,12 +10,13 @@ use std::time::Instant;
 
 impl State {
     /// Run a long host call (compute, output), keeping its time off the plugin's clock —
-    /// unless it starts after the caller cancelled: from then on every call counts, so a
-    /// plugin that ignores the cancellation runs out of plugin time instead of running on. A
+    /// unless it starts after the caller cancelled or the deadline passed: from then on every
+    /// call counts, so a plugin that ignores the stop runs out of plugin time instead of
+    /// running on. A
     /// call already running when the cancellation lands stays off the clock (the plugin
     /// could not have acted on it sooner).
     fn host_call<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
-        let started_cancelled = self.call.stop.cancelled();
+        let started_cancelled = self.call.stop.interrupted();
         let start = Instant::now();
         let r = f(self);
         if !started_cancelled {

@@ -65,24 +65,15 @@ impl IntoResponse for ApiError {
 }
 
 /// The body as JSON, whatever the Content-Type says (the node software sends none). Larger
-/// than `limit` bytes: 413; not JSON: 422 naming the line and column.
-pub async fn read_json(body: Body, limit: usize) -> Result<Value, ApiError> {
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            || format!("{e:#}").contains("length limit");
-        if too_large {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "the request body is larger than {} MiB; split it, or raise --max-body",
-                    limit >> 20
-                ),
-            )
-        } else {
-            ApiError::bad_request(format!("the request body could not be read: {e}"))
-        }
-    })?;
+/// than `limit` bytes: 413; not JSON: 422 naming the line and column; nothing arriving for
+/// `idle` (`--idle-timeout`): 408, so a client that stops mid-body cannot hold a connection,
+/// or the server's shutdown, for good.
+pub async fn read_json(
+    body: Body,
+    limit: usize,
+    idle: std::time::Duration,
+) -> Result<Value, ApiError> {
+    let bytes = collect_body(body, limit, idle).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::unprocessable(
             "the request body is empty; send a JSON object",
@@ -96,13 +87,64 @@ pub async fn read_json(body: Body, limit: usize) -> Result<Value, ApiError> {
 pub async fn read_object(
     body: Body,
     limit: usize,
+    idle: std::time::Duration,
 ) -> Result<serde_json::Map<String, Value>, ApiError> {
-    match read_json(body, limit).await? {
+    match read_json(body, limit, idle).await? {
         Value::Object(map) => Ok(map),
         other => Err(ApiError::unprocessable(format!(
             "the request body must be a JSON object, got {}",
             kind(&other)
         ))),
+    }
+}
+
+/// The whole body, at most `limit` bytes, each piece arriving within `idle` of the last.
+async fn collect_body(
+    body: Body,
+    limit: usize,
+    idle: std::time::Duration,
+) -> Result<Vec<u8>, ApiError> {
+    use http_body_util::BodyExt;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body is larger than {} MiB; split it, or raise --max-body",
+                limit >> 20
+            ),
+        )
+    };
+    let mut body = body;
+    // A declared length over the limit is refused before anything is read.
+    if axum::body::HttpBody::size_hint(&body).lower() > limit as u64 {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request body stopped arriving (nothing for {:.1} s, --idle-timeout); send it whole",
+                        idle.as_secs_f64()
+                    ),
+                ));
+            }
+            Ok(None) => return Ok(bytes),
+            Ok(Some(Err(e))) => {
+                return Err(ApiError::bad_request(format!(
+                    "the request body could not be read: {e}"
+                )));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            if bytes.len().saturating_add(data.len()) > limit {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&data);
+        }
     }
 }
 

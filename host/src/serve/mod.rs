@@ -9,7 +9,7 @@ mod serverless;
 
 use crate::backends::backend_by_name;
 use crate::cli::ServeArgs;
-use crate::compute_service::{ComputeService, StopSignal};
+use crate::compute_service::{ComputeService, StopReason, StopSignal};
 use crate::delivery::{CallbackConfig, Outbox};
 use crate::plugins::{CallContext, Plugin, PluginFailure, PluginHost, PluginLimits, PluginReply};
 use anyhow::{Context, Result};
@@ -43,12 +43,51 @@ pub struct App {
     compute: Arc<ComputeService>,
     slots: Slots,
     max_body: usize,
+    /// `--idle-timeout`: for headers, idle connections and stalled bodies.
+    idle_timeout: Duration,
     time_limit: Duration,
     jobs: serverless::Jobs,
     node: node::Node,
     outbox: Arc<Outbox>,
-    /// Validations running in the background: shutdown waits for them.
-    background: AtomicUsize,
+    /// Set at shutdown: jobs stop after the batch in flight (delivering it), and jobs still
+    /// waiting for a slot do not start.
+    shutting_down: Arc<AtomicBool>,
+    /// Work that outlives its request (`/run` jobs, validations): shutdown waits for it.
+    background: Background,
+}
+
+/// A count of background tasks, each holding a guard, and a way to wait for none.
+#[derive(Default)]
+pub struct Background {
+    running: AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// One background task; dropping it (however the task ends) counts it out.
+pub struct BackgroundTask(Arc<App>);
+
+impl Drop for BackgroundTask {
+    fn drop(&mut self) {
+        let background = &self.0.background;
+        if background.running.fetch_sub(1, Ordering::SeqCst) == 1 {
+            background.idle.notify_waiters();
+        }
+    }
+}
+
+impl Background {
+    /// Resolves once no background task is running.
+    async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.running.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 /// Compute slots (`--concurrency`) and the queue in front of them (`--queue`).
@@ -72,7 +111,8 @@ impl Drop for Ticket {
 }
 
 impl Ticket {
-    async fn acquire(self) -> OwnedSemaphorePermit {
+    /// Wait for a compute slot.
+    pub async fn acquire(self) -> OwnedSemaphorePermit {
         self.semaphore
             .clone()
             .acquire_owned()
@@ -124,47 +164,40 @@ impl App {
         }
     }
 
-    /// Run a plugin call in a compute slot, off the async threads.
+    /// Count a task as background work until the guard is dropped.
+    pub fn background_task(self: &Arc<Self>) -> BackgroundTask {
+        self.background.running.fetch_add(1, Ordering::SeqCst);
+        BackgroundTask(self.clone())
+    }
+
+    /// A job's stop signal: `cancel` (`/cancel`, a caller that hung up) interrupts it, so
+    /// does its deadline; the server's shutdown stops it after the batch in flight.
+    pub fn job_stop(&self, cancel: Arc<AtomicBool>, deadline: Option<Instant>) -> StopSignal {
+        StopSignal::new(cancel, deadline).and_finishing_on(self.shutting_down.clone())
+    }
+
+    /// Run a plugin call in the compute slot it was given, off the async threads. A call
+    /// stopped while it waited for the slot does not start.
     pub async fn call(
         self: &Arc<Self>,
         kind: PluginKind,
         request: String,
-        ticket: Ticket,
-        cancel: Arc<AtomicBool>,
-        deadline: Option<Instant>,
+        slot: OwnedSemaphorePermit,
+        stop: StopSignal,
         emit: Box<dyn FnMut(&str) + Send>,
     ) -> Result<PluginReply, PluginFailure> {
-        self.call_then(kind, request, ticket, cancel, deadline, emit, || {})
-            .await
-    }
-
-    /// As `call`, with `started` run once the call has its slot. A call cancelled while it
-    /// waited does not start.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn call_then(
-        self: &Arc<Self>,
-        kind: PluginKind,
-        request: String,
-        ticket: Ticket,
-        cancel: Arc<AtomicBool>,
-        deadline: Option<Instant>,
-        emit: Box<dyn FnMut(&str) + Send>,
-        started: impl FnOnce(),
-    ) -> Result<PluginReply, PluginFailure> {
-        let permit = ticket.acquire().await;
-        if cancel.load(Ordering::SeqCst) {
+        if stop.reason() == Some(StopReason::Cancelled) {
             return Ok(PluginReply::Error(
                 json!({"error": "cancelled before it started", "error_type": "Cancelled"})
                     .to_string(),
             ));
         }
-        started();
         let call = CallContext {
             compute: Some(self.compute.clone()),
-            stop: StopSignal::new(cancel, deadline),
+            stop,
             emit,
         };
-        self.run_blocking(kind, request, call, Some(permit)).await
+        self.run_blocking(kind, request, call, Some(slot)).await
     }
 
     /// A call that computes nothing (a dry run), outside the compute slots.
@@ -293,11 +326,13 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         compute,
         slots: Slots::new(args.concurrency, args.queue),
         max_body: args.max_body.saturating_mul(1 << 20),
+        idle_timeout: args.idle_timeout,
         time_limit,
         jobs: serverless::Jobs::default(),
         node: node::Node::default(),
         outbox: Arc::new(Outbox::new(callbacks)?),
-        background: AtomicUsize::new(0),
+        shutting_down: Arc::default(),
+        background: Background::default(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -343,9 +378,10 @@ async fn serve(
         tokio::spawn(async move {
             shutdown_signal().await;
             eprintln!(
-                "powhost: stopping: no new requests; finishing jobs and callbacks (interrupt again to quit now)"
+                "powhost: stopping: no new requests; jobs finish the batch in flight; delivering callbacks for up to {:.0} s (interrupt again to quit now)",
+                flush_timeout.as_secs_f64()
             );
-            app.jobs.cancel_all();
+            app.shutting_down.store(true, Ordering::SeqCst);
             let _ = stopping_tx.send(true);
             shutdown_signal().await;
             eprintln!("powhost: interrupted again, quitting");
@@ -357,18 +393,29 @@ async fn serve(
         tokio::spawn(async move { outbox.run(stop).await })
     };
 
-    axum::serve(listener, router(app.clone()))
-        .with_graceful_shutdown(stopped(stopping))
-        .await
-        .context("serving HTTP")?;
-
+    let connections = serve_connections(
+        listener,
+        router(app.clone()),
+        app.idle_timeout,
+        stopped(stopping),
+    )
+    .await;
+    // Everything after the signal shares one budget, --flush-timeout: requests in flight,
+    // jobs and validations finishing, then the callbacks.
+    let deadline = Instant::now() + flush_timeout;
+    let in_flight = async {
+        let _ = connections.join_all().await;
+        app.background.idle().await;
+    };
+    if tokio::time::timeout_at(deadline.into(), in_flight).await.is_err() {
+        log::warn!(
+            "requests or jobs still running after --flush-timeout ({:.0} s); closing them",
+            flush_timeout.as_secs_f64()
+        );
+    }
     // Generation ends within one forward pass; its last batch goes to the outbox.
     if let Some(worker) = app.node.stop() {
         let _ = tokio::task::spawn_blocking(move || worker.join()).await;
-    }
-    let deadline = Instant::now() + flush_timeout;
-    while app.background.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _ = sender.await;
     let left = app
@@ -386,6 +433,60 @@ async fn serve(
     }
     eprintln!("powhost: stopped; every callback was delivered");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Accept connections until `stop`, then tell each open one to finish its request in flight
+/// and close. Each has `idle_timeout` to send a request's headers, which also closes a
+/// keep-alive connection idle that long. Returns the connections still open; dropping the
+/// set closes them.
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    idle_timeout: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) -> tokio::task::JoinSet<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let (closing_tx, closing) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(stop);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, then accept again.
+                    log::warn!("accepting a connection failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        while connections.try_join_next().is_some() {}
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let mut closing = closing.clone();
+        connections.spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(idle_timeout);
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                _ = async { drop(closing.wait_for(|&c| c).await) } => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = result {
+                log::debug!("connection from {peer}: {e}");
+            }
+        });
+    }
+    drop(listener);
+    let _ = closing_tx.send(true);
+    connections
 }
 
 /// SIGINT (Ctrl-C) or SIGTERM.

@@ -439,7 +439,7 @@ pub async fn init_validate(State(app): State<Arc<App>>, body: Body) -> Result<Re
 }
 
 async fn init_phase(app: Arc<App>, body: Body, phase: Phase) -> Result<Response, ApiError> {
-    let body = read_object(body, app.max_body).await?;
+    let body = read_object(body, app.max_body, app.idle_timeout).await?;
     let init = InitRequest::parse(body, &app.compute)?;
     if phase == Phase::Generate {
         init.check_assignment()?;
@@ -520,7 +520,7 @@ const PROOF_BATCH_FIELDS: &[&str] = &[
 /// another block hash is refused with the reason), answered `null` as by the reference,
 /// and validated in the background; the ValidatedBatch goes to `{url}/validated`.
 pub async fn validate(State(app): State<Arc<App>>, body: Body) -> Result<Response, ApiError> {
-    let mut batch = read_object(body, app.max_body).await?;
+    let mut batch = read_object(body, app.max_body, app.idle_timeout).await?;
     // A ProofBatch; other keys are ignored, as the reference's pydantic model ignores them
     // (the settings below come from the init, never from the batch).
     batch.retain(|key, _| PROOF_BATCH_FIELDS.contains(&key.as_str()));
@@ -551,15 +551,16 @@ pub async fn validate(State(app): State<Arc<App>>, body: Body) -> Result<Respons
     }
     let ticket = app.slots.reserve()?;
     let task_app = app.clone();
-    app.background.fetch_add(1, Ordering::SeqCst);
+    let background = app.background_task();
     tokio::spawn(async move {
+        let _background = background;
+        let slot = ticket.acquire().await;
         let reply = task_app
             .call(
                 PluginKind::Validator,
                 request,
-                ticket,
-                Arc::new(AtomicBool::new(false)),
-                None,
+                slot,
+                StopSignal::default(),
                 Box::new(|_| {}),
             )
             .await;
@@ -572,7 +573,6 @@ pub async fn validate(State(app): State<Arc<App>>, body: Body) -> Result<Respons
             Ok(PluginReply::Error(body)) => log::error!("validation failed: {body}"),
             Err(failure) => log::error!("validation failed: {failure}"),
         }
-        task_app.background.fetch_sub(1, Ordering::SeqCst);
     });
     Ok(ok(Value::Null))
 }

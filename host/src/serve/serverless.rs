@@ -6,7 +6,7 @@ use super::http::{ApiError, json_response, ok, ok_text, read_object};
 use super::{App, PluginKind};
 use crate::plugins::{PluginFailure, PluginReply};
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Serialize;
@@ -205,13 +205,6 @@ impl Jobs {
         }
     }
 
-    /// Ask every job in flight to stop (shutdown): streams deliver what they computed.
-    pub fn cancel_all(&self) {
-        for job in self.lock().by_id.values() {
-            job.cancel.store(true, Ordering::SeqCst);
-        }
-    }
-
     fn counts(&self) -> Value {
         let inner = self.lock();
         let mut counts: HashMap<&str, u64> = HashMap::new();
@@ -244,7 +237,7 @@ impl Drop for CancelOnDrop {
 
 /// The request body as the plugin will get it, and its webhook if any.
 async fn job_request(app: &App, body: Body) -> Result<(String, Option<String>), ApiError> {
-    let request = read_object(body, app.max_body).await?;
+    let request = read_object(body, app.max_body, app.idle_timeout).await?;
     match request.get("input") {
         Some(Value::Object(_)) => {}
         Some(other) => {
@@ -277,34 +270,29 @@ async fn job_request(app: &App, body: Body) -> Result<(String, Option<String>), 
 }
 
 /// Run a job to its end: wait for a compute slot, run the plugin, record the result, post
-/// the webhook.
+/// the webhook. Spawned, so it ends (and is recorded) whatever happens to the request that
+/// started it.
 async fn execute(app: Arc<App>, job: Arc<Job>, request: String, ticket: super::Ticket) {
+    let _background = app.background_task();
     let emit = {
         let job = job.clone();
         Box::new(move |chunk: &str| {
             job.state().chunks.push(raw(chunk));
         })
     };
-    let started = {
-        let job = job.clone();
-        move || {
-            let mut s = job.state();
-            if s.status == Status::InQueue {
-                s.status = Status::InProgress;
-            }
+    let slot = ticket.acquire().await;
+    {
+        let mut s = job.state();
+        if s.status == Status::InQueue {
+            s.status = Status::InProgress;
         }
-    };
-    let deadline = Some(std::time::Instant::now() + app.time_limit);
+    }
+    let stop = app.job_stop(
+        job.cancel.clone(),
+        Some(std::time::Instant::now() + app.time_limit),
+    );
     let result = app
-        .call_then(
-            PluginKind::Handler,
-            request,
-            ticket,
-            job.cancel.clone(),
-            deadline,
-            emit,
-            started,
-        )
+        .call(PluginKind::Handler, request, slot, stop, emit)
         .await;
     job.finish(result);
     app.jobs.finished(&job.id);
@@ -317,14 +305,53 @@ async fn execute(app: Arc<App>, job: Arc<Job>, request: String, ticket: super::T
     }
 }
 
-pub async fn runsync(State(app): State<Arc<App>>, body: Body) -> Result<Response, ApiError> {
+/// The longest `/runsync?wait=` (milliseconds): a day.
+const MAX_WAIT_MS: u64 = 86_400_000;
+
+/// `?wait=MS`: how long `/runsync` holds the request before answering with the job's id
+/// and status (the job goes on, to be polled or cancelled by id); absent, until the job ends.
+fn runsync_wait(query: Option<&str>) -> Result<Option<std::time::Duration>, ApiError> {
+    for pair in query.unwrap_or("").split('&') {
+        if let Some(value) = pair.strip_prefix("wait=") {
+            let ms = value
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| (1..=MAX_WAIT_MS).contains(ms))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "`wait` must be a whole number of milliseconds from 1 to {MAX_WAIT_MS}, got `{value}`"
+                    ))
+                })?;
+            return Ok(Some(std::time::Duration::from_millis(ms)));
+        }
+    }
+    Ok(None)
+}
+
+/// A job answered when it ends, or after `?wait=` milliseconds with its id and status. A
+/// caller that hangs up first cancels it.
+pub async fn runsync(
+    State(app): State<Arc<App>>,
+    RawQuery(query): RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let wait = runsync_wait(query.as_deref())?;
     let (request, webhook) = job_request(&app, body).await?;
     let ticket = app.slots.reserve()?;
     let job = Job::new(format!("sync-{}", uuid::Uuid::new_v4()), webhook);
     app.jobs.insert(job.clone());
-    let mut guard = CancelOnDrop(Some(job.cancel.clone()));
-    execute(app.clone(), job.clone(), request, ticket).await;
-    guard.0 = None;
+    let mut hang_up = CancelOnDrop(Some(job.cancel.clone()));
+    let done = tokio::spawn(execute(app.clone(), job.clone(), request, ticket));
+    match wait {
+        None => {
+            let _ = done.await;
+        }
+        Some(wait) => {
+            // Past the wait the job goes on; the caller has its id.
+            let _ = tokio::time::timeout(wait, done).await;
+        }
+    }
+    hang_up.0 = None;
     Ok(ok_text(job.view()))
 }
 

@@ -244,16 +244,19 @@ pub fn number_list(raw: &RawValue, field: &str, max: usize) -> Result<Vec<f64>, 
 
 /// A failed host compute call (`$e`, the plugin's WIT `compute-error`) as a RequestError with
 /// the Python-style type the reference would raise; `$kind` is the plugin's own generated
-/// `ComputeErrorKind`.
+/// `ComputeErrorKind`; `$timed_out` (evaluated only for `stopped`) says whether the request's
+/// time limit, rather than the caller, stopped the work.
 #[macro_export]
 macro_rules! compute_error {
-    ($e:expr, $kind:ident) => {{
+    ($e:expr, $kind:ident, $timed_out:expr) => {{
         let e = $e;
         let error_type = match e.kind {
             $kind::InvalidParams | $kind::InvalidTask => "ValueError",
             $kind::TooLarge => "MemoryError",
             $kind::DeviceUnavailable => "DeviceError",
             $kind::BackendFailed => "RuntimeError",
+            // Stopped by the request's time limit rather than by the caller.
+            $kind::Stopped if $timed_out => "TimeoutError",
             $kind::Stopped => "Cancelled",
         };
         $crate::RequestError::new(error_type, e.message)

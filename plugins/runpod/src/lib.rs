@@ -163,7 +163,12 @@ fn fill_params(p: &PartialParams) -> Result<ModelParams, RequestError> {
     Ok(powhost_plugin_kit::fill_params!(p, defaults, ModelParams))
 }
 
-/// The host's compute errors as this contract's Python-style error types.
+/// The host's compute errors as this contract's Python-style error types (TimeoutError when
+/// the request's time limit stopped the work).
 fn compute_error(e: ComputeError) -> RequestError {
-    powhost_plugin_kit::compute_error!(e, ComputeErrorKind)
+    powhost_plugin_kit::compute_error!(
+        e,
+        ComputeErrorKind,
+        matches!(session::stop_requested(), Some(StopReason::Deadline))
+    )
 }

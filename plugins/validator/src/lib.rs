@@ -22,7 +22,10 @@ wit_bindgen::generate!({ world: "handler", path: "../../wit" });
 
 use gonka::pow::compute;
 use gonka::pow::log::log;
-use gonka::pow::types::{ComputeError, ComputeErrorKind, Level, ModelParams, ReplyStatus, Task};
+use gonka::pow::session;
+use gonka::pow::types::{
+    ComputeError, ComputeErrorKind, Level, ModelParams, ReplyStatus, StopReason, Task,
+};
 
 struct Validator;
 
@@ -164,7 +167,12 @@ fn fill_params(req: &Request) -> Result<ModelParams, RequestError> {
     ))
 }
 
-/// The host's compute errors as Python-style error types.
+/// The host's compute errors as Python-style error types (TimeoutError when the request's
+/// time limit stopped the work).
 fn compute_error(e: ComputeError) -> RequestError {
-    powhost_plugin_kit::compute_error!(e, ComputeErrorKind)
+    powhost_plugin_kit::compute_error!(
+        e,
+        ComputeErrorKind,
+        matches!(session::stop_requested(), Some(StopReason::Deadline))
+    )
 }
