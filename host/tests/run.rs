@@ -219,6 +219,30 @@ fn the_time_limit_interrupts_a_long_batch() {
     );
 }
 
+/// Issue 14: a 200 MB request failed with a raw Wasm error about host-call fuel, although the
+/// plugin memory cap is 1024 MiB. A large request within the cap is answered; an overlong
+/// field is refused by name.
+#[test]
+fn large_requests_are_answered_or_refused_by_name() {
+    let mut input = tiny_input();
+    input["block_hash"] = json!("a".repeat(150_000_000));
+    let out = run(&["--backend", "cpu"], &json!({ "input": input }).to_string());
+    assert_eq!(out.status.code(), Some(1));
+    let v = one_response(&out);
+    assert_eq!(v["error_type"], json!("ValueError"), "{v:.300}");
+    assert!(
+        v["error"].as_str().unwrap().contains("`block_hash` is 150000000 bytes long"),
+        "{v:.300}"
+    );
+    // 150 MB of padding around a good request: more than wasmtime's default 128 MiB per host
+    // call, within --plugin-memory.
+    let request = json!({ "input": tiny_input() }).to_string();
+    let padded = format!("{}{}}}", &request[..request.len() - 1], " ".repeat(150_000_000));
+    let out = run(&["--backend", "cpu"], &padded);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(one_response(&out)["nonces"].as_array().unwrap().len(), 64);
+}
+
 /// `powhost run ARGS` running on `{"input": input}`, its stdin closed and its output piped.
 fn spawn_run(args: &[&str], input: &Value) -> std::process::Child {
     let mut child = powhost()

@@ -319,6 +319,10 @@ impl PluginHost {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
+        // What one call to the host may carry out of the plugin (a reply, a list of nonces):
+        // the plugin's own memory limit, not wasmtime's default 128 MiB, so that there is one
+        // limit and --plugin-memory names it.
+        store.set_hostcall_fuel(self.limits.memory_bytes);
         // Checked every tick: only time spent in plugin code counts against the limit.
         store.epoch_deadline_callback(|ctx| {
             if ctx.data().guest_time() > ctx.data().guest_limit {
@@ -352,6 +356,10 @@ impl PluginHost {
             Some(trap) => format!("trapped ({trap})"),
             None if format!("{e:#}").contains("growing memory") => format!(
                 "ran out of its memory limit ({} MiB) and was stopped",
+                self.limits.memory_bytes >> 20
+            ),
+            None if format!("{e:#}").contains("fuel allocated for hostcalls") => format!(
+                "passed more than its memory limit ({} MiB, --plugin-memory) to the host in one call and was stopped",
                 self.limits.memory_bytes >> 20
             ),
             None => format!("failed: {e:#}"),

@@ -115,12 +115,22 @@ pub fn required<'a>(
         .ok_or_else(|| RequestError::missing(field, what))
 }
 
+/// Longest text field (a block hash is 64 hex digits, a public key under 100 characters): a
+/// longer one is a mistake, refused before it travels into seeds and logs.
+pub const MAX_TEXT_BYTES: usize = 4096;
+
 pub fn text_field(input: &Fields, field: &str, what: &str) -> Result<String, RequestError> {
     let raw = required(input, field, what)?;
     let value: String = serde_json::from_str(raw.get())
         .map_err(|_| RequestError::wrong_type(field, "a string", &kind_of_text(raw.get())))?;
     if value.is_empty() {
         return Err(RequestError::value(format!("`{field}` must not be empty")));
+    }
+    if value.len() > MAX_TEXT_BYTES {
+        return Err(RequestError::value(format!(
+            "`{field}` is {} bytes long; at most {MAX_TEXT_BYTES} are accepted (a block hash is 64 hex digits)",
+            value.len()
+        )));
     }
     Ok(value)
 }
@@ -529,6 +539,19 @@ mod tests {
 
     fn raw(text: &str) -> Box<RawValue> {
         RawValue::from_string(text.to_string()).unwrap()
+    }
+
+    /// Issue 14: a 200 MB block hash reached the host and failed as a raw Wasm fuel error.
+    #[test]
+    fn overlong_text_fields_are_refused_by_name() {
+        let long = format!(r#"{{"block_hash": "{}"}}"#, "a".repeat(MAX_TEXT_BYTES + 1));
+        let fields: Fields = serde_json::from_str(&long).unwrap();
+        let e = text_field(&fields, "block_hash", "").unwrap_err();
+        assert_eq!(e.error_type, "ValueError");
+        assert!(e.message.contains("`block_hash` is 4097 bytes long"), "{e:?}");
+        let ok = format!(r#"{{"block_hash": "{}"}}"#, "a".repeat(MAX_TEXT_BYTES));
+        let fields: Fields = serde_json::from_str(&ok).unwrap();
+        assert!(text_field(&fields, "block_hash", "").is_ok());
     }
 
     /// Floats parse exactly, as Python's json does: the network's r_target is the f64 it
