@@ -74,12 +74,17 @@ pub async fn read_json(
     idle: std::time::Duration,
 ) -> Result<Value, ApiError> {
     let bytes = collect_body(body, limit, idle).await?;
+    parse_json_body(&bytes)
+}
+
+/// A whole body as JSON: empty is 422, so is anything that is not JSON.
+pub fn parse_json_body(bytes: &[u8]) -> Result<Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::unprocessable(
             "the request body is empty; send a JSON object",
         ));
     }
-    serde_json::from_slice(&bytes)
+    serde_json::from_slice(bytes)
         .map_err(|e| ApiError::unprocessable(format!("the request body is not valid JSON: {e}")))
 }
 
@@ -89,7 +94,12 @@ pub async fn read_object(
     limit: usize,
     idle: std::time::Duration,
 ) -> Result<serde_json::Map<String, Value>, ApiError> {
-    match read_json(body, limit, idle).await? {
+    as_object(read_json(body, limit, idle).await?)
+}
+
+/// A JSON object, or 422 naming what it is instead.
+pub fn as_object(value: Value) -> Result<serde_json::Map<String, Value>, ApiError> {
+    match value {
         Value::Object(map) => Ok(map),
         other => Err(ApiError::unprocessable(format!(
             "the request body must be a JSON object, got {}",

@@ -3,8 +3,8 @@
 //! host owns transport (axum), limits (body size, compute slots, a bounded queue), the
 //! background generation loop and the callbacks (crate::delivery).
 
-mod http;
-mod node;
+pub(crate) mod http;
+pub(crate) mod node;
 mod serverless;
 
 use crate::backends::backend_by_name;

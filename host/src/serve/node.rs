@@ -1,4 +1,4 @@
-//! The network node's PoC API under `/api/v1` (PROTOCOLS.md A2–A7): what the Gonka node
+//! The network node's PoC API under `/api/v1` (docs/spec/PROTOCOLS.md §A2–A7): what the Gonka node
 //! software drives. The host owns the controller (init, phases, status), the background
 //! generation loop and the callbacks; the validator plugin owns validation.
 
@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The reference's shared phase (PROTOCOLS.md A4).
+/// The reference's shared phase (docs/spec/PROTOCOLS.md §A4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Phase {
@@ -68,7 +68,7 @@ fn unset() -> i64 {
 
 impl InitRequest {
     /// 422 for a body of the wrong shape (as FastAPI answers), 400 for values that cannot work.
-    fn parse(
+    pub fn parse(
         body: serde_json::Map<String, Value>,
         compute: &ComputeService,
     ) -> Result<Self, ApiError> {
@@ -127,7 +127,7 @@ impl InitRequest {
 }
 
 /// The nonces of node `node_id` of `node_count`, worker group `group` of `groups`
-/// (spec/POC.md §8): `node_id + group·node_count + x·groups·node_count`, x = 0, 1, ….
+/// (docs/spec/COMPUTATION.md §8): `node_id + group·node_count + x·groups·node_count`, x = 0, 1, ….
 #[derive(Clone, Debug)]
 pub struct NonceSequence {
     first: i64,
@@ -355,7 +355,7 @@ fn detach_join(worker: std::thread::JoinHandle<()>) {
     });
 }
 
-/// The generation loop (PROTOCOLS.md A5–A6): build the model, then while the phase is
+/// The generation loop (docs/spec/PROTOCOLS.md §A5–A6): build the model, then while the phase is
 /// GENERATE compute this node's next batch and hand its valid nonces to the outbox.
 ///
 /// Worker groups: the reference runs one worker per GPU group g of G on the sequence
@@ -520,24 +520,14 @@ const PROOF_BATCH_FIELDS: &[&str] = &[
 /// another block hash is refused with the reason), answered `null` as by the reference,
 /// and validated in the background; the ValidatedBatch goes to `{url}/validated`.
 pub async fn validate(State(app): State<Arc<App>>, body: Body) -> Result<Response, ApiError> {
-    let mut batch = read_object(body, app.max_body, app.idle_timeout).await?;
-    // A ProofBatch; other keys are ignored, as the reference's pydantic model ignores them
-    // (the settings below come from the init, never from the batch).
-    batch.retain(|key, _| PROOF_BATCH_FIELDS.contains(&key.as_str()));
+    let batch = read_object(body, app.max_body, app.idle_timeout).await?;
     let init = app
         .node
         .lock()
         .as_ref()
         .map(|c| c.init.clone())
         .ok_or_else(not_running)?;
-    // The node's settings; the plugin refuses a batch for another block hash.
-    batch.insert("r_target".into(), json!(init.r_target));
-    batch.insert("fraud_threshold".into(), json!(init.fraud_threshold));
-    batch.insert("params".into(), json!(init.params));
-    batch.insert("expected_block_hash".into(), json!(init.block_hash));
-    let request = Value::Object(batch.clone()).to_string();
-    batch.insert("dry_run".into(), json!(true));
-    let check = Value::Object(batch).to_string();
+    let (request, check) = validation_requests(batch, &init);
 
     match app.call_unqueued(PluginKind::Validator, check).await {
         Ok(PluginReply::Ok(_)) => {}
@@ -575,6 +565,25 @@ pub async fn validate(State(app): State<Arc<App>>, body: Body) -> Result<Respons
         }
     });
     Ok(ok(Value::Null))
+}
+
+/// The validator's request for a ProofBatch body under this init, and the same as a dry run
+/// (the check made before answering).
+pub fn validation_requests(
+    mut batch: serde_json::Map<String, Value>,
+    init: &InitRequest,
+) -> (String, String) {
+    // A ProofBatch; other keys are ignored, as the reference's pydantic model ignores them
+    // (the settings below come from the init, never from the batch).
+    batch.retain(|key, _| PROOF_BATCH_FIELDS.contains(&key.as_str()));
+    // The node's settings; the plugin refuses a batch for another block hash.
+    batch.insert("r_target".into(), json!(init.r_target));
+    batch.insert("fraud_threshold".into(), json!(init.fraud_threshold));
+    batch.insert("params".into(), json!(init.params));
+    batch.insert("expected_block_hash".into(), json!(init.block_hash));
+    let request = Value::Object(batch.clone()).to_string();
+    batch.insert("dry_run".into(), json!(true));
+    (request, Value::Object(batch).to_string())
 }
 
 /// A plugin's refusal as a 400 with the plugin's sentence.

@@ -12,7 +12,7 @@ use std::fmt;
 /// A JSON object's fields, kept raw until each is checked.
 pub type Fields<'a> = BTreeMap<String, &'a RawValue>;
 
-/// The model params' field names (spec/POC.md §2).
+/// The model params' field names (docs/spec/COMPUTATION.md §2.1).
 pub const PARAMS_FIELDS: &[&str] = &[
     "dim",
     "n_layers",
@@ -86,6 +86,49 @@ pub struct PartialParams {
     pub rope_theta: Option<f64>,
     pub use_scaled_rope: Option<bool>,
     pub seq_len: Option<u32>,
+}
+
+impl PartialParams {
+    /// The fields given, as a JSON object that `params` reads back to the same value.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        let mut put = |key: &str, value: Option<Value>| {
+            if let Some(value) = value {
+                m.insert(key.into(), value);
+            }
+        };
+        put("dim", self.dim.map(Value::from));
+        put("n_layers", self.n_layers.map(Value::from));
+        put("n_heads", self.n_heads.map(Value::from));
+        put("n_kv_heads", self.n_kv_heads.map(Value::from));
+        put("vocab_size", self.vocab_size.map(Value::from));
+        put("ffn_dim_multiplier", self.ffn_dim_multiplier.map(Value::from));
+        put("multiple_of", self.multiple_of.map(Value::from));
+        put("norm_eps", self.norm_eps.map(Value::from));
+        put("rope_theta", self.rope_theta.map(Value::from));
+        put("use_scaled_rope", self.use_scaled_rope.map(Value::from));
+        put("seq_len", self.seq_len.map(Value::from));
+        Value::Object(m)
+    }
+}
+
+/// Every input a fuzz target once failed on, and its seeds (`fuzz/regressions/TARGET/`,
+/// `fuzz/seeds/TARGET/`), for a plugin's tests to replay: (file name, contents).
+#[doc(hidden)]
+pub fn fuzz_inputs(target: &str) -> Vec<(String, Vec<u8>)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
+    let mut out = Vec::new();
+    for dir in ["seeds", "regressions"] {
+        let Ok(entries) = std::fs::read_dir(root.join(dir).join(target)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if let Ok(data) = std::fs::read(entry.path()) {
+                out.push((entry.path().display().to_string(), data));
+            }
+        }
+    }
+    out
 }
 
 pub fn reject_unknown<'a>(

@@ -1,5 +1,5 @@
-//! The serverless request (`{"input": {...}}`, API.md §1), checked field by field. Pure Rust
-//! with no host calls, so it is unit-tested natively.
+//! The serverless request (`{"input": {...}}`, docs/spec/REQUESTS.md §1), checked field by
+//! field. Pure Rust with no host calls, so it is unit-tested natively.
 
 use powhost_plugin_kit::{
     Fields, boolean, devices, integer, integer_field, nonce_list, object, object_field, params,
@@ -57,6 +57,36 @@ const INPUT_FIELDS: &[&str] = &[
 ];
 /// Keys the serverless platform itself puts beside `input`; ignored.
 const ENVELOPE_FIELDS: &[&str] = &["input", "id", "webhook", "policy", "s3Config"];
+
+impl Request {
+    /// The request as JSON that `parse` reads back to the same request.
+    pub fn to_json(&self) -> String {
+        let mut input = serde_json::json!({
+            "block_hash": self.block_hash, "block_height": self.block_height,
+            "public_key": self.public_key, "r_target": self.r_target,
+            "params": self.params.to_json(),
+        });
+        if !self.devices.is_empty() {
+            input["devices"] = self.devices.clone().into();
+        }
+        match &self.work {
+            Work::Nonces(nonces) => input["nonces"] = nonces.clone().into(),
+            Work::Stream {
+                start_nonce,
+                batch_size,
+                max_batches,
+            } => {
+                input["streaming"] = true.into();
+                input["start_nonce"] = (*start_nonce).into();
+                input["batch_size"] = (*batch_size).into();
+                if let Some(max) = max_batches {
+                    input["max_batches"] = (*max).into();
+                }
+            }
+        }
+        serde_json::json!({ "input": input }).to_string()
+    }
+}
 
 /// Parse and check one request.
 pub fn parse(text: &str) -> Result<Request, RequestError> {
@@ -265,7 +295,7 @@ mod tests {
 
     #[test]
     fn the_first_streaming_versions_request_parses() {
-        // The seed handler v1.1.0's request (RUNPOD_WIRE.md: "A streaming job").
+        // The seed handler v1.1.0's request (docs/spec/PROTOCOLS.md §B4.5).
         let r = req(&format!(
             r#"{{{OK}, "streaming": true, "batch_size": 4, "start_nonce": 5, "max_batches": 3}}"#
         ))
@@ -424,5 +454,21 @@ mod tests {
                 .message
                 .contains("extra")
         );
+    }
+
+    /// The fuzz target `runpod_request`'s check on its seeds and past findings: a request
+    /// that parses, written back, parses to the same request.
+    #[test]
+    fn fuzz_inputs_round_trip() {
+        let inputs = powhost_plugin_kit::fuzz_inputs("runpod_request");
+        assert!(!inputs.is_empty());
+        for (name, data) in inputs {
+            let Ok(text) = std::str::from_utf8(&data) else {
+                continue;
+            };
+            if let Ok(request) = parse(text) {
+                assert_eq!(parse(&request.to_json()), Ok(request), "{name}");
+            }
+        }
     }
 }

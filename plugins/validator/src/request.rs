@@ -1,5 +1,6 @@
-//! The validation request: a ProofBatch (PROTOCOLS.md A3) and the validator's settings,
-//! checked field by field. Pure Rust with no host calls, so it is unit-tested natively.
+//! The validation request (docs/spec/REQUESTS.md §2.1): a ProofBatch
+//! (docs/spec/PROTOCOLS.md §A3) and the validator's settings, checked field by field. Pure Rust
+//! with no host calls, so it is unit-tested natively.
 
 use powhost_plugin_kit::{
     Fields, PartialParams, RequestError, devices, integer, integer_field, nonce_list, number_list,
@@ -8,7 +9,7 @@ use powhost_plugin_kit::{
 
 /// Most nonces one batch may hold.
 pub const MAX_NONCES: usize = 10_000_000;
-/// The network's defaults (PROTOCOLS.md A3, the node software's init request).
+/// The network's defaults (docs/spec/PROTOCOLS.md §A3, the node software's init request).
 pub const DEFAULT_R_TARGET: f64 = 1.4013564660458173;
 pub const DEFAULT_FRAUD_THRESHOLD: f64 = 1e-7;
 
@@ -57,6 +58,29 @@ const FIELDS: &[&str] = &[
     "expected_block_hash",
     "dry_run",
 ];
+
+impl Request {
+    /// The request as JSON that `parse` reads back to the same request.
+    pub fn to_json(&self) -> String {
+        let mut v = serde_json::json!({
+            "public_key": self.public_key, "block_hash": self.block_hash,
+            "block_height": self.block_height, "nonces": self.nonces,
+            "dist": self.received_dist, "node_id": self.node_id, "r_target": self.r_target,
+            "fraud_threshold": self.fraud_threshold, "params": self.params.to_json(),
+            "dry_run": self.dry_run,
+        });
+        if !self.devices.is_empty() {
+            v["devices"] = self.devices.clone().into();
+        }
+        if let Some(s) = self.sample {
+            v["sample"] = serde_json::json!({"k": s.k, "seed": s.seed});
+        }
+        if let Some(h) = &self.expected_block_hash {
+            v["expected_block_hash"] = h.clone().into();
+        }
+        v.to_string()
+    }
+}
 
 /// Parse and check one request.
 pub fn parse(text: &str) -> Result<Request, RequestError> {
@@ -277,5 +301,21 @@ mod tests {
             ))
             .is_ok()
         );
+    }
+
+    /// The fuzz target `validator_request`'s check on its seeds and past findings: a request
+    /// that parses, written back, parses to the same request.
+    #[test]
+    fn fuzz_inputs_round_trip() {
+        let inputs = powhost_plugin_kit::fuzz_inputs("validator_request");
+        assert!(!inputs.is_empty());
+        for (name, data) in inputs {
+            let Ok(text) = std::str::from_utf8(&data) else {
+                continue;
+            };
+            if let Ok(request) = parse(text) {
+                assert_eq!(parse(&request.to_json()), Ok(request), "{name}");
+            }
+        }
     }
 }
