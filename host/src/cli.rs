@@ -329,10 +329,10 @@ pub struct CompareArgs {
     /// A `forward_<preset>.json` golden file (distances from the reference) to compare with.
     #[arg(long, value_name = "FILE")]
     pub golden: Option<String>,
-    /// Largest |Δd| a pair may show (spec §9).
+    /// Largest |Δd| a pair may show (docs/spec/COMPUTATION.md §9).
     #[arg(long, default_value_t = 5e-6, value_name = "X")]
     pub budget_max: f64,
-    /// Largest median |Δd| a pair may show (spec §9).
+    /// Largest median |Δd| a pair may show (docs/spec/COMPUTATION.md §9).
     #[arg(long, default_value_t = 5e-7, value_name = "Y")]
     pub budget_median: f64,
     /// Nonces per forward pass (default: chosen from the model size).

@@ -1,5 +1,6 @@
-//! Every result powhost POSTs: `serve`'s callbacks to the node software (PROTOCOLS.md A6–A7)
-//! and serverless webhooks, and the worker's results to the serverless platform.
+//! Every result powhost POSTs: `serve`'s callbacks to the node software
+//! (docs/spec/PROTOCOLS.md §A6–A7) and serverless webhooks, and the worker's results to the
+//! serverless platform.
 //!
 //! Nothing computed is lost: generated nonces accumulate per destination and are sealed into
 //! one ProofBatch every `--callback-interval`; a result stays in the outbox until a POST of it

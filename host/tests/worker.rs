@@ -1,5 +1,5 @@
 //! `powhost worker` against a stand-in for the serverless platform on loopback that records
-//! every request: the URLs, query parameters, headers and bodies of docs/RUNPOD_WIRE.md,
+//! every request: the URLs, query parameters, headers and bodies of docs/spec/PROTOCOLS.md §B4,
 //! single-shot jobs against the golden responses, the bad-input battery as jobs, streams
 //! (max_batches, job-stop, SIGTERM), the heartbeat, 429s, refused result POSTs, two jobs at
 //! once, a trapping plugin, an unreachable platform, and the self-test refusing a bad device.

@@ -1,11 +1,12 @@
-//! How closely two lists of distances agree (spec §9's budget), for tests and reports.
+//! How closely two lists of distances agree (the budget of docs/spec/COMPUTATION.md §9), for
+//! tests and reports.
 
 use serde::Serialize;
 
 /// The network's default `r_target`, and 2.0 where every nonce passes.
 pub const R_TARGET_DEFAULT: f64 = 1.4013564660458173;
 pub const AGREEMENT_R_TARGETS: [f64; 2] = [2.0, R_TARGET_DEFAULT];
-/// Spec §9: median and max |Δd| against the reference.
+/// docs/spec/COMPUTATION.md §9: median and max |Δd| against the reference.
 pub const BUDGET_MEDIAN: f64 = 5e-7;
 pub const BUDGET_MAX: f64 = 5e-6;
 

@@ -1,6 +1,6 @@
 //! The one trait every compute backend implements. The seeded work (pool, inputs,
 //! permutations, target, distances) is shared in this crate; a backend only runs the
-//! forward pass of spec §5 for a batch of nonce inputs.
+//! forward pass of docs/spec/COMPUTATION.md §5 for a batch of nonce inputs.
 
 use crate::model::ModelWeights;
 use crate::params::ModelParams;

@@ -1,6 +1,7 @@
 //! The backend conformance suite, written once against [`Backend`]: every backend runs the
-//! same golden comparisons with the same budget (spec §9). Tests of each backend call
-//! [`check_forward_golden`] with the text of a `forward_<preset>.json` golden file.
+//! same golden comparisons with the same budget (docs/spec/COMPUTATION.md §9). Tests of each
+//! backend call [`check_forward_golden`] with the text of a `forward_<preset>.json` golden
+//! file.
 
 use crate::agreement::{AGREEMENT_R_TARGETS, Agreement, BUDGET_MAX, BUDGET_MEDIAN};
 use crate::backend::Backend;
@@ -23,7 +24,7 @@ pub struct ForwardReport {
     pub logits_max_abs_diff: f32,
 }
 
-/// Run `backend` on a `forward_*.json` golden and check spec §9's budget.
+/// Run `backend` on a `forward_*.json` golden and check the budget of docs/spec/COMPUTATION.md §9.
 pub fn check_forward_golden(
     backend: &dyn Backend,
     golden_json: &str,

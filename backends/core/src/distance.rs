@@ -1,8 +1,9 @@
-//! The distance of a nonce's logits to the target (spec §6).
+//! The distance of a nonce's logits to the target (docs/spec/COMPUTATION.md §6).
 
 use crate::numpy_sum::numpy_sum;
 
-/// `distance = || u/||u|| - t ||` with `u = z[π]`; see spec §6 for each precision.
+/// `distance = || u/||u|| - t ||` with `u = z[π]`; see docs/spec/COMPUTATION.md §6 for each
+/// precision.
 pub fn distance(logits: &[f32], permutation: &[u32], target: &[f64]) -> f64 {
     debug_assert_eq!(logits.len(), permutation.len());
     debug_assert_eq!(logits.len(), target.len());

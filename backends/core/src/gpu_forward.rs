@@ -1,8 +1,8 @@
-//! The GPU forward pass of spec §5, written once: the sequence of steps, the buffers they
-//! use and their shapes. Each GPU backend (wgpu, CUDA) implements [`GpuSteps`] with its own
-//! kernels; [`last_position_logits`] runs the same sequence on every one of them, so the
-//! tests that run it on one backend (wgpu on lavapipe in CI) also check the order, shapes and
-//! buffer use the others run.
+//! The GPU forward pass of docs/spec/COMPUTATION.md §5, written once: the sequence of steps,
+//! the buffers they use and their shapes. Each GPU backend (wgpu, CUDA) implements [`GpuSteps`]
+//! with its own kernels; [`last_position_logits`] runs the same sequence on every one of them,
+//! so the tests that run it on one backend (wgpu on lavapipe in CI) also check the order,
+//! shapes and buffer use the others run.
 //!
 //! (The CPU backend keeps its own sequence: it runs a group of nonces per core with in-place
 //! steps.)
@@ -89,8 +89,8 @@ pub trait GpuSteps {
     fn silu_mul(&mut self, a: &mut Self::Buffer, b: &Self::Buffer, len: usize) -> Result<()>;
 }
 
-/// Spec §5 for `batch` nonce inputs (`[batch · seq_len, dim]` f16): the last position's
-/// logits, `vocab_size` f32 each.
+/// docs/spec/COMPUTATION.md §5 for `batch` nonce inputs (`[batch · seq_len, dim]` f16): the
+/// last position's logits, `vocab_size` f32 each.
 pub fn last_position_logits<S: GpuSteps>(
     steps: &mut S,
     weights: &ModelWeights,

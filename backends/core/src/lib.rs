@@ -1,5 +1,5 @@
 //! The seeded math of Gonka's Proof-of-Compute, shared by every backend
-//! (`shared/spec/POC.md`): numpy-compatible random streams, model params and presets, the
+//! (`docs/spec/COMPUTATION.md`): numpy-compatible random streams, model params and presets, the
 //! parameter table and weight pool, nonce inputs, permutations, the target, the RoPE table,
 //! distances, and the [`Backend`] trait.
 

@@ -16,7 +16,7 @@ pub struct ModelWeights {
     pub table: ParameterTable,
     pub pool: WeightPool,
     pub rope: RopeTable,
-    /// The unit target vector of this block (spec §6.3), shared by every nonce.
+    /// The unit target vector of this block (docs/spec/COMPUTATION.md §6.3), shared by every nonce.
     pub target: Vec<f64>,
     /// How long the pool took to draw.
     pub pool_seconds: f64,

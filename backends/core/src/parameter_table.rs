@@ -1,4 +1,5 @@
-//! The parameter table (spec §2) and where each parameter lives in the weight pool (§3).
+//! The parameter table and where each parameter lives in the weight pool
+//! (docs/spec/COMPUTATION.md §2.5, §3).
 
 use crate::params::ModelParams;
 use sha2::{Digest, Sha256};

@@ -1,4 +1,5 @@
-//! Model parameters (spec §2): the JSON shape, named presets, partial objects, validation.
+//! Model parameters (docs/spec/COMPUTATION.md §2): the JSON shape, named presets, partial
+//! objects, validation.
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -66,7 +67,7 @@ const fn preset(
     }
 }
 
-/// The named presets: the network's (spec §2) and our own test/bench sizes.
+/// The named presets: the network's (docs/spec/COMPUTATION.md §2.3) and our own test/bench sizes.
 pub const PRESETS: &[(&str, &str, ModelParams)] = &[
     (
         "mainnet",
@@ -190,8 +191,8 @@ impl ModelParams {
             + 2 * d * self.vocab_size as u64
     }
 
-    /// Check the constraints of spec §2 and that every size is sane; the message says
-    /// what to change.
+    /// Check the constraints of docs/spec/COMPUTATION.md §2.1 and that every size is sane; the
+    /// message says what to change.
     pub fn validate(&self) -> Result<()> {
         for (name, v) in [
             ("dim", self.dim),

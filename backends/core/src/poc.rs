@@ -1,5 +1,5 @@
 //! Nonces to distances: inputs and permutations drawn on every core, the forward pass on
-//! the backend, distances per spec §6.
+//! the backend, distances per docs/spec/COMPUTATION.md §6.
 
 use crate::backend::ForwardPass;
 use crate::distance::distance;

@@ -1,5 +1,5 @@
-//! The RoPE table (spec §5): cos/sin per position and frequency, stored in f16 as the
-//! reference does, handed to backends widened to f32.
+//! The RoPE table (docs/spec/COMPUTATION.md §5.2): cos/sin per position and frequency, stored
+//! in f16 as the reference does, handed to backends widened to f32.
 
 use crate::params::ModelParams;
 use half::f16;
@@ -28,8 +28,8 @@ pub fn base_freq(j: usize, hd: usize, theta: f64) -> f32 {
 
 /// LLaMA 3.1's `apply_scaling` as the reference runs it: each frequency is a 0-d float32
 /// tensor, so all of it is f32 arithmetic, and `c / t` with a Python number `c` is
-/// PyTorch's `t.reciprocal() * c`. (Spec §5 says f64; f64 differs from the reference in one
-/// frequency of devtest's 16, and more at larger head sizes.)
+/// PyTorch's `t.reciprocal() * c` (docs/spec/COMPUTATION.md §5.2). (In f64 it would differ from
+/// the reference in one frequency of devtest's 16, and more at larger head sizes.)
 pub fn scale_freq(freq: f32) -> f32 {
     let two_pi = (2.0 * std::f64::consts::PI) as f32;
     let wavelen = (1.0f32 / freq) * two_pi;

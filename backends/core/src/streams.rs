@@ -1,11 +1,11 @@
-//! The per-nonce and per-block random inputs (spec §1, §4, §6.3).
+//! The per-nonce and per-block random inputs (docs/spec/COMPUTATION.md §1, §4, §6.3).
 
 use crate::numpy_sum::numpy_sum;
 use crate::params::ModelParams;
 use crate::rng::NumpyRng;
 use half::f16;
 
-/// The seed strings of spec §1's table.
+/// The seed strings of the table in docs/spec/COMPUTATION.md §1.2.
 pub fn input_seed(block_hash: &str, public_key: &str, nonce: i64) -> String {
     format!("{block_hash}_{public_key}_nonce{nonce}")
 }

@@ -1,5 +1,5 @@
-//! The weight pool (spec §3): the first `pool_size` draws of `normal(0, 0.02)` from the
-//! block hash's stream, each rounded f64 → f32 → f16.
+//! The weight pool (docs/spec/COMPUTATION.md §3): the first `pool_size` draws of
+//! `normal(0, 0.02)` from the block hash's stream, each rounded f64 → f32 → f16.
 //!
 //! Drawing is parallel yet bit-exact. The stream is cut into chunks of 64-bit draws; each
 //! worker jumps its own PCG64 to its chunk's first draw and decodes normals from there, not

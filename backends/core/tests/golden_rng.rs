@@ -115,7 +115,7 @@ fn permutations_match_numpy() {
 
 #[test]
 fn u32_buffer_hands_out_low_half_first_and_outlives_u64_draws() {
-    // NUMPY_RANDOM.md's check values for ("abc", 1 hash).
+    // The check values for ("abc", 1 hash) of docs/spec/NUMPY_RANDOM.md §7.
     let mut rng = NumpyRng::from_seed_str("abc", 1);
     assert_eq!(rng.next_u32(), 0xb854e835);
     assert_eq!(rng.next_u32(), 0x305fd0b6);

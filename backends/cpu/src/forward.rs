@@ -1,4 +1,4 @@
-//! The forward pass of spec §5, step by step, for a batch of nonces.
+//! The forward pass of docs/spec/COMPUTATION.md §5, step by step, for a batch of nonces.
 
 use crate::ops::{self, AttentionShape, RopeTableF32};
 use crate::weights::WeightStore;

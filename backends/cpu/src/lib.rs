@@ -1,4 +1,5 @@
-//! The exact CPU backend: spec §5's float16 forward pass with f32 accumulation.
+//! The exact CPU backend: the float16 forward pass (docs/spec/COMPUTATION.md §5) with f32
+//! accumulation.
 //!
 //! f16 tensors are held as f32 arrays whose values are all f16-representable: every
 //! rounding point of the spec rounds in place ([`ops::round_f16`]), and the matrix products

@@ -7,9 +7,9 @@
 //! - RoPE, residual add and the last-row gather are exact: the same f32 operations, rounded
 //!   once (the CUDA kernels are compiled without multiply-add contraction);
 //! - matrix products, RMSNorm and attention may land one f16 ulp apart: their f32 sums run
-//!   in another order (spec §5 leaves it free), and `exp` differs between libraries in the
-//!   last f32 bit. Measured on lavapipe (wgpu, tiny and devtest): at most 1 ulp, on 0.4 % of
-//!   values or fewer;
+//!   in another order (docs/spec/COMPUTATION.md §5.1 leaves it free), and `exp` differs between
+//!   libraries in the last f32 bit. Measured on lavapipe (wgpu, tiny and devtest): at most 1
+//!   ulp, on 0.4 % of values or fewer;
 //! - SiLU·mul rounds `silu(a)` before multiplying by `b`: one ulp there becomes up to |b| ulps
 //!   of the product. Measured on lavapipe: 2 ulps on 1 value of 5376 (tiny), 1 of 16384
 //!   (devtest). The bound is 2.

@@ -1,4 +1,4 @@
-//! The steps of spec §5, one function each. "f16" arrays are f32 arrays holding
+//! The steps of docs/spec/COMPUTATION.md §5, one function each. "f16" arrays are f32 arrays holding
 //! f16-representable values; `round_f16` is the ⟂ of the spec.
 
 use crate::weights::WeightStore;
@@ -221,7 +221,7 @@ pub fn attention(shape: &AttentionShape, q: &[f32], k: &[f32], v: &[f32], out: &
 }
 
 /// An f32 dot product with 8 independent accumulators, so that it vectorises (the
-/// accumulation order is free in spec §5).
+/// accumulation order is free: docs/spec/COMPUTATION.md §5.1).
 #[inline]
 fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];

@@ -1,6 +1,7 @@
 //! The conformance suite on the CPU backend: distances of the reference's 64 golden nonces
-//! per preset within spec §9's budget (median |Δd| ≤ 5e-7, max ≤ 5e-6, no verdict flips at
-//! r_target 2.0 and 1.4013564660458173). The achieved figures are printed (`--nocapture`).
+//! per preset within the budget of docs/spec/COMPUTATION.md §9 (median |Δd| ≤ 5e-7, max ≤ 5e-6,
+//! no verdict flips at r_target 2.0 and 1.4013564660458173). The achieved figures are printed
+//! (`--nocapture`).
 
 use powhost_core::conformance::check_forward_golden;
 use powhost_cpu::CpuBackend;

@@ -1,5 +1,6 @@
-//! The steps of spec §5's forward pass on CUDA ([`GpuSteps`]; the sequence is core's
-//! `gpu_forward`): a replica of the pool and kernels per device, a batch split between them.
+//! The steps of the forward pass (docs/spec/COMPUTATION.md §5) on CUDA ([`GpuSteps`]; the
+//! sequence is core's `gpu_forward`): a replica of the pool and kernels per device, a batch
+//! split between them.
 
 use anyhow::{Context, Result, anyhow, ensure};
 use cudarc::cublas::{CudaBlas, Gemm, GemmConfig, sys::cublasOperation_t};

@@ -1,7 +1,8 @@
-// The steps of spec §5 that are not matrix products, as CUDA kernels compiled by NVRTC.
-// f16 values are stored as raw 16-bit patterns and converted with the PTX instructions
-// (cvt.rn rounds to nearest, ties to even: the spec's ⟂), so no CUDA header is needed.
-// Matrix products are cuBLAS GEMMs (f16 in, f32 accumulation, f16 out) on the host side.
+// The steps of docs/spec/COMPUTATION.md §5 that are not matrix products, as CUDA kernels
+// compiled by NVRTC. f16 values are stored as raw 16-bit patterns and converted with the PTX
+// instructions (cvt.rn rounds to nearest, ties to even: the spec's ⟂), so no CUDA header is
+// needed. Matrix products are cuBLAS GEMMs (f16 in, f32 accumulation, f16 out) on the host
+// side.
 
 // No headers: NVRTC's built-ins only (no u64 or vector types assumed).
 typedef unsigned short h16;

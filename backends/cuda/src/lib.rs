@@ -1,6 +1,7 @@
-//! The CUDA backend: spec §5's float16 forward pass on NVIDIA GPUs, with cuBLAS GEMMs
-//! (f16 in, f32 accumulation, f16 out) and NVRTC-compiled kernels for the other steps
-//! (`kernels.cu`). The f16 pool is uploaded once per device and weights are offsets into it.
+//! The CUDA backend: the float16 forward pass (docs/spec/COMPUTATION.md §5) on NVIDIA GPUs,
+//! with cuBLAS GEMMs (f16 in, f32 accumulation, f16 out) and NVRTC-compiled kernels for the
+//! other steps (`kernels.cu`). The f16 pool is uploaded once per device and weights are offsets
+//! into it.
 //!
 //! cudarc loads libcuda, libcublas and libnvrtc at run time, so this crate builds on
 //! machines without CUDA; there, [`CudaBackend::new`] returns "no CUDA device: …" (cudarc
@@ -25,8 +26,8 @@ const KERNELS: &str = include_str!("kernels.cu");
 pub const ARCHITECTURES: &[&str] = &["sm_80", "sm_86", "sm_89", "sm_90"];
 
 /// `kernels.cu` compiled by NVRTC to PTX for `arch` (`sm_90`, …; `None`: NVRTC's default).
-/// `--fmad=false`: no multiply-add contraction, so every product is rounded as spec §5 and
-/// the CPU backend round it (RoPE's `x0·c − x1·s` above all).
+/// `--fmad=false`: no multiply-add contraction, so every product is rounded as
+/// docs/spec/COMPUTATION.md §5 and the CPU backend round it (RoPE's `x0·c − x1·s` above all).
 pub fn compile_kernels(arch: Option<&'static str>) -> Result<cudarc::nvrtc::Ptx> {
     let options = cudarc::nvrtc::CompileOptions {
         fmad: Some(false),

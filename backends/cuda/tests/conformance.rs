@@ -1,7 +1,7 @@
 //! The conformance suite on the CUDA backend: the same golden comparisons and budget as
-//! the CPU backend (spec §9). Where no CUDA device answers (CI, the development machines)
-//! each test says so and passes without running; `no_device_is_a_clear_error` checks that
-//! the answer there is an error, not a panic.
+//! the CPU backend (docs/spec/COMPUTATION.md §9). Where no CUDA device answers (CI, the
+//! development machines) each test says so and passes without running;
+//! `no_device_is_a_clear_error` checks that the answer there is an error, not a panic.
 
 use powhost_core::conformance::check_forward_golden;
 use powhost_cuda::CudaBackend;

@@ -1,6 +1,6 @@
-//! The steps of spec §5's forward pass on wgpu ([`GpuSteps`]; the sequence is core's
-//! `gpu_forward`): one command buffer per batch, every step a kernel of `kernels.wgsl`, the
-//! logits of the last positions read back.
+//! The steps of the forward pass (docs/spec/COMPUTATION.md §5) on wgpu ([`GpuSteps`]; the
+//! sequence is core's `gpu_forward`): one command buffer per batch, every step a kernel of
+//! `kernels.wgsl`, the logits of the last positions read back.
 
 use crate::gpu::Gpu;
 use anyhow::{Result, ensure};

@@ -1,9 +1,9 @@
-// The steps of spec §5 as WGSL compute kernels. Activations are f32 arrays holding
-// f16-representable values (as on the CPU backend); `r16` is the spec's ⟂, rounding to f16
-// (nearest, ties to even) with integer operations, so it needs no SHADER_F16 and does not
+// The steps of docs/spec/COMPUTATION.md §5 as WGSL compute kernels. Activations are f32 arrays
+// holding f16-representable values (as on the CPU backend); `r16` is the spec's ⟂, rounding to
+// f16 (nearest, ties to even) with integer operations, so it needs no SHADER_F16 and does not
 // depend on how a driver converts. Weights are read from the f16 pool, packed two per u32,
-// through a window of the pool starting at the parameter (tile-placed parameters, which
-// wrap around the pool, are made contiguous once at load).
+// through a window of the pool starting at the parameter (tile-placed parameters, which wrap
+// around the pool, are made contiguous once at load).
 //
 // Activations are stored as `act`: f16 where the adapter has SHADER_F16 (half the memory
 // traffic), else f32. Either way every stored value has been rounded by r16 first, so the

@@ -1,12 +1,13 @@
-//! The portable GPU backend: spec §5's float16 forward pass as WGSL compute shaders on
-//! wgpu (Vulkan: NVIDIA, AMD, Intel, and Mesa's software lavapipe for tests on machines
-//! without a GPU).
+//! The portable GPU backend: the float16 forward pass (docs/spec/COMPUTATION.md §5) as WGSL
+//! compute shaders on wgpu (Vulkan: NVIDIA, AMD, Intel, and Mesa's software lavapipe for tests
+//! on machines without a GPU).
 //!
 //! Activations are f32 buffers holding f16-representable values, rounded at every rounding
 //! point by integer operations (`r16` in `kernels.wgsl`, tested against `half`); the f16
 //! pool is uploaded once and every weight is read from it at its placement, so no parameter
-//! is ever copied. The distances agree with the reference within spec §9's budget (the
-//! conformance tests), not to the bit: sums run in a different order than PyTorch's.
+//! is ever copied. The distances agree with the reference within the budget of
+//! docs/spec/COMPUTATION.md §9 (the conformance tests), not to the bit: sums run in a different
+//! order than PyTorch's.
 
 mod forward;
 mod gpu;

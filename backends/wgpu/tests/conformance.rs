@@ -1,7 +1,7 @@
 //! The conformance suite on the wgpu backend — the same golden comparisons and budget as
-//! the CPU backend (spec §9) — and the shaders' f16 rounding checked value by value. On a
-//! machine with no Vulkan driver at all the tests say so and pass without running; CI
-//! installs Mesa's lavapipe, so they run there for real.
+//! the CPU backend (docs/spec/COMPUTATION.md §9) — and the shaders' f16 rounding checked value
+//! by value. On a machine with no Vulkan driver at all the tests say so and pass without
+//! running; CI installs Mesa's lavapipe, so they run there for real.
 
 use half::f16;
 use powhost_core::conformance::check_forward_golden;

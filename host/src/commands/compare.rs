@@ -1,5 +1,5 @@
 //! `powhost compare`: the same nonces on several backends (and a golden file), and how
-//! closely every pair agrees against spec §9's budget.
+//! closely every pair agrees against the budget of docs/spec/COMPUTATION.md §9.
 
 use crate::backends::backend_by_name;
 use crate::cli::{CompareArgs, ModelArgs};

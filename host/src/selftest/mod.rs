@@ -10,8 +10,9 @@ use powhost_core::params::{ModelParams, PartialParams};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
-/// The agreement budget for one distance (spec §9: the largest |Δd| a backend may show against
-/// the reference; the CPU backend measures 2.9e-7 on `small`, wgpu on lavapipe 8.1e-7).
+/// The agreement budget for one distance (docs/spec/COMPUTATION.md §9: the largest |Δd| a
+/// backend may show against the reference; the CPU backend measures 2.9e-7 on `small`, wgpu on
+/// lavapipe 8.1e-7).
 pub const MAX_DIST_DIFF: f64 = 5e-6;
 
 /// 8 nonces of `tests/golden/forward_small.json`, kept in the binary.

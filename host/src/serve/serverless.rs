@@ -1,4 +1,4 @@
-//! Serverless-style endpoints (API.md §3, PROTOCOLS.md B2): `/runsync`, `/run`,
+//! Serverless-style endpoints (docs/spec/PROTOCOLS.md §B2): `/runsync`, `/run`,
 //! `/status/{id}`, `/stream/{id}`, `/cancel/{id}`, `/health`. The request plugin (default
 //! `runpod`) handles each job's `{"input": {...}}`; the host keeps the jobs.
 

@@ -1,5 +1,6 @@
-//! `powhost worker`: powhost as the serverless platform's worker process (docs/PROTOCOLS.md
-//! §B1), in place of the platform's Python SDK wrapped around the seed handler.
+//! `powhost worker`: powhost as the serverless platform's worker process
+//! (docs/spec/PROTOCOLS.md §B1), in place of the platform's Python SDK wrapped around the seed
+//! handler.
 //!
 //! Four loops share one compute service and one outbox: jobs are taken by long-poll (as many
 //! as `--concurrency` leaves room for), each job's request goes to the plugin exactly as

@@ -1,4 +1,4 @@
-//! The serverless platform as its workers see it (docs/PROTOCOLS.md §B1): the URLs and key
+//! The serverless platform as its workers see it (docs/spec/PROTOCOLS.md §B1): the URLs and key
 //! it hands a worker in the environment, and the requests the platform's own SDK makes with
 //! them, query parameters and headers included.
 
@@ -191,7 +191,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    /// The environment of docs/RUNPOD_WIRE.md.
+    /// The environment of the capture in docs/spec/PROTOCOLS.md §B4.1.
     fn capture_env() -> HashMap<&'static str, String> {
         HashMap::from([
             (

@@ -1,5 +1,5 @@
 //! What a job's plugin call becomes on the wire: the bodies the platform's SDK posts for the
-//! seed handler (docs/PROTOCOLS.md §B1, B3; docs/RUNPOD_WIRE.md).
+//! seed handler (docs/spec/PROTOCOLS.md §B1, §B3, §B4).
 
 use crate::plugins::{PluginFailure, PluginReply};
 use serde_json::value::RawValue;

@@ -9,8 +9,8 @@ use std::process::{Command, Output, Stdio};
 pub const HASH: &str = "0000000000000000000000000000000000000000000000000000000000000001";
 pub const KEY: &str = "test_public_key_12345678901234567890";
 
-/// The agreement budget of spec §9 for one distance (the forward-pass tests measure max
-/// 2.9e-7 on `small` and 8.8e-8 on `tiny` against the goldens).
+/// The agreement budget of docs/spec/COMPUTATION.md §9 for one distance (the forward-pass tests
+/// measure max 2.9e-7 on `small` and 8.8e-8 on `tiny` against the goldens).
 pub const MAX_DIST_DIFF: f64 = 5e-6;
 
 /// The binary, with the caller's log settings removed.

@@ -1,4 +1,5 @@
-//! The serverless handler contract (API.md §1) as a powhost plugin: the default plugin.
+//! The serverless handler contract (docs/spec/REQUESTS.md §1) as a powhost plugin: the default
+//! plugin.
 //!
 //! A request lists nonces (one response with the valid ones) or asks for a stream — by
 //! `start_nonce` and `batch_size`, or by the seed handler's first streaming form,

@@ -9,8 +9,8 @@ pub struct Header<'a> {
     pub block_height: i64,
 }
 
-/// The one-shot response: the valid nonces (`dist < r_target`, strict, spec §6) in request
-/// order, with their distances.
+/// The one-shot response (docs/spec/REQUESTS.md §1.4): the valid nonces (`dist < r_target`, strict,
+/// docs/spec/COMPUTATION.md §6.5) in request order, with their distances.
 pub fn batch(h: &Header, nonces: &[i64], dist: &[f64], r_target: f64) -> String {
     #[derive(Serialize)]
     struct Batch<'a> {

@@ -1,6 +1,6 @@
 //! The binomial upper tail `P[X ≥ k]` for `X ~ Binomial(n, p)`: what scipy's
 //! `binomtest(k, n, p, alternative="greater").pvalue` gives, which the network's validators
-//! compare against `fraud_threshold` (spec/POC.md §7).
+//! compare against `fraud_threshold` (docs/spec/COMPUTATION.md §7).
 //!
 //! Each probability mass is computed with Loader's saddle-point form (the one R's `dbinom`
 //! uses), accurate to a few ulps even where `ln C(n, k)` is huge and a log-gamma difference
@@ -163,7 +163,7 @@ mod tests {
         assert!(((upper_tail(10, 10, 0.3) - 0.3f64.powi(10)) / 0.3f64.powi(10)).abs() < 1e-12);
     }
 
-    /// The network's threshold: fraud from 5 invalid nonces of 200 (PROTOCOLS.md A7).
+    /// The network's threshold: fraud from 5 invalid nonces of 200 (docs/spec/PROTOCOLS.md §A7).
     #[test]
     fn network_threshold() {
         assert!(upper_tail(4, 200, 5e-4) >= 1e-7);

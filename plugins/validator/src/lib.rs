@@ -1,8 +1,9 @@
-//! Validation as a powhost plugin: a ProofBatch in (PROTOCOLS.md A3), every nonce's distance
-//! recomputed, and a ValidatedBatch out with the network's fraud test (spec/POC.md §7):
-//! `n_invalid`, `probability_honest` (the binomial upper tail, as scipy's `binomtest`) and
-//! `fraud_detected`. Optionally a seeded random sample of the nonces is checked instead, for
-//! cheap spot checks; the reply then says which.
+//! Validation as a powhost plugin (docs/spec/REQUESTS.md §2): a ProofBatch in
+//! (docs/spec/PROTOCOLS.md §A3), every nonce's distance recomputed, and a ValidatedBatch out
+//! with the network's fraud test (docs/spec/COMPUTATION.md §7): `n_invalid`,
+//! `probability_honest` (the binomial upper tail, as scipy's `binomtest`) and `fraud_detected`.
+//! Optionally a seeded random sample of the nonces is checked instead, for cheap spot checks;
+//! the reply then says which.
 //!
 //! Request: the ProofBatch fields (`public_key`, `block_hash`, `block_height`, `nonces`,
 //! `dist`, optional `node_id`) plus optional `r_target` (default 1.4013564660458173),

@@ -1,4 +1,5 @@
-//! Scoring a recomputed batch (spec/POC.md §7, PROTOCOLS.md A7) and drawing spot-check samples.
+//! Scoring a recomputed batch (docs/spec/COMPUTATION.md §7, docs/spec/PROTOCOLS.md §A7) and
+//! drawing spot-check samples (docs/spec/REQUESTS.md §2.3).
 
 use crate::binomial::upper_tail;
 use rand_chacha::ChaCha8Rng;

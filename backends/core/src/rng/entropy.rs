@@ -1,7 +1,7 @@
 use sha2::{Digest, Sha256};
 
 /// `entropy(seed, k)`: for `i in 0..k`, SHA-256 of `"{seed}_{i}"` read as 8 little-endian
-/// `u32` words, concatenated (spec §1).
+/// `u32` words, concatenated (docs/spec/COMPUTATION.md §1.1).
 pub fn entropy(seed: &str, num_hashes: usize) -> Vec<u32> {
     let mut words = Vec::with_capacity(8 * num_hashes);
     for i in 0..num_hashes {

@@ -1,4 +1,4 @@
-//! numpy-compatible random streams (`shared/spec/NUMPY_RANDOM.md`).
+//! numpy-compatible random streams (`docs/spec/NUMPY_RANDOM.md`).
 //!
 //! Every stream the PoC uses is `numpy.random.default_rng(SeedSequence(entropy(seed, k)))`.
 //! Each stream here is a plain value ([`NumpyRng`]); there is no global state.

@@ -1,8 +1,8 @@
 //! numpy's 256-level ziggurat tables for `standard_normal`, as literal data.
 //!
-//! Generated once from `shared/spec/ziggurat_tables.json` (numpy 2.2's `ziggurat_constants.h`).
-//! They are data, not formulas: recomputing them in floating point does not reproduce numpy's
-//! bits (its generator's libm was one ulp off in one entry).
+//! Generated once from numpy 2.2's `ziggurat_constants.h`, as bit patterns
+//! (docs/spec/NUMPY_RANDOM.md §4.1). They are data, not formulas: recomputing them in floating
+//! point does not reproduce numpy's bits (its generator's libm was one ulp off in one entry).
 
 /// The tail cut-off `R` of the ziggurat.
 pub(crate) const R: f64 = f64::from_bits(0x400D3BB48209AD33);
