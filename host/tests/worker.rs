@@ -51,6 +51,8 @@ struct Script {
     refuse_output: usize,
     /// Answered once on job-stop.
     stop: Vec<String>,
+    /// The next job-takes answer with this many bytes of body (a broken platform).
+    huge_take: Option<usize>,
 }
 
 struct Platform {
@@ -199,6 +201,8 @@ fn serve_connection(stream: TcpStream, seen: &Mutex<Vec<Seen>>, script: &Mutex<S
                 if sc.take_429 > 0 {
                     sc.take_429 -= 1;
                     (429, String::new())
+                } else if let Some(bytes) = sc.huge_take.take() {
+                    (200, " ".repeat(bytes))
                 } else if target.contains("/job-take-batch/") {
                     let n: usize = query(&target, "batch_size").parse().unwrap_or(1);
                     let jobs: Vec<Value> = (0..n).filter_map(|_| sc.jobs.pop_front()).collect();
@@ -945,4 +949,23 @@ fn throughput() {
             seconds * 1e3 / jobs as f64
         );
     }
+}
+
+/// A platform answer beyond the worker's bound (256 MiB) is refused unread (it used to be read
+/// whole, without limit); the worker backs off and takes the next job.
+#[test]
+fn an_oversized_platform_answer_is_refused_and_the_worker_goes_on() {
+    let platform = Platform::start();
+    platform.script().huge_take = Some(257 << 20);
+    platform.add_job("job-after", tiny_input());
+    let mut worker = worker_command(platform.env(), &[], &[("LOG_LEVEL", "warn")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    platform.wait_for("the next job's result", 60, |p| !p.results("job-after").is_empty());
+    let _ = worker.kill();
+    let out = worker.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("larger than 256 MiB"), "{log}");
 }

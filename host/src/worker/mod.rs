@@ -28,6 +28,25 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 
+/// Largest answer taken from the platform (a job-take holds at most a few jobs' requests):
+/// a longer one is refused rather than read into memory without end.
+const MAX_PLATFORM_ANSWER: usize = 256 << 20;
+
+/// A response body as text, refused once it passes `limit` bytes.
+async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<String, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| with_causes(&e))? {
+        if body.len() + chunk.len() > limit {
+            return Err(format!(
+                "the answer is larger than {} MiB and was not read",
+                limit >> 20
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
 /// The SDK's long-poll limit for job-take and job-stop.
 const LONG_POLL: Duration = Duration::from_secs(90);
 /// A platform that answers "no job" at once is asked again no sooner than this.
@@ -203,7 +222,7 @@ impl Worker {
             }
         })?;
         let status = response.status().as_u16();
-        let body = response.text().await.map_err(|e| with_causes(&e))?;
+        let body = read_limited(response, MAX_PLATFORM_ANSWER).await?;
         Ok((status, body))
     }
 
