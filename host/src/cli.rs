@@ -171,7 +171,8 @@ pub struct RunArgs {
     /// One request per input line, one response per output line; the model is reused.
     #[arg(long)]
     pub ndjson: bool,
-    /// Seconds a streaming request runs before it stops (it delivers what it computed).
+    /// Seconds a request may compute: a stream then stops, delivering its whole batches (a
+    /// batch still computing is cut short); a list of nonces not done by then is a TimeoutError.
     #[arg(long, default_value = "420", value_name = "SECONDS", value_parser = positive_seconds)]
     pub time_limit: Duration,
     /// Nonces per forward pass (default: chosen from the model size).
@@ -222,7 +223,8 @@ pub struct ServeArgs {
     /// Largest request body, in MiB (a 1-million-nonce ProofBatch is about 30 MiB).
     #[arg(long, default_value_t = 64, value_name = "MIB", value_parser = at_least_one)]
     pub max_body: usize,
-    /// Seconds a streaming serverless job runs before it stops (it delivers what it computed).
+    /// Seconds a request may compute: a stream then stops, delivering its whole batches (a
+    /// batch still computing is cut short); a list of nonces not done by then is a TimeoutError.
     #[arg(long, default_value = "420", value_name = "SECONDS", value_parser = positive_seconds)]
     pub time_limit: Duration,
     /// Seconds a connection may take to send a request's headers, sit idle between requests,
@@ -274,7 +276,8 @@ pub struct WorkerArgs {
     /// Jobs computed at once; above 1, jobs are taken in batches (job-take-batch).
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = at_least_one)]
     pub concurrency: usize,
-    /// Seconds a streaming job runs before it stops (it delivers what it computed).
+    /// Seconds a request may compute: a stream then stops, delivering its whole batches (a
+    /// batch still computing is cut short); a list of nonces not done by then is a TimeoutError.
     #[arg(long, default_value = "420", value_name = "SECONDS", value_parser = positive_seconds)]
     pub time_limit: Duration,
     /// The final result of a stream: every chunk (`true`, as the seed handler's latest
