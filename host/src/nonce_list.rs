@@ -2,8 +2,9 @@
 
 use anyhow::{Context, Result, bail};
 
-/// More nonces than this in one command is almost certainly a typo in a range.
-pub const MAX_NONCES: u64 = 10_000_000;
+/// More nonces than this in one command is almost certainly a typo in a range: the plugins'
+/// limit for one request (`powhost_plugin_kit::MAX_NONCES`, defined there once).
+pub const MAX_NONCES: u64 = powhost_plugin_kit::MAX_NONCES as u64;
 
 pub fn parse_nonce_list(text: &str) -> Result<Vec<i64>> {
     let mut nonces = Vec::new();

@@ -1,7 +1,22 @@
-//! What powhost's plugins share: request fields checked one by one, each failure a
-//! Python-style error type (as the network's reference handlers report them) and a sentence
-//! that names the field and says what to fix. Pure Rust with no host calls, so it is
-//! unit-tested natively.
+//! What powhost's plugins share: the WIT bindings of wit/pow.wit (generated once, here), the
+//! handler wrapper every plugin exports through, and request fields checked one by one, each
+//! failure a Python-style error type (as the network's reference handlers report them) and a
+//! sentence that names the field and says what to fix. The field checks make no host calls, so
+//! they are unit-tested natively.
+//!
+//! A plugin states only its own logic:
+//!
+//! ```ignore
+//! struct Mine;
+//! impl powhost_plugin_kit::Handler for Mine {
+//!     fn info() -> PluginInfo { … }
+//!     fn handle(request: &str) -> Result<String, RequestError> { … }
+//! }
+//! powhost_plugin_kit::export_handler!(Mine);
+//! ```
+//!
+//! The bindings (feature `bindings`, on by default) are left out where only the checks and
+//! limits are wanted, as in the host, which takes [`MAX_NONCES`] from here.
 
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde_json::value::RawValue;
@@ -11,21 +26,6 @@ use std::fmt;
 
 /// A JSON object's fields, kept raw until each is checked.
 pub type Fields<'a> = BTreeMap<String, &'a RawValue>;
-
-/// The model params' field names (docs/spec/COMPUTATION.md §2.1).
-pub const PARAMS_FIELDS: &[&str] = &[
-    "dim",
-    "n_layers",
-    "n_heads",
-    "n_kv_heads",
-    "vocab_size",
-    "ffn_dim_multiplier",
-    "multiple_of",
-    "norm_eps",
-    "rope_theta",
-    "use_scaled_rope",
-    "seq_len",
-];
 
 /// A refused request: the `error_type` and the sentence of the error response.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,44 +72,215 @@ impl RequestError {
     }
 }
 
-/// The model params as the request gives them: any subset of the fields.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct PartialParams {
-    pub dim: Option<u32>,
-    pub n_layers: Option<u32>,
-    pub n_heads: Option<u32>,
-    pub n_kv_heads: Option<u32>,
-    pub vocab_size: Option<u32>,
-    pub ffn_dim_multiplier: Option<f64>,
-    pub multiple_of: Option<u32>,
-    pub norm_eps: Option<f64>,
-    pub rope_theta: Option<f64>,
-    pub use_scaled_rope: Option<bool>,
-    pub seq_len: Option<u32>,
+/// Most nonces one request may list (a nonce list, a batch to validate, one compute call):
+/// beyond this the request is almost certainly a mistake, and its distances would not fit a
+/// reply. The host refuses longer lists too (its `--nonces` and its compute calls).
+pub const MAX_NONCES: usize = 10_000_000;
+
+/// The model params, once: their names in wit/pow.wit's order (with `_` for the WIT's `-`)
+/// and each one's type in the WIT record `model-params`. [`PARAMS_FIELDS`], [`PartialParams`],
+/// its JSON form, the `params` parser and [`fill_params`] all follow from this list, and
+/// `fill_params` builds the generated WIT record from it, so a field added to or dropped from
+/// the WIT without this list fails to compile (a test checks the order and the names).
+macro_rules! model_params {
+    ($($field:ident: $ty:ty,)*) => {
+        /// The model params' field names (docs/spec/COMPUTATION.md §2.1), in the WIT's order.
+        pub const PARAMS_FIELDS: &[&str] = &[$(stringify!($field)),*];
+        /// Their types, for the test that checks them against the WIT.
+        #[cfg(test)]
+        const PARAMS_TYPES: &[&str] = &[$(stringify!($ty)),*];
+
+        /// The model params as the request gives them: any subset of the fields.
+        #[derive(Debug, Clone, Default, PartialEq)]
+        pub struct PartialParams {
+            $(pub $field: Option<$ty>,)*
+        }
+
+        impl PartialParams {
+            /// The fields given, as a JSON object that `params` reads back to the same value.
+            pub fn to_json(&self) -> Value {
+                let mut m = Map::new();
+                $(
+                    if let Some(value) = self.$field {
+                        m.insert(stringify!($field).into(), Value::from(value));
+                    }
+                )*
+                Value::Object(m)
+            }
+
+            /// Set the field named `key` from `value` (`field` names it in errors); `None` when
+            /// no field has that name.
+            fn set(&mut self, key: &str, value: &Value, field: &str) -> Option<Result<(), RequestError>> {
+                match key {
+                    $(stringify!($field) => Some(ParamValue::read(value, field).map(|v| self.$field = Some(v))),)*
+                    _ => None,
+                }
+            }
+        }
+
+        /// Fill the params a request left out from a full set (`defaults`, usually a preset
+        /// from `compute::preset`).
+        #[cfg(feature = "bindings")]
+        pub fn fill_params(partial: &PartialParams, defaults: ModelParams) -> ModelParams {
+            ModelParams {
+                $($field: partial.$field.unwrap_or(defaults.$field),)*
+            }
+        }
+    };
 }
 
-impl PartialParams {
-    /// The fields given, as a JSON object that `params` reads back to the same value.
-    pub fn to_json(&self) -> Value {
-        let mut m = Map::new();
-        let mut put = |key: &str, value: Option<Value>| {
-            if let Some(value) = value {
-                m.insert(key.into(), value);
-            }
-        };
-        put("dim", self.dim.map(Value::from));
-        put("n_layers", self.n_layers.map(Value::from));
-        put("n_heads", self.n_heads.map(Value::from));
-        put("n_kv_heads", self.n_kv_heads.map(Value::from));
-        put("vocab_size", self.vocab_size.map(Value::from));
-        put("ffn_dim_multiplier", self.ffn_dim_multiplier.map(Value::from));
-        put("multiple_of", self.multiple_of.map(Value::from));
-        put("norm_eps", self.norm_eps.map(Value::from));
-        put("rope_theta", self.rope_theta.map(Value::from));
-        put("use_scaled_rope", self.use_scaled_rope.map(Value::from));
-        put("seq_len", self.seq_len.map(Value::from));
-        Value::Object(m)
+model_params! {
+    dim: u32,
+    n_layers: u32,
+    n_heads: u32,
+    n_kv_heads: u32,
+    vocab_size: u32,
+    ffn_dim_multiplier: f64,
+    multiple_of: u32,
+    norm_eps: f64,
+    rope_theta: f64,
+    use_scaled_rope: bool,
+    seq_len: u32,
+}
+
+/// How one params value is read, by its type: sizes are positive integers that fit in 32 bits,
+/// the real-valued fields positive finite numbers, flags `true` or `false`.
+trait ParamValue: Sized {
+    fn read(value: &Value, field: &str) -> Result<Self, RequestError>;
+}
+
+impl ParamValue for u32 {
+    fn read(value: &Value, field: &str) -> Result<u32, RequestError> {
+        match value.as_u64() {
+            Some(0) => Err(RequestError::value(format!("`{field}` must be at least 1"))),
+            Some(n) => u32::try_from(n)
+                .map_err(|_| RequestError::value(format!("`{field}` is too large: {n}"))),
+            None if value.as_i64().is_some() => Err(RequestError::value(format!(
+                "`{field}` must be at least 1, got {value}"
+            ))),
+            None => Err(RequestError::wrong_type(
+                field,
+                "a positive integer",
+                &kind_of(value),
+            )),
+        }
     }
+}
+
+impl ParamValue for f64 {
+    fn read(value: &Value, field: &str) -> Result<f64, RequestError> {
+        match value.as_f64() {
+            Some(x) if x.is_finite() && x > 0.0 => Ok(x),
+            Some(x) => Err(RequestError::value(format!(
+                "`{field}` must be a positive number, got {x}"
+            ))),
+            None => Err(RequestError::wrong_type(field, "a number", &kind_of(value))),
+        }
+    }
+}
+
+impl ParamValue for bool {
+    fn read(value: &Value, field: &str) -> Result<bool, RequestError> {
+        value
+            .as_bool()
+            .ok_or_else(|| RequestError::wrong_type(field, "true or false", &kind_of(value)))
+    }
+}
+
+/// The bindings of wit/pow.wit's `handler` world, generated for every plugin here: the host's
+/// imports (`compute`, `session`, `log`), the shared types, and the `Guest` trait the kit
+/// implements for every [`Handler`]. A plugin exports with [`export_handler!`].
+#[cfg(feature = "bindings")]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "handler",
+        path: "../../wit",
+        pub_export_macro: true,
+        default_bindings_module: "powhost_plugin_kit::bindings",
+    });
+}
+
+#[cfg(feature = "bindings")]
+pub use bindings::gonka::pow::types::{
+    BackendInfo, ComputeError, ComputeErrorKind, Level, ModelParams, PluginInfo, Reply,
+    ReplyStatus, StopReason, Task,
+};
+#[cfg(feature = "bindings")]
+pub use bindings::gonka::pow::{compute, log, session};
+
+/// A request-handling plugin: its own logic, and nothing of the WIT plumbing.
+#[cfg(feature = "bindings")]
+pub trait Handler {
+    /// Name, version and a one-line summary, for `powhost plugins` and the logs.
+    fn info() -> PluginInfo;
+    /// Handle one request: the response body, or the error it is refused with.
+    fn handle(request: &str) -> Result<String, RequestError>;
+}
+
+/// Every [`Handler`] is the world's `Guest`: an `Ok` body is an `ok` reply, an error is logged
+/// (at info, as `TYPE: message`) and answered as `{"error": …, "error_type": …}`.
+#[cfg(feature = "bindings")]
+impl<H: Handler> bindings::Guest for H {
+    fn handle(request: String) -> Reply {
+        reply(H::handle(&request))
+    }
+
+    fn info() -> PluginInfo {
+        H::info()
+    }
+}
+
+/// The reply for a handler's result (see [`Handler`]).
+#[cfg(feature = "bindings")]
+pub fn reply(result: Result<String, RequestError>) -> Reply {
+    match result {
+        Ok(body) => Reply {
+            status: ReplyStatus::Ok,
+            body,
+        },
+        Err(e) => {
+            log::log(Level::Info, &format!("{}: {}", e.error_type, e.message));
+            Reply {
+                status: ReplyStatus::Error,
+                body: e.to_json(),
+            }
+        }
+    }
+}
+
+/// Export a [`Handler`] as the plugin's component: `export_handler!(MyPlugin);` in its lib.rs.
+#[cfg(feature = "bindings")]
+#[macro_export]
+macro_rules! export_handler {
+    ($handler:ident) => {
+        $crate::bindings::export!($handler with_types_in $crate::bindings);
+    };
+}
+
+/// A failed host compute call as a RequestError with the Python-style type the reference
+/// would raise; `timed_out` (read only for `stopped`) says whether the request's time limit,
+/// rather than the caller, stopped the work.
+#[cfg(feature = "bindings")]
+pub fn compute_error(e: ComputeError, timed_out: bool) -> RequestError {
+    let error_type = match e.kind {
+        ComputeErrorKind::InvalidParams | ComputeErrorKind::InvalidTask => "ValueError",
+        ComputeErrorKind::TooLarge => "MemoryError",
+        ComputeErrorKind::DeviceUnavailable => "DeviceError",
+        ComputeErrorKind::BackendFailed => "RuntimeError",
+        // Stopped by the request's time limit rather than by the caller.
+        ComputeErrorKind::Stopped if timed_out => "TimeoutError",
+        ComputeErrorKind::Stopped => "Cancelled",
+    };
+    RequestError::new(error_type, e.message)
+}
+
+/// [`compute_error`] for a call that just failed: for `stopped`, the host is asked whether the
+/// request's time limit passed (TimeoutError) or the caller cancelled (Cancelled).
+#[cfg(feature = "bindings")]
+pub fn compute_failed(e: ComputeError) -> RequestError {
+    let timed_out = e.kind == ComputeErrorKind::Stopped
+        && matches!(session::stop_requested(), Some(StopReason::Deadline));
+    compute_error(e, timed_out)
 }
 
 /// Every input a fuzz target once failed on, and its seeds (`fuzz/regressions/TARGET/`,
@@ -295,50 +466,6 @@ pub fn number_list(raw: &RawValue, field: &str, max: usize) -> Result<Vec<f64>, 
         .collect()
 }
 
-/// A failed host compute call (`$e`, the plugin's WIT `compute-error`) as a RequestError with
-/// the Python-style type the reference would raise; `$kind` is the plugin's own generated
-/// `ComputeErrorKind`; `$timed_out` (evaluated only for `stopped`) says whether the request's
-/// time limit, rather than the caller, stopped the work.
-#[macro_export]
-macro_rules! compute_error {
-    ($e:expr, $kind:ident, $timed_out:expr) => {{
-        let e = $e;
-        let error_type = match e.kind {
-            $kind::InvalidParams | $kind::InvalidTask => "ValueError",
-            $kind::TooLarge => "MemoryError",
-            $kind::DeviceUnavailable => "DeviceError",
-            $kind::BackendFailed => "RuntimeError",
-            // Stopped by the request's time limit rather than by the caller.
-            $kind::Stopped if $timed_out => "TimeoutError",
-            $kind::Stopped => "Cancelled",
-        };
-        $crate::RequestError::new(error_type, e.message)
-    }};
-}
-
-/// Fill the params a request left out from a full set (`$defaults`), giving `$full` (the
-/// plugin's own WIT `model-params` type: each plugin has its own generated bindings).
-#[macro_export]
-macro_rules! fill_params {
-    ($partial:expr, $defaults:expr, $full:ident) => {{
-        let p = $partial;
-        let d = $defaults;
-        $full {
-            dim: p.dim.unwrap_or(d.dim),
-            n_layers: p.n_layers.unwrap_or(d.n_layers),
-            n_heads: p.n_heads.unwrap_or(d.n_heads),
-            n_kv_heads: p.n_kv_heads.unwrap_or(d.n_kv_heads),
-            vocab_size: p.vocab_size.unwrap_or(d.vocab_size),
-            ffn_dim_multiplier: p.ffn_dim_multiplier.unwrap_or(d.ffn_dim_multiplier),
-            multiple_of: p.multiple_of.unwrap_or(d.multiple_of),
-            norm_eps: p.norm_eps.unwrap_or(d.norm_eps),
-            rope_theta: p.rope_theta.unwrap_or(d.rope_theta),
-            use_scaled_rope: p.use_scaled_rope.unwrap_or(d.use_scaled_rope),
-            seq_len: p.seq_len.unwrap_or(d.seq_len),
-        }
-    }};
-}
-
 /// A list of nonces (`field`, at most `max`): decoded element by element into integers, so
 /// that an error names the first bad element by its index.
 pub fn nonce_list(text: &str, field: &'static str, max: usize) -> Result<Vec<i64>, RequestError> {
@@ -456,53 +583,11 @@ pub fn params(raw: &RawValue) -> Result<PartialParams, RequestError> {
     let mut p = PartialParams::default();
     for (key, value) in &map {
         let field = format!("params.{key}");
-        let size = || -> Result<u32, RequestError> {
-            match value.as_u64() {
-                Some(0) => Err(RequestError::value(format!("`{field}` must be at least 1"))),
-                Some(n) => u32::try_from(n)
-                    .map_err(|_| RequestError::value(format!("`{field}` is too large: {n}"))),
-                None if value.as_i64().is_some() => Err(RequestError::value(format!(
-                    "`{field}` must be at least 1, got {value}"
-                ))),
-                None => Err(RequestError::wrong_type(
-                    &field,
-                    "a positive integer",
-                    &kind_of(value),
-                )),
-            }
-        };
-        let number = || -> Result<f64, RequestError> {
-            match value.as_f64() {
-                Some(x) if x.is_finite() && x > 0.0 => Ok(x),
-                Some(x) => Err(RequestError::value(format!(
-                    "`{field}` must be a positive number, got {x}"
-                ))),
-                None => Err(RequestError::wrong_type(
-                    &field,
-                    "a number",
-                    &kind_of(value),
-                )),
-            }
-        };
-        match key.as_str() {
-            "dim" => p.dim = Some(size()?),
-            "n_layers" => p.n_layers = Some(size()?),
-            "n_heads" => p.n_heads = Some(size()?),
-            "n_kv_heads" => p.n_kv_heads = Some(size()?),
-            "vocab_size" => p.vocab_size = Some(size()?),
-            "multiple_of" => p.multiple_of = Some(size()?),
-            "seq_len" => p.seq_len = Some(size()?),
-            "ffn_dim_multiplier" => p.ffn_dim_multiplier = Some(number()?),
-            "norm_eps" => p.norm_eps = Some(number()?),
-            "rope_theta" => p.rope_theta = Some(number()?),
-            "use_scaled_rope" => {
-                p.use_scaled_rope = Some(value.as_bool().ok_or_else(|| {
-                    RequestError::wrong_type(&field, "true or false", &kind_of(value))
-                })?)
-            }
-            other => {
+        match p.set(key, value, &field) {
+            Some(result) => result?,
+            None => {
                 return Err(RequestError::value(format!(
-                    "unknown field `{other}` in params; the fields are: {}",
+                    "unknown field `{key}` in params; the fields are: {}",
                     PARAMS_FIELDS.join(", ")
                 )));
             }
@@ -591,7 +676,10 @@ mod tests {
         let fields: Fields = serde_json::from_str(&long).unwrap();
         let e = text_field(&fields, "block_hash", "").unwrap_err();
         assert_eq!(e.error_type, "ValueError");
-        assert!(e.message.contains("`block_hash` is 4097 bytes long"), "{e:?}");
+        assert!(
+            e.message.contains("`block_hash` is 4097 bytes long"),
+            "{e:?}"
+        );
         let ok = format!(r#"{{"block_hash": "{}"}}"#, "a".repeat(MAX_TEXT_BYTES));
         let fields: Fields = serde_json::from_str(&ok).unwrap();
         assert!(text_field(&fields, "block_hash", "").is_ok());
@@ -615,6 +703,135 @@ mod tests {
         let list =
             number_list(&raw("[1.4001015947022062, 1.2844432941486390]"), "dist", 10).unwrap();
         assert_eq!(list, vec![1.4001015947022062, 1.284443294148639]);
+    }
+
+    /// The params' one list is the WIT's: the names (with `_` for `-`), their order and
+    /// their types in wit/pow.wit's `record model-params`. (The host checks the core crate's
+    /// `ModelParams` and `PartialParams` against `PARAMS_FIELDS`: host/tests/params_fields.rs.)
+    #[test]
+    fn params_fields_are_the_wit_records() {
+        let wit = include_str!("../../../wit/pow.wit");
+        let body = wit
+            .split_once("record model-params {")
+            .expect("wit/pow.wit has `record model-params`")
+            .1
+            .split_once('}')
+            .unwrap()
+            .0;
+        let fields: Vec<(String, String)> = body
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with("//"))
+            .map(|line| {
+                let (name, ty) = line.trim_end_matches(',').split_once(':').unwrap();
+                (name.trim().replace('-', "_"), ty.trim().to_string())
+            })
+            .collect();
+        let ours: Vec<(String, String)> = PARAMS_FIELDS
+            .iter()
+            .zip(PARAMS_TYPES)
+            .map(|(name, ty)| (name.to_string(), ty.to_string()))
+            .collect();
+        assert_eq!(ours, fields);
+    }
+
+    /// Every field is parsed, written back by `to_json` and filled by `fill_params`.
+    #[test]
+    fn every_param_round_trips_and_fills() {
+        let text = r#"{"dim": 64, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "vocab_size": 128,
+            "ffn_dim_multiplier": 1.3, "multiple_of": 32, "norm_eps": 1e-5, "rope_theta": 500000,
+            "use_scaled_rope": true, "seq_len": 8}"#;
+        let p = params(&raw(text)).unwrap();
+        let json = p.to_json();
+        assert_eq!(json.as_object().unwrap().len(), PARAMS_FIELDS.len());
+        assert_eq!(params(&raw(&json.to_string())).unwrap(), p);
+        assert_eq!(
+            params(&raw("{}")).unwrap().to_json(),
+            Value::Object(Map::new())
+        );
+        let defaults = ModelParams {
+            dim: 2048,
+            n_layers: 16,
+            n_heads: 16,
+            n_kv_heads: 16,
+            vocab_size: 8192,
+            ffn_dim_multiplier: 1.3,
+            multiple_of: 1024,
+            norm_eps: 1e-5,
+            rope_theta: 500000.0,
+            use_scaled_rope: false,
+            seq_len: 16,
+        };
+        let full = fill_params(&p, defaults);
+        assert_eq!(
+            (
+                full.dim,
+                full.n_kv_heads,
+                full.rope_theta,
+                full.use_scaled_rope,
+                full.seq_len
+            ),
+            (64, 2, 500000.0, true, 8)
+        );
+        let some = params(&raw(r#"{"dim": 64}"#)).unwrap();
+        let filled = fill_params(&some, defaults);
+        assert_eq!(filled.dim, 64);
+        assert_eq!(filled.n_layers, 16);
+        assert_eq!(
+            format!("{:?}", fill_params(&PartialParams::default(), defaults)),
+            format!("{defaults:?}")
+        );
+        // Each type's checks.
+        let e = params(&raw(r#"{"dim": 0}"#)).unwrap_err();
+        assert_eq!(e.message, "`params.dim` must be at least 1");
+        let e = params(&raw(r#"{"seq_len": 4294967296}"#)).unwrap_err();
+        assert_eq!(e.message, "`params.seq_len` is too large: 4294967296");
+        let e = params(&raw(r#"{"norm_eps": -1}"#)).unwrap_err();
+        assert_eq!(
+            e.message,
+            "`params.norm_eps` must be a positive number, got -1"
+        );
+        let e = params(&raw(r#"{"use_scaled_rope": 1}"#)).unwrap_err();
+        assert_eq!(
+            (e.error_type, e.message.as_str()),
+            (
+                "TypeError",
+                "`params.use_scaled_rope` must be true or false, got the number 1"
+            )
+        );
+        let e = params(&raw(r#"{"depth": 3}"#)).unwrap_err();
+        assert_eq!(
+            e.message,
+            "unknown field `depth` in params; the fields are: dim, n_layers, n_heads, n_kv_heads, vocab_size, ffn_dim_multiplier, multiple_of, norm_eps, rope_theta, use_scaled_rope, seq_len"
+        );
+    }
+
+    #[test]
+    fn compute_errors_keep_their_python_types() {
+        let e = |kind| ComputeError {
+            kind,
+            message: "why".into(),
+        };
+        for (kind, timed_out, want) in [
+            (ComputeErrorKind::InvalidParams, false, "ValueError"),
+            (ComputeErrorKind::InvalidTask, true, "ValueError"),
+            (ComputeErrorKind::TooLarge, false, "MemoryError"),
+            (ComputeErrorKind::DeviceUnavailable, false, "DeviceError"),
+            (ComputeErrorKind::BackendFailed, true, "RuntimeError"),
+            (ComputeErrorKind::Stopped, true, "TimeoutError"),
+            (ComputeErrorKind::Stopped, false, "Cancelled"),
+        ] {
+            assert_eq!(
+                compute_error(e(kind), timed_out),
+                RequestError::new(want, "why"),
+                "{kind:?}"
+            );
+        }
+        // Only `stopped` asks the host (which a native test has not): the others never do.
+        assert_eq!(
+            compute_failed(e(ComputeErrorKind::TooLarge)).error_type,
+            "MemoryError"
+        );
     }
 
     #[test]

@@ -2,15 +2,13 @@
 //! misbehaviour (bare, or as `{"input": {"action": "trap"}}` for the HTTP endpoints); anything else is
 //! echoed, so a test can check the host still serves.
 
-wit_bindgen::generate!({ world: "handler", path: "../../wit" });
-
-use gonka::pow::types::ReplyStatus;
+use powhost_plugin_kit::{Handler, PluginInfo, RequestError, compute, session};
 
 struct Misbehave;
 
-impl Guest for Misbehave {
-    fn handle(request: String) -> Reply {
-        match action(&request) {
+impl Handler for Misbehave {
+    fn handle(request: &str) -> Result<String, RequestError> {
+        match action(request) {
             "trap" => panic!("misbehaving on purpose"),
             "loop" => {
                 let mut n: u64 = 0;
@@ -27,22 +25,16 @@ impl Guest for Misbehave {
             }
             // Spins on a cheap host call: that time counts against the plugin.
             "host-loop" => loop {
-                let _ = gonka::pow::compute::preset("tiny");
-                let _ = gonka::pow::session::stop_requested();
+                let _ = compute::preset("tiny");
+                let _ = session::stop_requested();
             },
             "emit-flood" => loop {
-                gonka::pow::session::emit("{\"flood\": true}");
-                if gonka::pow::session::stop_requested().is_some() {
-                    return Reply {
-                        status: ReplyStatus::Ok,
-                        body: String::new(),
-                    };
+                session::emit("{\"flood\": true}");
+                if session::stop_requested().is_some() {
+                    return Ok(String::new());
                 }
             },
-            other => Reply {
-                status: ReplyStatus::Ok,
-                body: format!("{{\"echo\": {:?}}}", other),
-            },
+            other => Ok(format!("{{\"echo\": {:?}}}", other)),
         }
     }
 
@@ -55,7 +47,7 @@ impl Guest for Misbehave {
     }
 }
 
-export!(Misbehave);
+powhost_plugin_kit::export_handler!(Misbehave);
 
 /// `trap` from `trap` or from `{"input": {"action": "trap"}}` (no JSON parser in this fixture).
 fn action(request: &str) -> &str {

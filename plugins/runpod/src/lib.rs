@@ -11,36 +11,15 @@
 pub mod request;
 pub mod response;
 
-use request::{PartialParams, RequestError, Work};
-
-wit_bindgen::generate!({ world: "handler", path: "../../wit" });
-
-use gonka::pow::compute;
-use gonka::pow::log::log;
-use gonka::pow::session;
-use gonka::pow::types::{
-    ComputeError, ComputeErrorKind, Level, ModelParams, ReplyStatus, StopReason, Task,
+use powhost_plugin_kit::{
+    ComputeErrorKind, Handler, Level, ModelParams, PluginInfo, StopReason, Task, compute,
+    compute_failed, log::log, session,
 };
+use request::{PartialParams, RequestError, Work};
 
 struct Runpod;
 
-impl Guest for Runpod {
-    fn handle(text: String) -> Reply {
-        match handle(&text) {
-            Ok(body) => Reply {
-                status: ReplyStatus::Ok,
-                body,
-            },
-            Err(e) => {
-                log(Level::Info, &format!("{}: {}", e.error_type, e.message));
-                Reply {
-                    status: ReplyStatus::Error,
-                    body: e.to_json(),
-                }
-            }
-        }
-    }
-
+impl Handler for Runpod {
     fn info() -> PluginInfo {
         PluginInfo {
             name: "runpod".into(),
@@ -48,14 +27,18 @@ impl Guest for Runpod {
             summary: "serverless handler contract: {\"input\": {...}} with nonces (valid ones back) or start_nonce + batch_size / \"streaming\": true (+ max_batches) (streamed batches)".into(),
         }
     }
+
+    fn handle(text: &str) -> Result<String, RequestError> {
+        handle(text)
+    }
 }
 
-export!(Runpod);
+powhost_plugin_kit::export_handler!(Runpod);
 
 fn handle(text: &str) -> Result<String, RequestError> {
     let req = request::parse(text)?;
     let params = fill_params(&req.params)?;
-    compute::check_params(params).map_err(compute_error)?;
+    compute::check_params(params).map_err(compute_failed)?;
     let task = Task {
         block_hash: req.block_hash.clone(),
         public_key: req.public_key.clone(),
@@ -69,7 +52,7 @@ fn handle(text: &str) -> Result<String, RequestError> {
     };
     match req.work {
         Work::Nonces(nonces) => {
-            let dist = compute::distances(&task, &nonces).map_err(compute_error)?;
+            let dist = compute::distances(&task, &nonces).map_err(compute_failed)?;
             Ok(response::batch(&header, &nonces, &dist, req.r_target))
         }
         Work::Stream {
@@ -139,7 +122,7 @@ fn stream(
             Ok(d) => d,
             // A stop that lands during a batch loses only that unfinished batch.
             Err(e) if e.kind == ComputeErrorKind::Stopped => continue,
-            Err(e) => return Err(compute_error(e)),
+            Err(e) => return Err(compute_failed(e)),
         };
         next = end;
         session::emit(&response::stream_batch(
@@ -161,15 +144,5 @@ fn fill_params(p: &PartialParams) -> Result<ModelParams, RequestError> {
             "the host has no `reference-default` preset to fill params from",
         )
     })?;
-    Ok(powhost_plugin_kit::fill_params!(p, defaults, ModelParams))
-}
-
-/// The host's compute errors as this contract's Python-style error types (TimeoutError when
-/// the request's time limit stopped the work).
-fn compute_error(e: ComputeError) -> RequestError {
-    powhost_plugin_kit::compute_error!(
-        e,
-        ComputeErrorKind,
-        matches!(session::stop_requested(), Some(StopReason::Deadline))
-    )
+    Ok(powhost_plugin_kit::fill_params(p, defaults))
 }

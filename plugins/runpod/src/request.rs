@@ -5,11 +5,11 @@ use powhost_plugin_kit::{
     Fields, boolean, devices, integer, integer_field, nonce_list, object, object_field, params,
     positive_number, reject_unknown, required, text_field,
 };
-pub use powhost_plugin_kit::{PartialParams, RequestError};
+// MAX_NONCES: most nonces one request may list (the kit's limit, and the host's).
+pub use powhost_plugin_kit::{MAX_NONCES, PartialParams, RequestError};
 
-/// Most nonces one request may list, and most one streaming batch may hold: beyond this the
-/// request is almost certainly a mistake, and its distances would not fit a reply.
-pub const MAX_NONCES: usize = 10_000_000;
+/// Most nonces one streaming batch may hold: beyond this the request is almost certainly a
+/// mistake, and its distances would not fit a reply.
 pub const MAX_BATCH_SIZE: u64 = 1_000_000;
 /// The seed handler's first streaming version: `"streaming": true` with `batch_size` and
 /// `start_nonce` left out means batches of 16 from nonce 0.

@@ -15,38 +15,15 @@ pub mod binomial;
 pub mod request;
 pub mod verdict;
 
-use powhost_plugin_kit::RequestError;
+use powhost_plugin_kit::{
+    Handler, Level, ModelParams, PluginInfo, RequestError, Task, compute, compute_failed, log::log,
+};
 use request::Request;
 use serde::Serialize;
 
-wit_bindgen::generate!({ world: "handler", path: "../../wit" });
-
-use gonka::pow::compute;
-use gonka::pow::log::log;
-use gonka::pow::session;
-use gonka::pow::types::{
-    ComputeError, ComputeErrorKind, Level, ModelParams, ReplyStatus, StopReason, Task,
-};
-
 struct Validator;
 
-impl Guest for Validator {
-    fn handle(text: String) -> Reply {
-        match handle(&text) {
-            Ok(body) => Reply {
-                status: ReplyStatus::Ok,
-                body,
-            },
-            Err(e) => {
-                log(Level::Info, &format!("{}: {}", e.error_type, e.message));
-                Reply {
-                    status: ReplyStatus::Error,
-                    body: e.to_json(),
-                }
-            }
-        }
-    }
-
+impl Handler for Validator {
     fn info() -> PluginInfo {
         PluginInfo {
             name: "validator".into(),
@@ -54,9 +31,13 @@ impl Guest for Validator {
             summary: "validate a ProofBatch: recompute its distances and answer a ValidatedBatch with the binomial fraud test (optionally on a seeded sample)".into(),
         }
     }
+
+    fn handle(text: &str) -> Result<String, RequestError> {
+        handle(text)
+    }
 }
 
-export!(Validator);
+powhost_plugin_kit::export_handler!(Validator);
 
 /// The ValidatedBatch, with the reference's keys in its order, and the sample when one was
 /// drawn.
@@ -89,7 +70,7 @@ struct SampleReport {
 fn handle(text: &str) -> Result<String, RequestError> {
     let req = request::parse(text)?;
     let params = fill_params(&req)?;
-    compute::check_params(params).map_err(compute_error)?;
+    compute::check_params(params).map_err(compute_failed)?;
     let chosen = req
         .sample
         .map(|s| verdict::sample_indices(req.nonces.len(), s.k, s.seed));
@@ -107,7 +88,7 @@ fn handle(text: &str) -> Result<String, RequestError> {
             params,
             devices: req.devices.clone(),
         };
-        compute::distances(&task, &nonces).map_err(compute_error)?
+        compute::distances(&task, &nonces).map_err(compute_failed)?
     };
     let v = verdict::score(&received, &dist, req.r_target, req.fraud_threshold);
     log(
@@ -161,19 +142,5 @@ fn fill_params(req: &Request) -> Result<ModelParams, RequestError> {
             "the host has no `mainnet` preset to fill params from",
         )
     })?;
-    Ok(powhost_plugin_kit::fill_params!(
-        &req.params,
-        defaults,
-        ModelParams
-    ))
-}
-
-/// The host's compute errors as Python-style error types (TimeoutError when the request's
-/// time limit stopped the work).
-fn compute_error(e: ComputeError) -> RequestError {
-    powhost_plugin_kit::compute_error!(
-        e,
-        ComputeErrorKind,
-        matches!(session::stop_requested(), Some(StopReason::Deadline))
-    )
+    Ok(powhost_plugin_kit::fill_params(&req.params, defaults))
 }

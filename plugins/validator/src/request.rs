@@ -2,13 +2,13 @@
 //! (docs/spec/PROTOCOLS.md §A3) and the validator's settings, checked field by field. Pure Rust
 //! with no host calls, so it is unit-tested natively.
 
+/// Most nonces one batch may hold: the kit's (and the host's) limit.
+pub use powhost_plugin_kit::MAX_NONCES;
 use powhost_plugin_kit::{
     Fields, PartialParams, RequestError, devices, integer, integer_field, nonce_list, number_list,
     object, object_field, params, positive_number, reject_unknown, required, text_field,
 };
 
-/// Most nonces one batch may hold.
-pub const MAX_NONCES: usize = 10_000_000;
 /// The network's defaults (docs/spec/PROTOCOLS.md §A3, the node software's init request).
 pub const DEFAULT_R_TARGET: f64 = 1.4013564660458173;
 pub const DEFAULT_FRAUD_THRESHOLD: f64 = 1e-7;
