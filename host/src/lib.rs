@@ -7,6 +7,7 @@ mod cli;
 mod commands;
 mod compute_service;
 mod delivery;
+mod error_reply;
 #[doc(hidden)]
 pub mod fuzzing;
 mod input;

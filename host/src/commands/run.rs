@@ -99,7 +99,10 @@ impl Session {
             }
             Err(failure) => {
                 eprintln!("error: {failure}");
-                print_line(&error_json(&failure.to_string(), "PluginError"));
+                print_line(&crate::error_reply::build(
+                    &failure.to_string(),
+                    "PluginError",
+                ));
                 ExitCode::FAILURE
             }
         }
@@ -127,7 +130,7 @@ impl Session {
                 Ok(Some(bytes)) => bytes,
                 Ok(None) => break,
                 Err(e) => {
-                    print_line(&error_json(
+                    print_line(&crate::error_reply::build(
                         &format!("line {number} could not be read: {e:#}"),
                         "HostError",
                     ));
@@ -137,7 +140,7 @@ impl Session {
             let line = match String::from_utf8(line) {
                 Ok(text) => text,
                 Err(e) => {
-                    print_line(&error_json(
+                    print_line(&crate::error_reply::build(
                         &format!(
                             "line {number} is not UTF-8 text (invalid byte at offset {}); a request is JSON",
                             e.utf8_error().valid_up_to()
@@ -194,12 +197,8 @@ fn display(input: &str) -> &str {
 /// same error shape on stdout, the sentence on stderr, exit 1.
 fn host_error(e: &anyhow::Error) -> ExitCode {
     eprintln!("error: {e:#}");
-    print_line(&error_json(&format!("{e:#}"), "HostError"));
+    print_line(&crate::error_reply::build(&format!("{e:#}"), "HostError"));
     ExitCode::FAILURE
-}
-
-fn error_json(message: &str, error_type: &str) -> String {
-    serde_json::json!({ "error": message, "error_type": error_type }).to_string()
 }
 
 /// One line on stdout; false when it could not be written (a reader that went away).

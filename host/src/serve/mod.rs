@@ -187,10 +187,10 @@ impl App {
         emit: Box<dyn FnMut(&str) + Send>,
     ) -> Result<PluginReply, PluginFailure> {
         if stop.reason() == Some(StopReason::Cancelled) {
-            return Ok(PluginReply::Error(
-                json!({"error": "cancelled before it started", "error_type": "Cancelled"})
-                    .to_string(),
-            ));
+            return Ok(PluginReply::Error(crate::error_reply::build(
+                "cancelled before it started",
+                "Cancelled",
+            )));
         }
         let call = CallContext {
             compute: Some(self.compute.clone()),
@@ -235,16 +235,6 @@ impl App {
             })
         })
     }
-}
-
-/// A plugin's error reply, `{"error", "error_type"}`, as (message, type); a body of another
-/// shape is the message itself.
-fn plugin_error(body: &str) -> (String, String) {
-    let parsed: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-    (
-        parsed["error"].as_str().unwrap_or(body).to_string(),
-        parsed["error_type"].as_str().unwrap_or("Error").to_string(),
-    )
 }
 
 fn router(app: Arc<App>) -> Router {
@@ -407,7 +397,10 @@ async fn serve(
         let _ = connections.join_all().await;
         app.background.idle().await;
     };
-    if tokio::time::timeout_at(deadline.into(), in_flight).await.is_err() {
+    if tokio::time::timeout_at(deadline.into(), in_flight)
+        .await
+        .is_err()
+    {
         log::warn!(
             "requests or jobs still running after --flush-timeout ({:.0} s); closing them",
             flush_timeout.as_secs_f64()

@@ -122,7 +122,7 @@ impl Job {
                 } else {
                     Status::Failed
                 };
-                s.error = Some(super::plugin_error(&body));
+                s.error = Some(crate::error_reply::read(&body));
             }
             Err(failure) => {
                 s.status = Status::Failed;

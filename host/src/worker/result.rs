@@ -61,9 +61,7 @@ pub fn final_result(
             failed: true,
         },
         Err(failure) => FinalResult {
-            body: error_body(
-                &json!({"error": failure.message, "error_type": "PluginError"}).to_string(),
-            ),
+            body: error_body(&crate::error_reply::build(&failure.message, "PluginError")),
             is_stream,
             failed: true,
         },
