@@ -5,7 +5,7 @@
 
 use crate::compute_service::{ComputeService, StopSignal};
 use crate::nonce_list::{MAX_NONCES, parse_nonce_list};
-use crate::plugins::{CallContext, Plugin, PluginHost, PluginLimits, PluginReply};
+use crate::plugin_host::{CallContext, Plugin, PluginHost, PluginLimits, PluginReply};
 use crate::serve::http::{as_object, parse_json_body};
 use crate::serve::node::{InitRequest, validation_requests};
 use powhost_core::ModelParams;

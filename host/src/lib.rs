@@ -14,7 +14,7 @@ mod input;
 mod model;
 mod model_source;
 mod nonce_list;
-mod plugins;
+mod plugin_host;
 mod progress;
 mod selftest;
 mod serve;

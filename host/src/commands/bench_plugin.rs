@@ -5,7 +5,7 @@
 use crate::backends::backend_by_name;
 use crate::cli::BenchArgs;
 use crate::compute_service::{ComputeService, StopSignal, Task};
-use crate::plugins::{CallContext, PluginHost, PluginLimits, PluginReply};
+use crate::plugin_host::{CallContext, PluginHost, PluginLimits, PluginReply};
 use anyhow::{Result, bail, ensure};
 use powhost_core::ModelParams;
 use serde::Serialize;

@@ -1,6 +1,6 @@
 //! `powhost plugins`: the built-in plugins and what each does.
 
-use crate::plugins::{BUILTIN, PluginHost, PluginLimits, WIT_PACKAGE};
+use crate::plugin_host::{BUILTIN, PluginHost, PluginLimits, WIT_PACKAGE};
 use anyhow::Result;
 
 pub fn run(json: bool) -> Result<()> {

@@ -5,7 +5,7 @@ use crate::backends::backend_by_name;
 use crate::cli::RunArgs;
 use crate::compute_service::{ComputeService, StopSignal};
 use crate::input::MAX_REQUEST_BYTES;
-use crate::plugins::{CallContext, Plugin, PluginHost, PluginLimits, PluginReply};
+use crate::plugin_host::{CallContext, Plugin, PluginHost, PluginLimits, PluginReply};
 use anyhow::{Context, Result};
 use std::io::{BufRead, Write};
 use std::process::ExitCode;

@@ -11,7 +11,7 @@ use crate::backends::backend_by_name;
 use crate::cli::ServeArgs;
 use crate::compute_service::{ComputeService, StopReason, StopSignal};
 use crate::delivery::{CallbackConfig, Outbox};
-use crate::plugins::{CallContext, Plugin, PluginFailure, PluginHost, PluginLimits, PluginReply};
+use crate::plugin_host::{CallContext, Plugin, PluginFailure, PluginHost, PluginLimits, PluginReply};
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::http::StatusCode;
@@ -26,19 +26,19 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Which plugin a call goes to.
+/// Which of the two loaded plugins a call goes to (both are `handler`-world components).
 #[derive(Clone, Copy, Debug)]
 pub enum PluginKind {
-    /// The serverless contract (`--plugin`).
-    Handler,
-    /// ProofBatch validation (`--validator`).
+    /// The serverless job contract (`--plugin`): `/runsync`, `/run`.
+    Serverless,
+    /// ProofBatch validation (`--validator`): `/api/v1/pow/validate`.
     Validator,
 }
 
 /// Everything the handlers share.
 pub struct App {
-    plugins: PluginHost,
-    handler: Plugin,
+    plugin_host: PluginHost,
+    serverless: Plugin,
     validator: Plugin,
     compute: Arc<ComputeService>,
     slots: Slots,
@@ -159,7 +159,7 @@ impl Slots {
 impl App {
     fn plugin(&self, kind: PluginKind) -> &Plugin {
         match kind {
-            PluginKind::Handler => &self.handler,
+            PluginKind::Serverless => &self.serverless,
             PluginKind::Validator => &self.validator,
         }
     }
@@ -226,7 +226,7 @@ impl App {
         let app = self.clone();
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            app.plugins.handle(app.plugin(kind), &request, call)
+            app.plugin_host.handle(app.plugin(kind), &request, call)
         })
         .await
         .unwrap_or_else(|e| {
@@ -294,13 +294,13 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     };
     let flush_timeout = args.delivery.flush_timeout;
 
-    let plugins = PluginHost::new(PluginLimits::from_args(&args.limits))?;
-    let handler = plugins.load(&args.plugin)?;
-    let validator = plugins.load(&args.validator)?;
+    let plugin_host = PluginHost::new(PluginLimits::from_args(&args.limits))?;
+    let serverless = plugin_host.load(&args.plugin)?;
+    let validator = plugin_host.load(&args.validator)?;
     let backend = backend_by_name(&args.backend)?;
     log::info!(
         "serving with plugins `{}` and `{}` on backend {} ({})",
-        handler.info.name,
+        serverless.info.name,
         validator.info.name,
         backend.name(),
         backend.device_description()
@@ -310,8 +310,8 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     let report = crate::selftest::require(&compute)?;
     eprintln!("powhost: {}", report.summary());
     let app = Arc::new(App {
-        plugins,
-        handler,
+        plugin_host,
+        serverless,
         validator,
         compute,
         slots: Slots::new(args.concurrency, args.queue),

@@ -4,7 +4,7 @@
 
 use super::http::{ApiError, json_response, ok, ok_text, read_object};
 use super::{App, PluginKind};
-use crate::plugins::{PluginFailure, PluginReply};
+use crate::plugin_host::{PluginFailure, PluginReply};
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -292,7 +292,7 @@ async fn execute(app: Arc<App>, job: Arc<Job>, request: String, ticket: super::T
         Some(std::time::Instant::now() + app.time_limit),
     );
     let result = app
-        .call(PluginKind::Handler, request, slot, stop, emit)
+        .call(PluginKind::Serverless, request, slot, stop, emit)
         .await;
     job.finish(result);
     app.jobs.finished(&job.id);

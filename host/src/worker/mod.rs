@@ -17,7 +17,7 @@ use crate::backends::backend_by_name;
 use crate::cli::WorkerArgs;
 use crate::compute_service::{ComputeService, StopSignal};
 use crate::delivery::{CallbackConfig, Outbox, Post, with_causes};
-use crate::plugins::{CallContext, Plugin, PluginFailure, PluginHost, PluginLimits};
+use crate::plugin_host::{CallContext, Plugin, PluginFailure, PluginHost, PluginLimits};
 use anyhow::{Context, Result};
 use platform::Platform;
 use serde_json::value::RawValue;
@@ -66,7 +66,7 @@ struct RunningJob {
 
 struct Worker {
     platform: Platform,
-    plugins: PluginHost,
+    plugin_host: PluginHost,
     plugin: Plugin,
     compute: Arc<ComputeService>,
     outbox: Arc<Outbox>,
@@ -81,8 +81,8 @@ struct Worker {
 
 pub fn run(args: WorkerArgs) -> Result<ExitCode> {
     let platform = Platform::from_env(|name| std::env::var(name).ok())?;
-    let plugins = PluginHost::new(PluginLimits::from_args(&args.limits))?;
-    let plugin = plugins.load(&args.plugin)?;
+    let plugin_host = PluginHost::new(PluginLimits::from_args(&args.limits))?;
+    let plugin = plugin_host.load(&args.plugin)?;
     let backend = backend_by_name(&args.backend)?;
     let compute = Arc::new(ComputeService::new(backend, args.batch).without_progress());
     // Before the first job: a device that computes wrong answers takes none.
@@ -110,7 +110,7 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode> {
     );
     let worker = Arc::new(Worker {
         platform,
-        plugins,
+        plugin_host,
         plugin,
         compute,
         outbox,
@@ -428,7 +428,7 @@ impl Worker {
         let reply = {
             let worker = self.clone();
             tokio::task::spawn_blocking(move || {
-                worker.plugins.handle(&worker.plugin, &request, call)
+                worker.plugin_host.handle(&worker.plugin, &request, call)
             })
             .await
             .unwrap_or_else(|e| {

@@ -1,7 +1,7 @@
 //! What a job's plugin call becomes on the wire: the bodies the platform's SDK posts for the
 //! seed handler (docs/spec/PROTOCOLS.md §B1, §B3, §B4).
 
-use crate::plugins::{PluginFailure, PluginReply};
+use crate::plugin_host::{PluginFailure, PluginReply};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;

@@ -7,7 +7,7 @@ use super::init::InitRequest;
 use super::not_running;
 use crate::compute_service::StopSignal;
 use crate::delivery::join;
-use crate::plugins::PluginReply;
+use crate::plugin_host::PluginReply;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
