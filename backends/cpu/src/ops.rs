@@ -177,7 +177,8 @@ pub fn attention(shape: &AttentionShape, q: &[f32], k: &[f32], v: &[f32], out: &
     let queries = if last_only { 1 } else { seq_len };
     let (q_width, kv_width) = (n_heads * hd, n_kv_heads * hd);
     let n_rep = n_heads / n_kv_heads;
-    let scale = (hd as f32).sqrt();
+    // Scores are divided by sqrt(head_dim), as PyTorch's reference does.
+    let score_divisor = (hd as f32).sqrt();
     // One task per (nonce, query position): its row of q and of out.
     out.par_chunks_mut(q_width)
         .enumerate()
@@ -195,7 +196,7 @@ pub fn attention(shape: &AttentionShape, q: &[f32], k: &[f32], v: &[f32], out: &
                 for (t, p) in probs.iter_mut().enumerate() {
                     let kr = &k[(b * seq_len + t) * kv_width + g * hd..][..hd];
                     let dot = dot_f32(qh, kr);
-                    *p = r16(r16(dot) / scale);
+                    *p = r16(r16(dot) / score_divisor);
                     max = max.max(*p);
                 }
                 // softmax in f32 (the reference multiplies by the reciprocal of the sum) ⟂.

@@ -316,7 +316,7 @@ impl GpuSteps for Replica {
             .arg(&hd_u)
             .arg(&score_divisor)
             .arg(&last_u);
-        // SAFETY: matches attention's signature (its `scale` is this divisor) and the
+        // SAFETY: matches attention's signature and the
         // buffers' sizes, which core's sequence gives.
         unsafe { launch.launch(one_thread_each(rows.rows * p.n_heads)) }
             .map_err(cuda("attention"))?;

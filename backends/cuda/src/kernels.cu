@@ -72,7 +72,7 @@ extern "C" __global__ void rope(h16* x, const cos_sin* table, unsigned rows, uns
 extern "C" __global__ void attention(const h16* q, const h16* k, const h16* v, h16* out,
                                      float* probs, unsigned rows, unsigned seq_len,
                                      unsigned n_heads, unsigned n_kv_heads, unsigned hd,
-                                     float scale, unsigned last_only) {
+                                     float score_divisor, unsigned last_only) {
     u64 task = (u64)blockIdx.x * blockDim.x + threadIdx.x;
     if (task >= (u64)rows * n_heads) return;
     unsigned row = task / n_heads, h = task % n_heads;
@@ -87,7 +87,7 @@ extern "C" __global__ void attention(const h16* q, const h16* k, const h16* v, h
         const h16* kt = k + ((u64)b * seq_len + t) * kv_width + g * hd;
         float dot = 0.0f;
         for (unsigned d = 0; d < hd; d++) dot += h2f(qh[d]) * h2f(kt[d]);
-        float s = r16(r16(dot) / scale);
+        float s = r16(r16(dot) / score_divisor);
         p[t] = s;
         max_score = fmaxf(max_score, s);
     }

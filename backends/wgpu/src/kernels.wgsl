@@ -189,7 +189,7 @@ struct AttnArgs {
     n_heads: u32,
     n_kv_heads: u32,
     head_dim: u32,
-    scale: f32,
+    score_divisor: f32,
     // 1: one query row per nonce, its last position (the last layer).
     last_only: u32,
     _pad1: u32,
@@ -230,7 +230,7 @@ fn attention(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var d = 0u; d < hd; d++) {
             dot += f32(at_q[q0 + d]) * f32(at_k[k0 + d]);
         }
-        let s = r16(r16(dot) / at.scale);
+        let s = r16(r16(dot) / at.score_divisor);
         at_probs[p0 + t] = s;
         max_score = max(max_score, s);
     }

@@ -3,9 +3,10 @@
 //! on machines without a GPU).
 //!
 //! Activations are f32 buffers holding f16-representable values, rounded at every rounding
-//! point by integer operations (`r16` in `kernels.wgsl`, tested against `half`); the f16
-//! pool is uploaded once and every weight is read from it at its placement, so no parameter
-//! is ever copied. The distances agree with the reference within the budget of
+//! point by integer operations (`r16` in `kernels.wgsl`, tested against `half`). The f16
+//! pool is uploaded once and weights are read from it at their placement, through windows
+//! within the adapter's binding limit; only the tile-placed parameters, which wrap around the
+//! pool, are gathered once into a contiguous buffer at load. The distances agree with the reference within the budget of
 //! docs/spec/COMPUTATION.md §9 (the conformance tests), not to the bit: sums run in a different
 //! order than PyTorch's.
 
