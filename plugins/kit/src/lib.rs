@@ -77,6 +77,17 @@ impl RequestError {
 /// reply. The host refuses longer lists too (its `--nonces` and its compute calls).
 pub const MAX_NONCES: usize = 10_000_000;
 
+/// The fields of a ProofBatch (docs/spec/PROTOCOLS.md §A3): what the validator takes beside
+/// its settings, and what `serve`'s `/api/v1/pow/validate` keeps of a body.
+pub const PROOF_BATCH_FIELDS: &[&str] = &[
+    "public_key",
+    "block_hash",
+    "block_height",
+    "nonces",
+    "dist",
+    "node_id",
+];
+
 /// The model params, once: their names in wit/pow.wit's order (with `_` for the WIT's `-`)
 /// and each one's type in the WIT record `model-params`. [`PARAMS_FIELDS`], [`PartialParams`],
 /// its JSON form, the `params` parser and [`fill_params`] all follow from this list, and
@@ -300,6 +311,38 @@ pub fn fuzz_inputs(target: &str) -> Vec<(String, Vec<u8>)> {
         }
     }
     out
+}
+
+/// The fuzz targets' check on a request parser: text that parses, written back, parses to the
+/// same value. Panics, naming `what`, when it does not.
+#[doc(hidden)]
+pub fn check_round_trip<T: PartialEq + std::fmt::Debug>(
+    text: &str,
+    parse: impl Fn(&str) -> Result<T, RequestError>,
+    write: impl Fn(&T) -> String,
+    what: &str,
+) {
+    if let Ok(value) = parse(text) {
+        let again = parse(&write(&value))
+            .unwrap_or_else(|e| panic!("{what}: {value:?} written back is refused: {e:?}"));
+        assert_eq!(again, value, "{what}");
+    }
+}
+
+/// `check_round_trip` on every seed and past finding of fuzz target `target` (for tests).
+#[doc(hidden)]
+pub fn replay_round_trip<T: PartialEq + std::fmt::Debug>(
+    target: &str,
+    parse: impl Fn(&str) -> Result<T, RequestError>,
+    write: impl Fn(&T) -> String,
+) {
+    let inputs = fuzz_inputs(target);
+    assert!(!inputs.is_empty(), "no seeds for fuzz target {target}");
+    for (name, data) in inputs {
+        if let Ok(text) = std::str::from_utf8(&data) {
+            check_round_trip(text, &parse, &write, &name);
+        }
+    }
 }
 
 pub fn reject_unknown<'a>(

@@ -460,15 +460,6 @@ mod tests {
     /// that parses, written back, parses to the same request.
     #[test]
     fn fuzz_inputs_round_trip() {
-        let inputs = powhost_plugin_kit::fuzz_inputs("runpod_request");
-        assert!(!inputs.is_empty());
-        for (name, data) in inputs {
-            let Ok(text) = std::str::from_utf8(&data) else {
-                continue;
-            };
-            if let Ok(request) = parse(text) {
-                assert_eq!(parse(&request.to_json()), Ok(request), "{name}");
-            }
-        }
+        powhost_plugin_kit::replay_round_trip("runpod_request", parse, Request::to_json);
     }
 }

@@ -8,20 +8,12 @@ use super::not_running;
 use crate::compute_service::StopSignal;
 use crate::delivery::join;
 use crate::plugin_host::PluginReply;
+use powhost_plugin_kit::PROOF_BATCH_FIELDS;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
 use serde_json::{Value, json};
 use std::sync::Arc;
-
-const PROOF_BATCH_FIELDS: &[&str] = &[
-    "public_key",
-    "block_hash",
-    "block_height",
-    "nonces",
-    "dist",
-    "node_id",
-];
 
 /// `POST /api/v1/pow/validate`: the batch is checked now (a malformed batch or one for
 /// another block hash is refused with the reason), answered `null` as by the reference,
