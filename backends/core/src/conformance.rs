@@ -1,7 +1,29 @@
 //! The backend conformance suite, written once against [`Backend`]: every backend runs the
-//! same golden comparisons with the same budget (docs/spec/COMPUTATION.md §9). Tests of each
-//! backend call [`check_forward_golden`] with the text of a `forward_<preset>.json` golden
-//! file.
+//! same golden comparisons with the same budget (docs/spec/COMPUTATION.md §9). Behind the
+//! `conformance` feature, which only the backends' `[dev-dependencies]` enable: it is for their
+//! tests, not part of the library. Each backend instantiates it in one line of a test file:
+//!
+//! ```ignore
+//! powhost_core::conformance::suite!(powhost_wgpu::WgpuBackend::new());
+//! ```
+//!
+//! The expression gives an `anyhow::Result<impl Backend>` and is evaluated in each test; an
+//! error (no Vulkan driver, no CUDA device) makes the test print `SKIPPED: <the error>` and pass
+//! without running (`scripts/gpu-check.sh` reports such a step as skipped).
+//!
+//! The budget is `BUDGET_MEDIAN`, `BUDGET_MAX` and `AGREEMENT_R_TARGETS` of
+//! [`crate::agreement`] (median |Δd| ≤ 5e-7, max ≤ 5e-6, no verdict flips at r_target 2.0 and
+//! 1.4013564660458173), the same constants `powhost compare` and `powhost selftest` apply. What
+//! the backends achieve against it is printed (`--nocapture`); measured on a 2-vCPU AMD EPYC
+//! machine:
+//!
+//! | preset | CPU backend | wgpu on lavapipe (f16 activations) |
+//! |---|---|---|
+//! | `tiny` | median 0, max 8.8e-8 | median 0, max 8.8e-8 |
+//! | `small` | median 3.3e-8, max 2.9e-7 | median 3.4e-8, max 8.1e-7 |
+//! | `devtest` | median 3.4e-7, max 2.7e-6 | median 3.9e-7, max 3.5e-6 |
+//!
+//! CUDA has not run on a GPU yet (docs/CUDA.md).
 
 use crate::agreement::{AGREEMENT_R_TARGETS, Agreement, BUDGET_MAX, BUDGET_MEDIAN};
 use crate::backend::Backend;
@@ -11,6 +33,65 @@ use crate::poc::{batch_inputs, compute_distances};
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 use std::sync::Arc;
+
+/// The suite's `#[test]` functions, one per golden, for the backend that `$backend`
+/// (an `anyhow::Result<impl Backend>`, evaluated in each test) opens.
+pub use crate::__conformance_suite as suite;
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_suite {
+    (@cases $backend:expr; $($test:ident: $preset:literal at batch $batch:literal,)*) => {
+        $(
+            #[test]
+            fn $test() {
+                $crate::conformance::run_golden($preset, $batch, $backend);
+            }
+        )*
+    };
+    ($backend:expr $(,)?) => {
+        // Every golden holds the reference's distances of 64 nonces (and the logits of two).
+        // Batch sizes: tiny and small run in four forward passes of 16, so the suite crosses
+        // batch boundaries (where a GPU backend draws the next batch's inputs during the
+        // current one); devtest runs its 64 in one forward pass (256 rows: its largest
+        // buffers, the FFN's and the logits, hold at most 2 MiB, far under an adapter's binding
+        // limit, 128 MiB on lavapipe). The CPU backend's suite chose these sizes (f68f35a), CUDA
+        // copied them (795a94a). wgpu ran devtest at 32 from its first commit (0336114), with
+        // no reason in its code, its message or the history since. On lavapipe 32 and 64 give
+        // the same distances (median |Δd| 3.906e-7, max 3.478e-6 against the golden), the same
+        // time (21.7 and 20.9 s) and the same memory (peak RSS 206 and 192 MB, the whole
+        // process): `powhost compare --backends cpu,wgpu --golden
+        // tests/golden/forward_devtest.json --batch 32` (and `--batch 64`). So every backend
+        // runs devtest at 64.
+        $crate::__conformance_suite!(@cases $backend;
+            tiny_agrees_with_reference: "tiny" at batch 16,
+            small_agrees_with_reference: "small" at batch 16,
+            devtest_agrees_with_reference: "devtest" at batch 64,
+        );
+    };
+}
+
+/// One case of [`suite!`](suite): `backend` on `tests/golden/forward_<preset>.json`, `batch`
+/// nonces per forward pass; skipped with a message when the backend did not open.
+pub fn run_golden<B: Backend>(preset: &str, batch: usize, backend: Result<B>) {
+    let backend = match backend {
+        Ok(b) => b,
+        Err(e) => return eprintln!("SKIPPED: {e:#}"),
+    };
+    let golden = golden(&format!("forward_{preset}.json"));
+    if let Err(e) = check_forward_golden(&backend, &golden, batch) {
+        panic!("{e:#}");
+    }
+}
+
+/// The text of a golden file, from this checkout, or from `tests/golden/` under the current
+/// directory when the test executable was carried to another machine (docs/CUDA.md).
+pub fn golden(name: &str) -> String {
+    let built_here = format!("{}/../../tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&built_here)
+        .or_else(|_| std::fs::read_to_string(format!("tests/golden/{name}")))
+        .unwrap_or_else(|e| panic!("golden {name} not found here or under ./tests/golden: {e}"))
+}
 
 /// What a golden forward comparison found.
 #[derive(Debug)]

@@ -5,6 +5,7 @@
 
 pub mod agreement;
 pub mod backend;
+#[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod distance;
 pub mod gpu_forward;

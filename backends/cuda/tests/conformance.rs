@@ -1,10 +1,11 @@
-//! The conformance suite on the CUDA backend: the same golden comparisons and budget as
-//! the CPU backend (docs/spec/COMPUTATION.md §9). Where no CUDA device answers (CI, the
-//! development machines) each test says so and passes without running;
-//! `no_device_is_a_clear_error` checks that the answer there is an error, not a panic.
+//! The conformance suite (`powhost_core::conformance`) on the CUDA backend, device lists, and
+//! the batch split between replicas. Where no CUDA device answers (CI, the development
+//! machines) each test says so and passes without running; `no_device_is_a_clear_error` checks
+//! that the answer there is an error, not a panic.
 
-use powhost_core::conformance::check_forward_golden;
 use powhost_cuda::CudaBackend;
+
+powhost_core::conformance::suite!(CudaBackend::all());
 
 fn backend() -> Option<CudaBackend> {
     match CudaBackend::all() {
@@ -14,15 +15,6 @@ fn backend() -> Option<CudaBackend> {
             None
         }
     }
-}
-
-/// The golden file, from this checkout, or from `tests/golden/` under the current directory
-/// when the test executable was carried to another machine (docs/CUDA.md).
-fn golden(name: &str) -> String {
-    let built_here = format!("{}/../../tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&built_here)
-        .or_else(|_| std::fs::read_to_string(format!("tests/golden/{name}")))
-        .unwrap_or_else(|e| panic!("golden {name} not found here or under ./tests/golden: {e}"))
 }
 
 #[test]
@@ -45,24 +37,6 @@ fn device_lists_parse() {
     );
     assert!(CudaBackend::parse_devices("cuda:x").is_err());
     assert!(CudaBackend::parse_devices("gpu0").is_err());
-}
-
-#[test]
-fn tiny_agrees_with_reference() {
-    let Some(b) = backend() else { return };
-    check_forward_golden(&b, &golden("forward_tiny.json"), 16).unwrap();
-}
-
-#[test]
-fn small_agrees_with_reference() {
-    let Some(b) = backend() else { return };
-    check_forward_golden(&b, &golden("forward_small.json"), 16).unwrap();
-}
-
-#[test]
-fn devtest_agrees_with_reference() {
-    let Some(b) = backend() else { return };
-    check_forward_golden(&b, &golden("forward_devtest.json"), 64).unwrap();
 }
 
 /// Two replicas (on the same device when there is only one) split each batch; the result

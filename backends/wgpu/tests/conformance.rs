@@ -1,12 +1,13 @@
-//! The conformance suite on the wgpu backend — the same golden comparisons and budget as
-//! the CPU backend (docs/spec/COMPUTATION.md §9) — and the shaders' f16 rounding checked value
-//! by value. On a machine with no Vulkan driver at all the tests say so and pass without
-//! running; CI installs Mesa's lavapipe, so they run there for real.
+//! The conformance suite (`powhost_core::conformance`) on the wgpu backend, the shaders' f16
+//! rounding checked value by value, and the backend's storage variants against each other.
+//! On a machine with no Vulkan driver at all the tests say so and pass without running; CI
+//! installs Mesa's lavapipe, so they run there for real.
 
 use half::f16;
-use powhost_core::conformance::check_forward_golden;
 use powhost_wgpu::WgpuBackend;
 use std::sync::OnceLock;
+
+powhost_core::conformance::suite!(WgpuBackend::new());
 
 fn backend() -> Option<&'static WgpuBackend> {
     static BACKEND: OnceLock<Option<WgpuBackend>> = OnceLock::new();
@@ -19,14 +20,6 @@ fn backend() -> Option<&'static WgpuBackend> {
             }
         })
         .as_ref()
-}
-
-fn golden(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/../../tests/golden/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
 }
 
 /// ⟂ on the device equals `half`'s round-to-nearest-even for every f16 boundary: each f16
@@ -89,24 +82,6 @@ fn shader_rounding_is_round_to_nearest_even() {
         b.gpu().description()
     );
     assert_eq!(wrong, 0, "{wrong} of {} roundings differ", inputs.len());
-}
-
-#[test]
-fn tiny_agrees_with_reference() {
-    let Some(b) = backend() else { return };
-    check_forward_golden(b, &golden("forward_tiny.json"), 16).unwrap();
-}
-
-#[test]
-fn small_agrees_with_reference() {
-    let Some(b) = backend() else { return };
-    check_forward_golden(b, &golden("forward_small.json"), 16).unwrap();
-}
-
-#[test]
-fn devtest_agrees_with_reference() {
-    let Some(b) = backend() else { return };
-    check_forward_golden(b, &golden("forward_devtest.json"), 32).unwrap();
 }
 
 /// Large matrices split into column blocks whose weights fit one binding (as on adapters
