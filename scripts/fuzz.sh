@@ -35,10 +35,12 @@ for t in "${targets[@]}"; do
     -max_total_time="$budget" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
     >"$log" 2>&1
   set -e
+  # (A run that did not start leaves "?" here; its log says why.)
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
   speed=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
-  cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+' || echo "?")
+  cov=$( (grep -oE 'cov: [0-9]+' "$log" || true) | tail -1 | grep -oE '[0-9]+' || echo "?")
   files=$(find "$corpus" -type f | wc -l)
-  crashes=$(find "artifacts/$t" -type f 2>/dev/null | wc -l)
+  crashes=0
+  if [ -d "artifacts/$t" ]; then crashes=$(find "artifacts/$t" -type f | wc -l); fi
   printf '%-18s %12s %8s %8s %8s %8s\n' "$t" "$execs" "$speed" "$cov" "$files" "$crashes"
 done
