@@ -10,6 +10,7 @@ use crate::serve::http::{as_object, parse_json_body};
 use crate::serve::node::{InitRequest, validation_requests};
 use powhost_core::ModelParams;
 use serde_json::{Value, json};
+use std::fmt::Write;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -22,17 +23,44 @@ fn compute() -> &'static ComputeService {
     })
 }
 
-/// `--nonces A,B..C`: a list that parses is 1..=MAX_NONCES nonces, and written back as plain
-/// integers it parses to the same list.
+/// `--nonces A,B..C`: a list that parses is 1..=MAX_NONCES nonces, and written back in its
+/// own terms (runs of consecutive nonces as ranges, the others as integers) it parses to the
+/// same list.
 pub fn nonce_list(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
     if let Ok(list) = parse_nonce_list(text) {
         assert!(!list.is_empty() && list.len() as u64 <= MAX_NONCES);
-        let written: Vec<String> = list.iter().map(i64::to_string).collect();
-        assert_eq!(parse_nonce_list(&written.join(",")).unwrap(), list);
+        assert_eq!(parse_nonce_list(&write_nonce_list(&list)).unwrap(), list);
     }
+}
+
+/// Runs as `A..B`, other nonces as integers. (Written back as ten million plain integers, the
+/// check, not the parser, ran past libFuzzer's 10 s under the sanitizer: fuzz/regressions/;
+/// a command line cannot hold such a list anyway.)
+fn write_nonce_list(list: &[i64]) -> String {
+    let mut written = String::new();
+    let mut i = 0;
+    while i < list.len() {
+        let mut j = i + 1;
+        while j < list.len() && list[j - 1].checked_add(1) == Some(list[j]) {
+            j += 1;
+        }
+        if !written.is_empty() {
+            written.push(',');
+        }
+        let (first, last) = (list[i], list[j - 1]);
+        match last.checked_add(1) {
+            _ if j - i == 1 => write!(written, "{first}"),
+            Some(end) => write!(written, "{first}..{end}"),
+            // A run ending at i64::MAX has no exclusive end: the range stops before it.
+            None => write!(written, "{first}..{last},{last}"),
+        }
+        .unwrap();
+        i = j;
+    }
+    written
 }
 
 /// Model params, as `--params` and every request give them: a value that passes
@@ -146,7 +174,10 @@ fn answered(host: &PluginHost, plugin: &Plugin, request: &str) {
                     .unwrap_or_else(|e| panic!("a reply that is not JSON ({e}): {body:.300}"));
             }
         }
-        Err(failure) => panic!("plugin `{}` failed on {request:.300}: {failure}", plugin.info.name),
+        Err(failure) => panic!(
+            "plugin `{}` failed on {request:.300}: {failure}",
+            plugin.info.name
+        ),
     }
 }
 
@@ -157,4 +188,26 @@ pub fn plugin_request(data: &[u8]) {
     let plugins = plugins();
     answered(&plugins.host, &plugins.runpod, &text);
     answered(&plugins.host, &plugins.validator, &text);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_nonce_list;
+
+    #[test]
+    fn nonce_lists_are_written_back_with_their_runs_as_ranges() {
+        assert_eq!(write_nonce_list(&[5]), "5");
+        assert_eq!(write_nonce_list(&[-2, -1, 0, 7, 9, 10]), "-2..1,7,9..11");
+        assert_eq!(write_nonce_list(&[3, 2, 1]), "3,2,1");
+        assert_eq!(
+            write_nonce_list(&[i64::MAX - 2, i64::MAX - 1, i64::MAX]),
+            format!("{}..{},{}", i64::MAX - 2, i64::MAX, i64::MAX)
+        );
+        for list in [
+            vec![i64::MAX - 1, i64::MAX],
+            vec![i64::MIN, i64::MIN + 1, 0],
+        ] {
+            super::nonce_list(write_nonce_list(&list).as_bytes());
+        }
+    }
 }

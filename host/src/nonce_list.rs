@@ -7,20 +7,24 @@ use anyhow::{Context, Result, bail};
 pub const MAX_NONCES: u64 = powhost_plugin_kit::MAX_NONCES as u64;
 
 pub fn parse_nonce_list(text: &str) -> Result<Vec<i64>> {
+    let quoted = Quoted(text);
     let mut nonces = Vec::new();
     for item in text.split(',').map(str::trim) {
         if item.is_empty() {
-            bail!("empty item in nonce list `{text}` (use e.g. `5,-3,0..64`)");
+            bail!("empty item in nonce list {quoted} (use e.g. `5,-3,0..64`)");
         }
         if let Some((a, b)) = item.split_once("..") {
             let a = parse_nonce(a)?;
             let b = parse_nonce(b)?;
             if b < a {
-                bail!("range `{item}` is backwards: the end must not be below the start");
+                bail!(
+                    "range {} is backwards: the end must not be below the start",
+                    Quoted(item)
+                );
             }
             let len = (b as i128 - a as i128) as u64;
             if nonces.len() as u64 + len > MAX_NONCES {
-                bail!("nonce list `{text}` has more than {MAX_NONCES} nonces; split the work");
+                bail!("nonce list {quoted} has more than {MAX_NONCES} nonces; split the work");
             }
             nonces.extend(a..b);
         } else {
@@ -38,8 +42,24 @@ pub fn parse_nonce_list(text: &str) -> Result<Vec<i64>> {
 
 fn parse_nonce(s: &str) -> Result<i64> {
     s.trim().parse::<i64>().with_context(|| {
-        format!("`{s}` is not a nonce: nonces are integers in the signed 64-bit range")
+        format!(
+            "{} is not a nonce: nonces are integers in the signed 64-bit range",
+            Quoted(s)
+        )
     })
+}
+
+/// Text quoted in a message, cut short past 60 characters: a list of a million nonces is not
+/// echoed back whole.
+struct Quoted<'a>(&'a str);
+
+impl std::fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.char_indices().nth(60) {
+            Some((cut, _)) => write!(f, "`{}…` ({} bytes)", &self.0[..cut], self.0.len()),
+            None => write!(f, "`{}`", self.0),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -76,5 +96,24 @@ mod tests {
             let err = parse_nonce_list(text).unwrap_err().to_string();
             assert!(err.contains(want), "{text:?}: got `{err}`");
         }
+    }
+
+    #[test]
+    fn a_long_list_is_not_echoed_back_whole() {
+        let long = format!("{},x", "1,".repeat(100_000));
+        let err = format!("{:#}", parse_nonce_list(&long).unwrap_err());
+        assert!(err.len() < 300, "{} bytes: {err:.300}", err.len());
+        let err = format!(
+            "{:#}",
+            parse_nonce_list(&format!("{}..1", "9".repeat(5000))).unwrap_err()
+        );
+        assert!(
+            err.contains("(5000 bytes)") && err.len() < 300,
+            "{err:.300}"
+        );
+        let err = parse_nonce_list(&format!("{},", "1,".repeat(100_000)))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("empty item") && err.len() < 300, "{err:.300}");
     }
 }
