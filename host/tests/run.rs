@@ -209,12 +209,19 @@ fn the_time_limit_interrupts_a_long_batch() {
         &["--backend", "cpu", "--time-limit", "1"],
         &json!({ "input": input }).to_string(),
     );
-    assert!(start.elapsed() < Duration::from_secs(8), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        start.elapsed()
+    );
     assert_eq!(out.status.code(), Some(1));
     let v = one_response(&out);
     assert_eq!(v["error_type"], json!("TimeoutError"), "{v}");
     assert!(
-        v["error"].as_str().unwrap().contains("time limit (--time-limit) passed after"),
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("time limit (--time-limit) passed after"),
         "{v}"
     );
 }
@@ -226,20 +233,34 @@ fn the_time_limit_interrupts_a_long_batch() {
 fn large_requests_are_answered_or_refused_by_name() {
     let mut input = tiny_input();
     input["block_hash"] = json!("a".repeat(150_000_000));
-    let out = run(&["--backend", "cpu"], &json!({ "input": input }).to_string());
+    let out = run(
+        &["--backend", "cpu"],
+        &json!({ "input": input }).to_string(),
+    );
     assert_eq!(out.status.code(), Some(1));
     let v = one_response(&out);
     assert_eq!(v["error_type"], json!("ValueError"), "{v:.300}");
     assert!(
-        v["error"].as_str().unwrap().contains("`block_hash` is 150000000 bytes long"),
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("`block_hash` is 150000000 bytes long"),
         "{v:.300}"
     );
     // 150 MB of padding around a good request: more than wasmtime's default 128 MiB per host
     // call, within --plugin-memory.
     let request = json!({ "input": tiny_input() }).to_string();
-    let padded = format!("{}{}}}", &request[..request.len() - 1], " ".repeat(150_000_000));
+    let padded = format!(
+        "{}{}}}",
+        &request[..request.len() - 1],
+        " ".repeat(150_000_000)
+    );
     let out = run(&["--backend", "cpu"], &padded);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(one_response(&out)["nonces"].as_array().unwrap().len(), 64);
 }
 

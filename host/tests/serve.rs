@@ -1102,14 +1102,17 @@ fn a_stalled_client_does_not_hold_up_shutdown() {
 fn idle_connections_and_stalled_bodies_time_out() {
     let server = Server::start(&["--idle-timeout", "0.5"]);
     let mut idle = TcpStream::connect(server.addr).unwrap();
-    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let start = Instant::now();
     let mut buf = Vec::new();
     let _ = idle.read_to_end(&mut buf);
     assert!(start.elapsed() < Duration::from_secs(5), "never closed");
 
     let mut stalled = TcpStream::connect(server.addr).unwrap();
-    stalled.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     stalled
         .write_all(b"POST /runsync HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n{\"input\"")
         .unwrap();
@@ -1201,7 +1204,10 @@ fn sigterm_lets_jobs_finish_their_batch() {
     let body = &accepted[0].2;
     assert_eq!(body["status"], json!("COMPLETED"), "{body}");
     let batches = body["output"].as_array().unwrap();
-    assert!(!batches.is_empty(), "the batch in flight was delivered: {body}");
+    assert!(
+        !batches.is_empty(),
+        "the batch in flight was delivered: {body}"
+    );
     for batch in batches {
         assert_eq!(batch["batch_computed"], json!(100_000), "{batch}");
     }

@@ -963,7 +963,9 @@ fn an_oversized_platform_answer_is_refused_and_the_worker_goes_on() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    platform.wait_for("the next job's result", 60, |p| !p.results("job-after").is_empty());
+    platform.wait_for("the next job's result", 60, |p| {
+        !p.results("job-after").is_empty()
+    });
     let _ = worker.kill();
     let out = worker.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);

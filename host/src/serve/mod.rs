@@ -11,7 +11,9 @@ use crate::backends::backend_by_name;
 use crate::cli::ServeArgs;
 use crate::compute_service::{ComputeService, StopReason, StopSignal};
 use crate::delivery::{CallbackConfig, Outbox};
-use crate::plugin_host::{CallContext, Plugin, PluginFailure, PluginHost, PluginLimits, PluginReply};
+use crate::plugin_host::{
+    CallContext, Plugin, PluginFailure, PluginHost, PluginLimits, PluginReply,
+};
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::http::StatusCode;

@@ -5,8 +5,9 @@
 /// Most nonces one batch may hold: the kit's (and the host's) limit.
 pub use powhost_plugin_kit::MAX_NONCES;
 use powhost_plugin_kit::{
-    Fields, PROOF_BATCH_FIELDS, PartialParams, RequestError, devices, integer, integer_field, nonce_list, number_list,
-    object, object_field, params, positive_number, reject_unknown, required, text_field,
+    Fields, PROOF_BATCH_FIELDS, PartialParams, RequestError, devices, integer, integer_field,
+    nonce_list, number_list, object, object_field, params, positive_number, reject_unknown,
+    required, text_field,
 };
 
 /// The network's defaults (docs/spec/PROTOCOLS.md §A3, the node software's init request).

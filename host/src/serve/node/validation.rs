@@ -8,10 +8,10 @@ use super::not_running;
 use crate::compute_service::StopSignal;
 use crate::delivery::join;
 use crate::plugin_host::PluginReply;
-use powhost_plugin_kit::PROOF_BATCH_FIELDS;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
+use powhost_plugin_kit::PROOF_BATCH_FIELDS;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
