@@ -68,6 +68,17 @@ pub enum Command {
     },
 }
 
+/// The compute backend: one flag, one default, for every command that computes.
+#[derive(Args, Debug, Clone)]
+pub struct BackendArg {
+    /// The compute backend: `auto` picks CUDA when a device answers, then a hardware GPU
+    /// through wgpu, then the CPU (a software Vulkan driver is passed over); or `cpu`, `wgpu`,
+    /// `cuda` (every device; `cuda:0,cuda:1` for some). With several devices, each batch is
+    /// spread over them.
+    #[arg(long = "backend", default_value = "auto", value_name = "NAME")]
+    pub name: String,
+}
+
 /// Which model: a named preset or a params JSON object.
 #[derive(Args, Debug, Clone)]
 #[group(required = true, multiple = false)]
@@ -98,10 +109,8 @@ pub struct FingerprintArgs {
 
 #[derive(Args, Debug)]
 pub struct DistancesArgs {
-    /// The compute backend: `cpu`, `wgpu`, `cuda` (every device; or `cuda:0,cuda:1`), or
-    /// `auto` (CUDA when a device answers, then a hardware GPU through wgpu, then the CPU).
-    #[arg(long, default_value = "cpu")]
-    pub backend: String,
+    #[command(flatten)]
+    pub backend: BackendArg,
     #[command(flatten)]
     pub model: ModelArgs,
     /// The block hash that seeds weights and target.
@@ -123,10 +132,8 @@ pub struct DistancesArgs {
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// The compute backend: `cpu`, `wgpu`, `cuda` (every device; or `cuda:0,cuda:1`), or
-    /// `auto` (CUDA when a device answers, then a hardware GPU through wgpu, then the CPU).
-    #[arg(long, default_value = "cpu")]
-    pub backend: String,
+    #[command(flatten)]
+    pub backend: BackendArg,
     /// The preset to measure.
     #[arg(long, default_value = "cpu-bench")]
     pub preset: String,
@@ -164,10 +171,8 @@ pub struct RunArgs {
     /// The plugin: a built-in name (see `powhost plugins`) or the path of a component (.wasm).
     #[arg(long, default_value = "runpod", value_name = "NAME|PATH")]
     pub plugin: String,
-    /// The compute backend: `auto` picks CUDA when a device answers, then a hardware GPU
-    /// through wgpu, then the CPU; or `cpu`, `wgpu`, `cuda` (`cuda:0,cuda:1` for some devices).
-    #[arg(long, default_value = "auto")]
-    pub backend: String,
+    #[command(flatten)]
+    pub backend: BackendArg,
     /// One request per input line, one response per output line; the model is reused.
     #[arg(long)]
     pub ndjson: bool,
@@ -206,11 +211,8 @@ pub struct ServeArgs {
     /// The plugin that validates ProofBatches (POST /api/v1/pow/validate).
     #[arg(long, default_value = "validator", value_name = "NAME|PATH")]
     pub validator: String,
-    /// The compute backend: `auto` picks CUDA when a device answers, then a hardware GPU
-    /// through wgpu, then the CPU; or `cpu`, `wgpu`, `cuda` (`cuda:0,cuda:1` for some devices).
-    /// Generation spreads each batch over the backend's devices.
-    #[arg(long, default_value = "auto")]
-    pub backend: String,
+    #[command(flatten)]
+    pub backend: BackendArg,
     /// Nonces per forward pass (default: chosen from the model size and device memory).
     #[arg(long, value_parser = at_least_one)]
     pub batch: Option<usize>,
@@ -266,10 +268,8 @@ pub struct WorkerArgs {
     /// The plugin that handles each job's request: a built-in name or a component path.
     #[arg(long, default_value = "runpod", value_name = "NAME|PATH")]
     pub plugin: String,
-    /// The compute backend: `auto` picks CUDA when a device answers, then a hardware GPU
-    /// through wgpu, then the CPU; or `cpu`, `wgpu`, `cuda` (`cuda:0,cuda:1` for some devices).
-    #[arg(long, default_value = "auto")]
-    pub backend: String,
+    #[command(flatten)]
+    pub backend: BackendArg,
     /// Nonces per forward pass (default: chosen from the model size and device memory).
     #[arg(long, value_parser = at_least_one)]
     pub batch: Option<usize>,
@@ -292,10 +292,8 @@ pub struct WorkerArgs {
 
 #[derive(Args, Debug)]
 pub struct SelftestArgs {
-    /// The compute backend: `auto` (CUDA, then a hardware GPU through wgpu, then the CPU),
-    /// `cpu`, `wgpu`, `cuda` or `cuda:N`.
-    #[arg(long, default_value = "auto")]
-    pub backend: String,
+    #[command(flatten)]
+    pub backend: BackendArg,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -369,7 +367,7 @@ fn at_most(text: &str, max: usize) -> Result<usize, String> {
 
 /// A nonce count: the same bound as a nonce list (crate::nonce_list::MAX_NONCES).
 fn nonce_count(text: &str) -> Result<usize, String> {
-    at_most(text, crate::nonce_list::MAX_NONCES as usize)
+    at_most(text, crate::nonce_list::MAX_NONCES)
 }
 
 /// `bench --plugin --requests`: each timing is kept, so the count is bounded.

@@ -1,18 +1,16 @@
-//! Compute as plugins see it: distances for a task, with typed failures, on one backend,
-//! reusing the built model while the block hash and params stay the same.
+//! The one path from a task to distances, for the plugins and the commands alike: typed
+//! failures, one backend, the built model reused while the block hash and params stay the same.
 
 use crate::model::{LoadedModel, choose_batch};
-use crate::progress;
+use crate::nonce_list::MAX_NONCES;
+use crate::progress::{Progress, Silent};
+use crate::runtime::stop::{Stop, StopReason};
 use powhost_core::model::pool_memory_bytes;
 use powhost_core::poc::compute_distances_until;
-use powhost_core::{Backend, ModelParams, memory};
+use powhost_core::{Backend, ModelParams, ModelWeights, memory};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-
-/// Most nonces one compute call may ask for (the same bound as `powhost distances`).
-pub const MAX_NONCES: usize = crate::nonce_list::MAX_NONCES as usize;
 
 /// What a task fixes besides the nonces.
 #[derive(Clone, Debug)]
@@ -58,71 +56,6 @@ impl fmt::Display for ComputeFailure {
 
 impl std::error::Error for ComputeFailure {}
 
-/// Why work should stop: a caller's cancellation, or the request's time limit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StopReason {
-    Cancelled,
-    Deadline,
-}
-
-/// Shared by the host's signal handler (or an HTTP cancel) and the work in flight.
-#[derive(Clone, Debug, Default)]
-pub struct StopSignal {
-    cancelled: Arc<AtomicBool>,
-    /// Stop at the plugin's next batch, letting the forward passes in flight finish: the
-    /// batch being computed is delivered (a worker's shutdown, the platform's job-stop).
-    finish: Option<Arc<AtomicBool>>,
-    deadline: Option<Instant>,
-}
-
-impl StopSignal {
-    pub fn new(cancelled: Arc<AtomicBool>, deadline: Option<Instant>) -> Self {
-        Self {
-            cancelled,
-            finish: None,
-            deadline,
-        }
-    }
-
-    /// Never cancelled outright: stops after the batch in flight once `finish` is set (or at
-    /// the deadline).
-    pub fn finishing_on(finish: Arc<AtomicBool>, deadline: Option<Instant>) -> Self {
-        Self::new(Arc::default(), deadline).and_finishing_on(finish)
-    }
-
-    /// This signal, and besides: stop after the batch in flight once `finish` is set (a
-    /// server's shutdown, which lets jobs deliver what they are computing).
-    pub fn and_finishing_on(mut self, finish: Arc<AtomicBool>) -> Self {
-        self.finish = Some(finish);
-        self
-    }
-
-    /// Whether the work in flight should stop now, between forward passes: it was
-    /// cancelled, or its deadline (the request's time limit) has passed.
-    pub fn interrupted(&self) -> bool {
-        self.cancelled.load(Ordering::Relaxed) || self.past_deadline()
-    }
-
-    fn past_deadline(&self) -> bool {
-        self.deadline.is_some_and(|d| Instant::now() >= d)
-    }
-
-    /// Why the plugin should stop before its next batch, if it should.
-    pub fn reason(&self) -> Option<StopReason> {
-        let finishing = self
-            .finish
-            .as_ref()
-            .is_some_and(|f| f.load(Ordering::Relaxed));
-        if self.cancelled.load(Ordering::Relaxed) || finishing {
-            Some(StopReason::Cancelled)
-        } else if self.past_deadline() {
-            Some(StopReason::Deadline)
-        } else {
-            None
-        }
-    }
-}
-
 struct CachedModel {
     block_hash: String,
     params: ModelParams,
@@ -132,34 +65,63 @@ struct CachedModel {
 /// One backend and the model last built on it.
 pub struct ComputeService {
     backend: Box<dyn Backend>,
-    /// Nonces per forward pass (`--batch`), else chosen per model.
+    /// Nonces per forward pass, else chosen per model.
     batch: Option<usize>,
     cache: Mutex<Option<Arc<CachedModel>>>,
-    /// Draw a progress bar per call (off where many calls run at once, as in `serve`).
-    progress: bool,
+    /// Who watches model builds and calls (the commands draw bars; servers watch nothing).
+    progress: Box<dyn Progress>,
+}
+
+/// What building a model took, for the benchmarks.
+#[derive(Clone, Copy, Debug)]
+pub struct BuildInfo {
+    /// Drawing the weight pool.
+    pub pool_seconds: f64,
+    /// The whole build and load; 0 when the model was already built.
+    pub seconds: f64,
 }
 
 impl ComputeService {
+    /// A service that reports no progress; see [`Self::with_progress`].
     pub fn new(backend: Box<dyn Backend>, batch: Option<usize>) -> Self {
         Self {
             backend,
             batch,
             cache: Mutex::new(None),
-            progress: true,
+            progress: Box::new(Silent),
         }
     }
 
-    /// No progress bars: for servers, where calls overlap.
-    pub fn without_progress(mut self) -> Self {
-        self.progress = false;
+    /// Report model builds and calls to `progress`.
+    pub fn with_progress(mut self, progress: Box<dyn Progress>) -> Self {
+        self.progress = progress;
         self
     }
 
     /// Build (or find) the task's model now, so the first request does not wait for it.
-    pub fn prepare(&self, task: &Task) -> Result<(), ComputeFailure> {
+    pub fn prepare(&self, task: &Task) -> Result<BuildInfo, ComputeFailure> {
         self.check_task(task, &[])?;
         self.check_params(&task.params)?;
-        self.model_for(task).map(drop)
+        let start = Instant::now();
+        let cached = self.model_for(task)?;
+        Ok(BuildInfo {
+            pool_seconds: cached.model.weights.pool_seconds,
+            seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Use weights built elsewhere for the task's model (several backends computing the same
+    /// model share one build).
+    pub fn adopt(&self, task: &Task, weights: Arc<ModelWeights>) -> Result<(), ComputeFailure> {
+        self.check_task(task, &[])?;
+        let model = LoadedModel::load(&*self.backend, weights)
+            .map_err(|e| ComputeFailure::new(FailureKind::BackendFailed, format!("{e:#}")))?;
+        *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(CachedModel {
+            block_hash: task.block_hash.clone(),
+            params: task.params.clone(),
+            model,
+        }));
+        Ok(())
     }
 
     /// Nonces per forward pass for these params.
@@ -194,37 +156,33 @@ impl ComputeService {
     }
 
     /// The distance of every nonce, in order. Stops between forward passes when `stop` is
-    /// cancelled or its deadline passes (a `finish` request lets the call run to its end).
+    /// aborted or its deadline passes (a finish lets the call run to its end).
     pub fn distances(
         &self,
         task: &Task,
         nonces: &[i64],
-        stop: &StopSignal,
+        stop: &Stop,
     ) -> Result<Vec<f64>, ComputeFailure> {
         self.check_task(task, nonces)?;
         self.check_params(&task.params)?;
         let cached = self.model_for(task)?;
         let batch = self.model_batch(&task.params).min(nonces.len().max(1));
-        let bar = if self.progress {
-            progress::bar(nonces.len() as u64, "nonces")
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
+        let counter = self.progress.counter("nonces", nonces.len() as u64);
         let out = compute_distances_until(
             &*cached.model.forward,
             &cached.model.weights,
             &task.public_key,
             nonces,
             batch,
-            &|done| bar.set_position(done as u64),
+            &|done| counter.set(done as u64),
             &|| stop.interrupted(),
         )
         .map_err(|e| ComputeFailure::new(FailureKind::BackendFailed, format!("{e:#}")));
-        bar.finish_and_clear();
+        drop(counter);
         let out = out?;
         if out.len() < nonces.len() {
             let why = match stop.reason() {
-                Some(StopReason::Deadline) => "the request's time limit (--time-limit) passed",
+                Some(StopReason::Deadline) => "the request's time limit passed",
                 _ => "cancelled",
             };
             return Err(ComputeFailure::new(
@@ -293,6 +251,7 @@ impl ComputeService {
             &task.params,
             &task.block_hash,
             self.model_batch(&task.params),
+            &*self.progress,
         )
         .map_err(|e| ComputeFailure::new(FailureKind::BackendFailed, format!("{e:#}")))?;
         log::info!(
@@ -308,5 +267,83 @@ impl ComputeService {
         });
         *cache = Some(cached.clone());
         Ok(cached)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn tiny() -> (ComputeService, Task) {
+        let backend = crate::backends::backend_by_name("cpu").unwrap();
+        let task = Task {
+            block_hash: "00".repeat(32),
+            public_key: "pk".into(),
+            params: ModelParams::preset("tiny").unwrap(),
+            devices: Vec::new(),
+        };
+        (ComputeService::new(backend, Some(4)), task)
+    }
+
+    #[test]
+    fn the_model_is_built_once_per_block_hash_and_params() {
+        let (compute, task) = tiny();
+        let first = compute.model_for(&task).unwrap();
+        assert!(Arc::ptr_eq(&first, &compute.model_for(&task).unwrap()));
+        let other = Task {
+            block_hash: "11".repeat(32),
+            ..task.clone()
+        };
+        let second = compute.model_for(&other).unwrap();
+        assert!(!Arc::ptr_eq(&first, &second));
+        // One model at a time: the first is gone from the cache.
+        assert!(!Arc::ptr_eq(&first, &compute.model_for(&task).unwrap()));
+    }
+
+    #[test]
+    fn an_aborted_call_stops_between_forward_passes() {
+        let (compute, task) = tiny();
+        let nonces: Vec<i64> = (0..16).collect();
+        let stop = Stop::new();
+        stop.abort();
+        let failure = compute.distances(&task, &nonces, &stop).unwrap_err();
+        assert_eq!(failure.kind, FailureKind::Stopped);
+        assert_eq!(failure.message, "cancelled after 0 of 16 nonces");
+        let late = Stop::new().child_until(Instant::now() - Duration::from_millis(1));
+        let failure = compute.distances(&task, &nonces, &late).unwrap_err();
+        assert_eq!(failure.message, "the request's time limit passed after 0 of 16 nonces");
+    }
+
+    #[test]
+    fn a_finish_lets_the_call_run_to_its_end() {
+        let (compute, task) = tiny();
+        let nonces: Vec<i64> = (0..16).collect();
+        let stop = Stop::new();
+        stop.finish();
+        let dist = compute.distances(&task, &nonces, &stop).unwrap();
+        assert_eq!(dist.len(), 16);
+        assert_eq!(dist, compute.distances(&task, &nonces, &Stop::new()).unwrap());
+    }
+
+    #[test]
+    fn tasks_the_backend_cannot_serve_are_refused_by_kind() {
+        let (compute, task) = tiny();
+        let on_gpu = Task {
+            devices: vec!["cuda:0".into()],
+            ..task.clone()
+        };
+        let e = compute.distances(&on_gpu, &[1], &Stop::new()).unwrap_err();
+        assert_eq!(e.kind, FailureKind::DeviceUnavailable);
+        let e = compute
+            .distances(&task, &vec![0; MAX_NONCES + 1], &Stop::new())
+            .unwrap_err();
+        assert_eq!(e.kind, FailureKind::InvalidTask);
+        let unkeyed = Task {
+            public_key: String::new(),
+            ..task
+        };
+        let e = compute.distances(&unkeyed, &[1], &Stop::new()).unwrap_err();
+        assert_eq!(e.kind, FailureKind::InvalidTask);
     }
 }

@@ -3,7 +3,8 @@
 //! parses re-serialises to one that parses the same; a built-in plugin always answers). Not
 //! an API: hidden from the docs, used by nothing else.
 
-use crate::compute_service::{ComputeService, StopSignal};
+use crate::compute_service::ComputeService;
+use crate::runtime::stop::Stop;
 use crate::nonce_list::{MAX_NONCES, parse_nonce_list};
 use crate::plugin_host::{CallContext, Plugin, PluginHost, PluginLimits, PluginReply};
 use crate::serve::http::{as_object, parse_json_body};
@@ -19,7 +20,7 @@ fn compute() -> &'static ComputeService {
     static COMPUTE: OnceLock<ComputeService> = OnceLock::new();
     COMPUTE.get_or_init(|| {
         let backend = crate::backends::backend_by_name("cpu").expect("the CPU backend");
-        ComputeService::new(backend, None).without_progress()
+        ComputeService::new(backend, None)
     })
 }
 
@@ -31,7 +32,7 @@ pub fn nonce_list(data: &[u8]) {
         return;
     };
     if let Ok(list) = parse_nonce_list(text) {
-        assert!(!list.is_empty() && list.len() as u64 <= MAX_NONCES);
+        assert!(!list.is_empty() && list.len() <= MAX_NONCES);
         assert_eq!(parse_nonce_list(&write_nonce_list(&list)).unwrap(), list);
     }
 }
@@ -162,7 +163,7 @@ fn plugins() -> &'static BuiltIns {
 fn answered(host: &PluginHost, plugin: &Plugin, request: &str) {
     let call = CallContext {
         compute: None,
-        stop: StopSignal::default(),
+        stop: Stop::new(),
         emit: Box::new(|chunk| {
             serde_json::from_str::<Value>(chunk).expect("an emitted chunk is JSON");
         }),

@@ -3,6 +3,7 @@
 //! commands use, through [`fuzzing`]. Each command lives in `commands/`.
 
 mod backends;
+mod backoff;
 mod cli;
 mod commands;
 mod compute_service;
@@ -12,12 +13,14 @@ mod error_reply;
 pub mod fuzzing;
 mod input;
 mod model;
-mod model_source;
 mod nonce_list;
 mod plugin_host;
 mod progress;
+mod runtime;
 mod selftest;
 mod serve;
+#[cfg(test)]
+mod test_support;
 mod worker;
 
 use clap::Parser;

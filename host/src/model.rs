@@ -1,10 +1,9 @@
-//! A seeded model built for one block hash and loaded on a backend: what every command and
-//! the compute service build on.
+//! A seeded model built for one block hash and loaded on a backend: what the compute service
+//! and `fingerprint` build on.
 
-use crate::progress;
+use crate::progress::Progress;
 use anyhow::Result;
 use powhost_core::parameter_table::pool_size_of;
-use powhost_core::poc::compute_distances;
 use powhost_core::{Backend, ForwardPass, ModelParams, ModelWeights};
 use std::sync::Arc;
 
@@ -22,29 +21,21 @@ impl LoadedModel {
         params: &ModelParams,
         block_hash: &str,
         batch: usize,
+        progress: &dyn Progress,
     ) -> Result<Self> {
         let weights = build_weights(
             params,
             block_hash,
             backend.working_memory_bytes(params, batch),
+            progress,
         )?;
-        let forward = backend.load(weights.clone())?;
-        Ok(Self { weights, forward })
+        Self::load(backend, weights)
     }
 
-    /// The distances of `nonces` in order, with a progress bar.
-    pub fn distances(&self, public_key: &str, nonces: &[i64], batch: usize) -> Result<Vec<f64>> {
-        let bar = progress::bar(nonces.len() as u64, "nonces");
-        let dist = compute_distances(
-            &*self.forward,
-            &self.weights,
-            public_key,
-            nonces,
-            batch,
-            &|done| bar.set_position(done as u64),
-        )?;
-        bar.finish_and_clear();
-        Ok(dist)
+    /// Load weights already built (shared by several backends) on `backend`.
+    pub fn load(backend: &dyn Backend, weights: Arc<ModelWeights>) -> Result<Self> {
+        let forward = backend.load(weights.clone())?;
+        Ok(Self { weights, forward })
     }
 }
 
@@ -54,19 +45,20 @@ pub fn build_weights(
     params: &ModelParams,
     block_hash: &str,
     extra_bytes: u64,
+    progress: &dyn Progress,
 ) -> Result<Arc<ModelWeights>> {
     let (_, pool_size) = pool_size_of(params);
-    let progress = progress::pool_progress(pool_size);
+    let counter = progress.counter("weight pool", pool_size as u64);
     Ok(Arc::new(ModelWeights::build(
         params,
         block_hash,
         extra_bytes,
-        &progress,
+        &|done: usize, _total: usize| counter.set(done as u64),
     )?))
 }
 
-/// Nonces per forward pass: the user's `--batch` (at least 1: the command line checks it),
-/// else the backend's preference (a GPU's free memory), else about 1024 rows of activations;
+/// Nonces per forward pass: the user's batch (at least 1: the command line checks it), else
+/// the backend's preference (a GPU's free memory), else about 1024 rows of activations;
 /// never more than there are nonces (the memory check counts a whole batch).
 pub fn choose_batch(
     requested: Option<usize>,

@@ -2,9 +2,9 @@
 
 use anyhow::{Context, Result, bail};
 
-/// More nonces than this in one command is almost certainly a typo in a range: the plugins'
-/// limit for one request (`powhost_plugin_kit::MAX_NONCES`, defined there once).
-pub const MAX_NONCES: u64 = powhost_plugin_kit::MAX_NONCES as u64;
+/// Most nonces in one list or one compute call: the plugins' limit for one request, defined
+/// once in the kit. More than this in one command is almost certainly a typo in a range.
+pub use powhost_plugin_kit::MAX_NONCES;
 
 pub fn parse_nonce_list(text: &str) -> Result<Vec<i64>> {
     let quoted = Quoted(text);
@@ -23,13 +23,13 @@ pub fn parse_nonce_list(text: &str) -> Result<Vec<i64>> {
                 );
             }
             let len = (b as i128 - a as i128) as u64;
-            if nonces.len() as u64 + len > MAX_NONCES {
+            if len > (MAX_NONCES - nonces.len()) as u64 {
                 bail!("nonce list {quoted} has more than {MAX_NONCES} nonces; split the work");
             }
             nonces.extend(a..b);
         } else {
             nonces.push(parse_nonce(item)?);
-            if nonces.len() as u64 > MAX_NONCES {
+            if nonces.len() > MAX_NONCES {
                 bail!("nonce list has more than {MAX_NONCES} nonces; split the work");
             }
         }

@@ -1,29 +1,69 @@
-//! Progress bars on stderr (drawn only when stderr is a terminal).
+//! Progress of long work, observed from below and drawn (or not) from above: the compute
+//! service and the model build report to a [`Progress`]; the commands give them bars on stderr,
+//! servers give them [`Silent`].
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-pub fn bar(len: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>14} [{bar:40}] {pos}/{len} ({elapsed}, eta {eta})")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_message(what.to_string());
-    bar
+/// Something that watches long work.
+pub trait Progress: Send + Sync {
+    /// A counter for `total` units of `what` ("nonces", "weight pool"); the work is over when
+    /// the counter is dropped.
+    fn counter(&self, what: &'static str, total: u64) -> Box<dyn Counter>;
 }
 
-/// A callback for [`powhost_core::WeightPool::draw`]-style `(done, total)` progress that
-/// shows a bar only for pools big enough to take a while.
-pub fn pool_progress(pool_size: usize) -> impl Fn(usize, usize) + Sync {
-    let bar = (pool_size > 50_000_000).then(|| bar(0, "weight pool"));
-    move |done, total| {
-        if let Some(bar) = &bar {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-            if done == total {
-                bar.finish_and_clear();
-            }
+/// One piece of work being counted.
+pub trait Counter: Send + Sync {
+    fn set(&self, done: u64);
+}
+
+/// Observes nothing: for servers, where calls overlap.
+pub struct Silent;
+
+impl Progress for Silent {
+    fn counter(&self, _: &'static str, _: u64) -> Box<dyn Counter> {
+        Box::new(Silent)
+    }
+}
+
+impl Counter for Silent {
+    fn set(&self, _: u64) {}
+}
+
+/// Bars on stderr (drawn only when stderr is a terminal). A weight pool gets one only when it
+/// is big enough to take a while.
+pub struct Bars;
+
+/// Pools up to this many values are drawn in well under a second: no bar.
+const POOL_BAR_FROM: u64 = 50_000_000;
+
+impl Progress for Bars {
+    fn counter(&self, what: &'static str, total: u64) -> Box<dyn Counter> {
+        if what == "weight pool" && total <= POOL_BAR_FROM {
+            return Box::new(Silent);
         }
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg:>14} [{bar:40}] {pos}/{len} ({elapsed}, eta {eta})",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_message(what);
+        Box::new(Bar(bar))
+    }
+}
+
+struct Bar(ProgressBar);
+
+impl Counter for Bar {
+    fn set(&self, done: u64) {
+        self.0.set_position(done);
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
     }
 }

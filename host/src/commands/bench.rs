@@ -2,7 +2,10 @@
 
 use crate::backends::backend_by_name;
 use crate::cli::BenchArgs;
-use crate::model::{LoadedModel, choose_batch};
+use crate::compute_service::{ComputeService, Task};
+use crate::model::choose_batch;
+use crate::progress::Bars;
+use crate::runtime::stop::Stop;
 use anyhow::Result;
 use powhost_core::ModelParams;
 use powhost_core::memory::{gib, peak_resident_bytes};
@@ -32,7 +35,7 @@ struct BenchReport {
 const BENCH_PUBLIC_KEY: &str = "powhost-bench";
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    let backend = backend_by_name(&args.backend)?;
+    let backend = backend_by_name(&args.backend.name)?;
     let params = ModelParams::preset(&args.preset)?;
     // About 2 s of CPU work by default: one batch at least.
     let nonces = args.nonces.unwrap_or_else(|| {
@@ -40,15 +43,20 @@ pub fn run(args: BenchArgs) -> Result<()> {
         ((200e9 * 2.0 / per_nonce) as usize).clamp(1, 4096)
     });
     let batch = choose_batch(args.batch, &*backend, &params, nonces);
-
-    let start = Instant::now();
-    let model = LoadedModel::new(&*backend, &params, &args.block_hash, batch)?;
-    let model_build_seconds = start.elapsed().as_secs_f64();
+    let compute = ComputeService::new(backend, Some(batch)).with_progress(Box::new(Bars));
+    let task = Task {
+        block_hash: args.block_hash.clone(),
+        public_key: BENCH_PUBLIC_KEY.into(),
+        params: params.clone(),
+        devices: Vec::new(),
+    };
+    let build = compute.prepare(&task)?;
 
     let list: Vec<i64> = (0..nonces as i64).collect();
     let start = Instant::now();
-    model.distances(BENCH_PUBLIC_KEY, &list, batch)?;
+    compute.distances(&task, &list, &Stop::new())?;
     let compute_seconds = start.elapsed().as_secs_f64();
+    let backend = compute.backend();
 
     let gflop_per_nonce = params.forward_flops() as f64 / 1e9;
     let nonces_per_s = nonces as f64 / compute_seconds;
@@ -59,8 +67,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         preset: args.preset.clone(),
         nonces,
         batch,
-        pool_seconds: model.weights.pool_seconds,
-        model_build_seconds,
+        pool_seconds: build.pool_seconds,
+        model_build_seconds: build.seconds,
         compute_seconds,
         nonces_per_s,
         gflop_per_nonce,

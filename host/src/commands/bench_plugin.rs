@@ -4,7 +4,8 @@
 
 use crate::backends::backend_by_name;
 use crate::cli::BenchArgs;
-use crate::compute_service::{ComputeService, StopSignal, Task};
+use crate::compute_service::{ComputeService, Task};
+use crate::runtime::stop::Stop;
 use crate::plugin_host::{CallContext, PluginHost, PluginLimits, PluginReply};
 use anyhow::{Result, bail, ensure};
 use powhost_core::ModelParams;
@@ -31,7 +32,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let plugin_name = args.plugin.clone().unwrap_or_default();
     let nonces = args.nonces.unwrap_or(1);
     let params = ModelParams::preset(&args.preset)?;
-    let backend = backend_by_name(&args.backend)?;
+    let backend = backend_by_name(&args.backend.name)?;
     let backend_name = backend.name().to_string();
     let compute = Arc::new(ComputeService::new(backend, args.batch));
     let host = PluginHost::new(PluginLimits::default())?;
@@ -53,10 +54,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
     .to_string();
 
     // Build the model once (and check that plugin and direct agree) before timing.
-    let direct_dist = compute.distances(&task, &list, &StopSignal::default())?;
+    let direct_dist = compute.distances(&task, &list, &Stop::new())?;
     let call = || CallContext {
         compute: Some(compute.clone()),
-        stop: StopSignal::default(),
+        stop: Stop::new(),
         emit: Box::new(|_| {}),
     };
     match host.handle(&plugin, &request, call())? {
@@ -79,7 +80,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     // Interleaved, so that both see the same machine state.
     for _ in 0..args.requests {
         let t = Instant::now();
-        let d = compute.distances(&task, &list, &StopSignal::default())?;
+        let d = compute.distances(&task, &list, &Stop::new())?;
         direct.push(t.elapsed().as_secs_f64() * 1e6);
         ensure!(
             d == direct_dist,

@@ -1,15 +1,17 @@
 //! `powhost compare`: the same nonces on several backends (and a golden file), and how
 //! closely every pair agrees against the budget of docs/spec/COMPUTATION.md §9.
 
+use super::model_args::{check_seed_text, params_from};
 use crate::backends::backend_by_name;
-use crate::cli::{CompareArgs, ModelArgs};
+use crate::cli::CompareArgs;
+use crate::compute_service::{ComputeService, Task};
 use crate::model::{build_weights, choose_batch};
-use crate::model_source::{check_seed_text, params_from_args};
+use crate::progress::Bars;
+use crate::runtime::stop::Stop;
 use crate::nonce_list::parse_nonce_list;
 use anyhow::{Context, Result, bail, ensure};
 use powhost_core::ModelParams;
 use powhost_core::agreement::Agreement;
-use powhost_core::poc::compute_distances;
 use serde::Serialize;
 use serde_json::Value;
 use std::process::ExitCode;
@@ -75,10 +77,7 @@ pub fn run(args: CompareArgs) -> Result<ExitCode> {
     let params = match (&args.preset, &args.params, &golden) {
         (None, None, Some(g)) => ModelParams::from_json(&g.params.to_string())?,
         (None, None, None) => bail!("give --preset NAME, --params JSON or --golden FILE"),
-        _ => params_from_args(&ModelArgs {
-            preset: args.preset.clone(),
-            params: args.params.clone(),
-        })?,
+        _ => params_from(args.preset.as_deref(), args.params.as_deref())?,
     };
     let block_hash = args
         .block_hash
@@ -125,19 +124,31 @@ pub fn run(args: CompareArgs) -> Result<ExitCode> {
         .map(|(_, b)| b.working_memory_bytes(&params, batch))
         .max()
         .unwrap_or(0);
-    let weights = build_weights(&params, &block_hash, extra)?;
+    // One build of the weights, shared by every backend.
+    let weights = build_weights(&params, &block_hash, extra, &Bars)?;
+    let task = Task {
+        block_hash: block_hash.clone(),
+        public_key: public_key.clone(),
+        params: params.clone(),
+        devices: Vec::new(),
+    };
 
     let mut runs = Vec::new();
     let mut results: Vec<(String, Vec<f64>)> = Vec::new();
-    for (name, backend) in &backends {
+    for (name, backend) in backends {
         let start = Instant::now();
-        let forward = backend.load(weights.clone())?;
-        let dist = compute_distances(&*forward, &weights, &public_key, &nonces, batch, &|_| {})
+        let device = backend.device_description();
+        let compute = ComputeService::new(backend, Some(batch));
+        compute
+            .adopt(&task, weights.clone())
+            .with_context(|| format!("loading the model on {name}"))?;
+        let dist = compute
+            .distances(&task, &nonces, &Stop::new())
             .with_context(|| format!("computing on {name}"))?;
         let seconds = start.elapsed().as_secs_f64();
         runs.push(BackendRun {
             name: name.clone(),
-            device: backend.device_description(),
+            device,
             seconds,
             nonces_per_s: nonces.len() as f64 / seconds,
         });

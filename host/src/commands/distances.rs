@@ -1,21 +1,28 @@
 //! `powhost distances`: every nonce's distance, unfiltered, in order.
 
+use super::model_args::{check_seed_text, params_from_args};
 use crate::backends::backend_by_name;
 use crate::cli::DistancesArgs;
-use crate::model::{LoadedModel, choose_batch};
-use crate::model_source::{check_seed_text, params_from_args};
+use crate::compute_service::{ComputeService, Task};
 use crate::nonce_list::parse_nonce_list;
+use crate::progress::Bars;
+use crate::runtime::stop::Stop;
 use anyhow::Result;
 
 pub fn run(args: DistancesArgs) -> Result<()> {
-    let backend = backend_by_name(&args.backend)?;
+    let backend = backend_by_name(&args.backend.name)?;
     let params = params_from_args(&args.model)?;
     check_seed_text("--block-hash", &args.block_hash)?;
     check_seed_text("--public-key", &args.public_key)?;
     let nonces = parse_nonce_list(&args.nonces)?;
-    let batch = choose_batch(args.batch, &*backend, &params, nonces.len());
-    let model = LoadedModel::new(&*backend, &params, &args.block_hash, batch)?;
-    let dist = model.distances(&args.public_key, &nonces, batch)?;
+    let compute = ComputeService::new(backend, args.batch).with_progress(Box::new(Bars));
+    let task = Task {
+        block_hash: args.block_hash.clone(),
+        public_key: args.public_key.clone(),
+        params,
+        devices: Vec::new(),
+    };
+    let dist = compute.distances(&task, &nonces, &Stop::new())?;
     let not_numbers = dist.iter().filter(|d| d.is_nan()).count();
     if not_numbers > 0 {
         eprintln!(

@@ -1,8 +1,9 @@
 //! `powhost fingerprint`: the parameter table and per-parameter hashes of the f16 weights.
 
 use crate::cli::FingerprintArgs;
+use super::model_args::{check_seed_text, params_from_args};
 use crate::model::build_weights;
-use crate::model_source::{check_seed_text, params_from_args};
+use crate::progress::Bars;
 use anyhow::{Result, bail};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -29,7 +30,7 @@ struct Fingerprint {
 pub fn run(args: FingerprintArgs) -> Result<()> {
     let params = params_from_args(&args.model)?;
     check_seed_text("--block-hash", &args.block_hash)?;
-    let weights = build_weights(&params, &args.block_hash, 0)?;
+    let weights = build_weights(&params, &args.block_hash, 0, &Bars)?;
     let selected: Vec<_> = match &args.only {
         None => weights.table.parameters.iter().collect(),
         Some(names) => {

@@ -1,16 +1,24 @@
-//! One module per command.
+//! One module per command, and the one place where the command line meets the libraries:
+//! flags become the runtime's, the server's and the worker's own configuration here, and
+//! nothing below `commands/` knows a flag.
 
 mod bench;
 mod bench_plugin;
 mod compare;
 mod distances;
 mod fingerprint;
+mod model_args;
 mod plugins;
 mod presets;
 mod run;
 mod selftest;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, DeliveryArgs, PluginLimitArgs, ServeArgs, WorkerArgs};
+use crate::delivery::DeliveryConfig;
+use crate::plugin_host::PluginLimits;
+use crate::runtime::{Runtime, RuntimeConfig};
+use crate::serve::ServeConfig;
+use crate::worker::{Platform, WorkerConfig};
 use anyhow::Result;
 use std::process::ExitCode;
 
@@ -25,10 +33,82 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(args) => done(bench::run(args)),
         Command::Compare(args) => compare::run(args),
         Command::Run(args) => run::run(args),
-        Command::Serve(args) => crate::serve::run(args),
-        Command::Worker(args) => crate::worker::run(args),
+        Command::Serve(args) => serve(args),
+        Command::Worker(args) => worker(args),
         Command::Selftest(args) => selftest::run(args),
         Command::Plugins { json } => done(plugins::run(json)),
         Command::Presets { json } => done(presets::run(json)),
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<ExitCode> {
+    let mut config = runtime_config(&args.backend.name, args.batch, &args.limits, "serve");
+    config.self_test = true;
+    config.delivery = delivery_config(&args.delivery);
+    let runtime = Runtime::start(config)?;
+    let serve = ServeConfig {
+        listen: args.listen,
+        concurrency: args.concurrency,
+        queue: args.queue,
+        max_body: args.max_body.saturating_mul(1 << 20),
+        time_limit: args.time_limit,
+        idle_timeout: args.idle_timeout,
+        callback_interval: args.callback_interval,
+        flush_timeout: args.delivery.flush_timeout,
+        undelivered: args.delivery.undelivered,
+    };
+    crate::serve::run(runtime, &args.plugin, &args.validator, serve)
+}
+
+fn worker(args: WorkerArgs) -> Result<ExitCode> {
+    // The platform's environment first: without it there is nothing to start.
+    let platform = Platform::from_env(|name| std::env::var(name).ok())?;
+    let mut config = runtime_config(&args.backend.name, args.batch, &args.limits, "worker");
+    config.self_test = true;
+    config.delivery = delivery_config(&args.delivery);
+    let runtime = Runtime::start(config)?;
+    let worker = WorkerConfig {
+        concurrency: args.concurrency,
+        time_limit: args.time_limit,
+        aggregate_stream: args.aggregate_stream,
+        flush_timeout: args.delivery.flush_timeout,
+        undelivered: args.delivery.undelivered,
+    };
+    crate::worker::run(runtime, platform, &args.plugin, worker)
+}
+
+/// The runtime every transport starts from: no self-test, no progress bars, delivery with
+/// the flags' defaults; each command changes what it needs.
+fn runtime_config(
+    backend: &str,
+    batch: Option<usize>,
+    limits: &PluginLimitArgs,
+    thread_name: &'static str,
+) -> RuntimeConfig {
+    RuntimeConfig {
+        backend: backend.to_string(),
+        batch,
+        plugin_limits: plugin_limits(limits),
+        self_test: false,
+        progress: false,
+        delivery: DeliveryConfig {
+            timeout: std::time::Duration::from_secs(10),
+            backoff_max: std::time::Duration::from_secs(30),
+        },
+        thread_name,
+    }
+}
+
+fn plugin_limits(args: &PluginLimitArgs) -> PluginLimits {
+    PluginLimits {
+        memory_bytes: args.plugin_memory.saturating_mul(1 << 20),
+        guest_time: args.plugin_time_limit,
+    }
+}
+
+fn delivery_config(args: &DeliveryArgs) -> DeliveryConfig {
+    DeliveryConfig {
+        timeout: args.callback_timeout,
+        backoff_max: args.callback_backoff_max,
     }
 }

@@ -1,21 +1,19 @@
 //! `powhost run`: requests in (a file, stdin, or one per line), a plugin handles each,
 //! responses out on stdout.
 
-use crate::backends::backend_by_name;
+use super::runtime_config;
 use crate::cli::RunArgs;
-use crate::compute_service::{ComputeService, StopSignal};
 use crate::input::MAX_REQUEST_BYTES;
-use crate::plugin_host::{CallContext, Plugin, PluginHost, PluginLimits, PluginReply};
+use crate::plugin_host::{CallContext, Plugin, PluginReply};
+use crate::runtime::{Host, Runtime};
 use anyhow::{Context, Result};
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
-    let cancelled = install_cancel_handler();
-    let session = match Session::start(&args, cancelled) {
+    let session = match Session::start(&args) {
         Ok(s) => s,
         Err(e) => return Ok(host_error(&e)),
     };
@@ -30,32 +28,39 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     }
 }
 
-/// The plugin, the compute service and the limits shared by every request of this run.
+/// The runtime, the plugin and the time limit shared by every request of this run.
 struct Session {
-    host: PluginHost,
-    plugin: Plugin,
-    compute: Arc<ComputeService>,
-    cancelled: Arc<AtomicBool>,
+    /// Kept for its async threads, which watch for signals.
+    _runtime: Runtime,
+    host: Arc<Host>,
+    plugin: Arc<Plugin>,
     time_limit: Duration,
 }
 
 impl Session {
-    fn start(args: &RunArgs, cancelled: Arc<AtomicBool>) -> Result<Self> {
-        let host = PluginHost::new(PluginLimits::from_args(&args.limits))?;
+    fn start(args: &RunArgs) -> Result<Self> {
+        let mut config = runtime_config(&args.backend.name, args.batch, &args.limits, "run");
+        // One request at a time, on a terminal: bars for the model build and the nonces.
+        config.progress = true;
+        let runtime = Runtime::start(config)?;
+        let host = runtime.host.clone();
         let plugin = host.load(&args.plugin)?;
-        let backend = backend_by_name(&args.backend)?;
         log::info!(
             "plugin `{}` {} on backend {} ({})",
             plugin.info.name,
             plugin.info.version,
-            backend.name(),
-            backend.device_description()
+            host.compute.backend().name(),
+            host.compute.backend().device_description()
         );
+        // Ctrl-C ends the request after the batch in flight, which is printed; a second
+        // Ctrl-C quits at once.
+        runtime.stop_on_signals(
+            "powhost: cancelling after the current batch (interrupt again to quit now)",
+        )?;
         Ok(Self {
+            _runtime: runtime,
             host,
             plugin,
-            compute: Arc::new(ComputeService::new(backend, args.batch)),
-            cancelled,
             time_limit: args.time_limit,
         })
     }
@@ -63,25 +68,22 @@ impl Session {
     /// Handle one request; print what it emits and its response.
     fn answer(&self, request: &str) -> ExitCode {
         let call = CallContext {
-            compute: Some(self.compute.clone()),
-            // Ctrl-C ends the request after the batch in flight, which is printed (as the
-            // message on the first Ctrl-C says); a second Ctrl-C quits at once.
-            stop: StopSignal::finishing_on(
-                self.cancelled.clone(),
-                Some(Instant::now() + self.time_limit),
-            ),
+            compute: Some(self.host.compute.clone()),
+            stop: self.host.stop.child_until(Instant::now() + self.time_limit),
             emit: {
-                // A reader that went away cannot receive more batches: stop computing them.
-                let cancelled = self.cancelled.clone();
+                // A reader that went away cannot receive more batches: stop computing them,
+                // and the requests after this one.
+                let run = self.host.stop.clone();
                 Box::new(move |chunk| {
-                    if !print_line(chunk) && !cancelled.swap(true, Ordering::SeqCst) {
+                    if !print_line(chunk) && !run.is_stopping() {
                         log::warn!("stdout is closed: stopping the stream");
+                        run.finish();
                     }
                 })
             },
         };
         let start = Instant::now();
-        let result = self.host.handle(&self.plugin, request, call);
+        let result = self.host.plugins.handle(&self.plugin, request, call);
         log::debug!(
             "request handled in {:.3} ms",
             start.elapsed().as_secs_f64() * 1e3
@@ -122,7 +124,7 @@ impl Session {
         };
         let mut code = ExitCode::SUCCESS;
         for number in 1.. {
-            if self.cancelled.load(Ordering::Relaxed) {
+            if self.host.stop.is_stopping() {
                 log::warn!("cancelled: the remaining lines are not read");
                 return Ok(ExitCode::FAILURE);
             }
@@ -205,22 +207,4 @@ fn host_error(e: &anyhow::Error) -> ExitCode {
 fn print_line(text: &str) -> bool {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{text}").and_then(|()| out.flush()).is_ok()
-}
-
-/// Ctrl-C (or SIGTERM) once: stop after the current batch, delivering what was computed.
-/// Twice: quit now.
-fn install_cancel_handler() -> Arc<AtomicBool> {
-    let cancelled = Arc::new(AtomicBool::new(false));
-    let flag = cancelled.clone();
-    let installed = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            eprintln!("powhost: interrupted again, quitting");
-            std::process::exit(130);
-        }
-        eprintln!("powhost: cancelling after the current batch (interrupt again to quit now)");
-    });
-    if let Err(e) = installed {
-        log::warn!("Ctrl-C will quit at once: could not install a handler ({e})");
-    }
-    cancelled
 }

@@ -7,7 +7,7 @@ use anyhow::Result;
 use std::process::ExitCode;
 
 pub fn run(args: SelftestArgs) -> Result<ExitCode> {
-    let compute = ComputeService::new(backend_by_name(&args.backend)?, None).without_progress();
+    let compute = ComputeService::new(backend_by_name(&args.backend.name)?, None);
     let report = crate::selftest::run(&compute)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -4,7 +4,8 @@
 
 use super::State;
 use super::gonka::pow::{compute, log as plugin_log, session, types};
-use crate::compute_service::{ComputeFailure, FailureKind, StopReason, Task};
+use crate::compute_service::{ComputeFailure, FailureKind, Task};
+use crate::runtime::stop::StopReason;
 use powhost_core::ModelParams;
 use std::time::Instant;
 

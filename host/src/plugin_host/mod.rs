@@ -15,7 +15,8 @@ mod imports;
 
 pub use builtin::BUILTIN;
 
-use crate::compute_service::{ComputeService, StopSignal};
+use crate::compute_service::ComputeService;
+use crate::runtime::stop::Stop;
 use anyhow::{Context, Result, anyhow, bail};
 use std::fmt;
 use std::sync::Arc;
@@ -50,16 +51,6 @@ impl Default for PluginLimits {
         Self {
             memory_bytes: 1 << 30,
             guest_time: Duration::from_secs(10),
-        }
-    }
-}
-
-impl PluginLimits {
-    /// The limits the command line asked for, checked.
-    pub fn from_args(args: &crate::cli::PluginLimitArgs) -> Self {
-        Self {
-            memory_bytes: args.plugin_memory.saturating_mul(1 << 20),
-            guest_time: args.plugin_time_limit,
         }
     }
 }
@@ -120,7 +111,7 @@ impl std::error::Error for PluginFailure {}
 pub struct CallContext {
     /// None while the host only asks a plugin for its `info`.
     pub compute: Option<Arc<ComputeService>>,
-    pub stop: StopSignal,
+    pub stop: Stop,
     pub emit: Box<dyn FnMut(&str) + Send>,
 }
 
@@ -248,7 +239,7 @@ impl PluginHost {
         };
         let idle = CallContext {
             compute: None,
-            stop: StopSignal::default(),
+            stop: Stop::new(),
             emit: Box::new(|_| {}),
         };
         let info = self
@@ -359,7 +350,7 @@ impl PluginHost {
                 self.limits.memory_bytes >> 20
             ),
             None if format!("{e:#}").contains("fuel allocated for hostcalls") => format!(
-                "passed more than its memory limit ({} MiB, --plugin-memory) to the host in one call and was stopped",
+                "passed more than its memory limit ({} MiB) to the host in one call and was stopped",
                 self.limits.memory_bytes >> 20
             ),
             None => format!("failed: {e:#}"),
@@ -381,3 +372,6 @@ impl PluginHost {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,7 +4,8 @@
 //! broken driver, a miscompiled kernel) would otherwise submit nonces that validators flag as
 //! fraud; a crash is easy to notice, a wrong answer is not.
 
-use crate::compute_service::{ComputeService, StopSignal, Task};
+use crate::compute_service::{ComputeService, Task};
+use crate::runtime::stop::Stop;
 use anyhow::{Context, Result};
 use powhost_core::params::{ModelParams, PartialParams};
 use serde::{Deserialize, Serialize};
@@ -73,7 +74,7 @@ pub fn run(compute: &ComputeService) -> Result<Report> {
         devices: Vec::new(),
     };
     let computed = compute
-        .distances(&task, &reference.nonces, &StopSignal::default())
+        .distances(&task, &reference.nonces, &Stop::new())
         .context("the self-test could not compute its nonces")?;
     // A NaN compares as a failure (f64::max would skip it).
     let max_abs_diff = computed

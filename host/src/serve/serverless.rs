@@ -3,7 +3,8 @@
 //! `runpod`) handles each job's `{"input": {...}}`; the host keeps the jobs.
 
 use super::http::{ApiError, json_response, ok, ok_text, read_object};
-use super::{App, PluginKind};
+use super::app::{App, PluginKind, Ticket};
+use crate::runtime::stop::Stop;
 use crate::plugin_host::{PluginFailure, PluginReply};
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
@@ -13,7 +14,6 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Finished jobs kept for `/status` and `/stream`; the oldest are forgotten first.
@@ -58,16 +58,18 @@ struct JobState {
 
 pub struct Job {
     id: String,
-    cancel: Arc<AtomicBool>,
+    /// The job's node of the stop tree: `/cancel` and a `/runsync` caller that hangs up
+    /// abort it.
+    stop: Stop,
     webhook: Option<String>,
     state: Mutex<JobState>,
 }
 
 impl Job {
-    fn new(id: String, webhook: Option<String>) -> Arc<Self> {
+    fn new(id: String, webhook: Option<String>, stop: Stop) -> Arc<Self> {
         Arc::new(Self {
             id,
-            cancel: Arc::new(AtomicBool::new(false)),
+            stop,
             webhook,
             state: Mutex::new(JobState {
                 status: Status::InQueue,
@@ -103,7 +105,7 @@ impl Job {
     }
 
     fn finish(&self, result: Result<PluginReply, PluginFailure>) {
-        let cancelled = self.cancel.load(Ordering::SeqCst);
+        let cancelled = self.stop.is_aborted();
         let mut s = self.state();
         match result {
             Ok(PluginReply::Ok(body)) => {
@@ -223,21 +225,21 @@ impl Jobs {
     }
 }
 
-/// Sets the job's cancel flag if dropped before disarmed: a `/runsync` caller that hangs up
-/// stops its job.
-struct CancelOnDrop(Option<Arc<AtomicBool>>);
+/// Aborts the job if dropped before disarmed: a `/runsync` caller that hangs up stops its
+/// job.
+struct CancelOnDrop(Option<Stop>);
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        if let Some(flag) = &self.0 {
-            flag.store(true, Ordering::SeqCst);
+        if let Some(stop) = &self.0 {
+            stop.abort();
         }
     }
 }
 
 /// The request body as the plugin will get it, and its webhook if any.
 async fn job_request(app: &App, body: Body) -> Result<(String, Option<String>), ApiError> {
-    let request = read_object(body, app.max_body, app.idle_timeout).await?;
+    let request = read_object(body, app.config.max_body, app.config.idle_timeout).await?;
     match request.get("input") {
         Some(Value::Object(_)) => {}
         Some(other) => {
@@ -272,7 +274,7 @@ async fn job_request(app: &App, body: Body) -> Result<(String, Option<String>), 
 /// Run a job to its end: wait for a compute slot, run the plugin, record the result, post
 /// the webhook. Spawned, so it ends (and is recorded) whatever happens to the request that
 /// started it.
-async fn execute(app: Arc<App>, job: Arc<Job>, request: String, ticket: super::Ticket) {
+async fn execute(app: Arc<App>, job: Arc<Job>, request: String, ticket: Ticket) {
     let _background = app.background_task();
     let emit = {
         let job = job.clone();
@@ -287,17 +289,17 @@ async fn execute(app: Arc<App>, job: Arc<Job>, request: String, ticket: super::T
             s.status = Status::InProgress;
         }
     }
-    let stop = app.job_stop(
-        job.cancel.clone(),
-        Some(std::time::Instant::now() + app.time_limit),
-    );
+    // The time limit counts from the start of the computation, not of the wait for a slot.
+    let stop = job
+        .stop
+        .child_until(std::time::Instant::now() + app.config.time_limit);
     let result = app
         .call(PluginKind::Serverless, request, slot, stop, emit)
         .await;
     job.finish(result);
     app.jobs.finished(&job.id);
     if let Some(url) = &job.webhook {
-        app.outbox.add(
+        app.host.outbox.add(
             url.clone(),
             job.view(),
             format!("webhook of job {}", job.id),
@@ -338,9 +340,13 @@ pub async fn runsync(
     let wait = runsync_wait(query.as_deref())?;
     let (request, webhook) = job_request(&app, body).await?;
     let ticket = app.slots.reserve()?;
-    let job = Job::new(format!("sync-{}", uuid::Uuid::new_v4()), webhook);
+    let job = Job::new(
+        format!("sync-{}", uuid::Uuid::new_v4()),
+        webhook,
+        app.job_stop(),
+    );
     app.jobs.insert(job.clone());
-    let mut hang_up = CancelOnDrop(Some(job.cancel.clone()));
+    let mut hang_up = CancelOnDrop(Some(job.stop.clone()));
     let done = tokio::spawn(execute(app.clone(), job.clone(), request, ticket));
     match wait {
         None => {
@@ -358,7 +364,7 @@ pub async fn runsync(
 pub async fn run(State(app): State<Arc<App>>, body: Body) -> Result<Response, ApiError> {
     let (request, webhook) = job_request(&app, body).await?;
     let ticket = app.slots.reserve()?;
-    let job = Job::new(uuid::Uuid::new_v4().to_string(), webhook);
+    let job = Job::new(uuid::Uuid::new_v4().to_string(), webhook, app.job_stop());
     app.jobs.insert(job.clone());
     tokio::spawn(execute(app.clone(), job.clone(), request, ticket));
     Ok(ok(json!({"id": job.id, "status": Status::InQueue.name()})))
@@ -414,7 +420,7 @@ pub async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> Resp
     let Some(job) = app.jobs.get(&id) else {
         return not_found(&id);
     };
-    job.cancel.store(true, Ordering::SeqCst);
+    job.stop.abort();
     {
         // A job still queued never starts.
         let mut s = job.state();
@@ -436,6 +442,6 @@ pub async fn health(State(app): State<Arc<App>>) -> Response {
     ok(json!({
         "jobs": app.jobs.counts(),
         "workers": {"running": running, "idle": idle},
-        "callbacks": app.outbox.stats(),
+        "callbacks": app.callback_stats(),
     }))
 }

@@ -2,11 +2,10 @@
 
 use super::super::App;
 use super::init::InitRequest;
+use super::proof_batches::GeneratedFor;
 use super::{Phase, Shared};
-use crate::compute_service::{FailureKind, StopSignal, Task};
-use crate::delivery::GeneratedFor;
+use crate::compute_service::{FailureKind, Task};
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 /// The nonces of node `node_id` of `node_count`, worker group `group` of `groups`
 /// (docs/spec/COMPUTATION.md §8): `node_id + group·node_count + x·groups·node_count`, x = 0, 1, ….
@@ -45,7 +44,8 @@ impl NonceSequence {
 }
 
 /// The generation loop (docs/spec/PROTOCOLS.md §A5–A6): build the model, then while the phase is
-/// GENERATE compute this node's next batch and hand its valid nonces to the outbox.
+/// GENERATE compute this node's next batch and add its valid nonces to the ProofBatches;
+/// otherwise wait for the phase to change. Ends when the controller or the server stops.
 ///
 /// Worker groups: the reference runs one worker per GPU group g of G on the sequence
 /// `node_id + g·node_count + x·G·node_count`; together the G sequences are exactly
@@ -62,14 +62,14 @@ pub(super) fn generate(init: &InitRequest, shared: &Shared, app: &App) {
         log::error!("{message}");
         *shared.failure.lock().unwrap() = Some(message);
     };
-    if let Err(e) = app.compute.prepare(&task) {
+    if let Err(e) = app.host.compute.prepare(&task) {
         return fail(format!(
             "building the model for block {} failed: {e}",
             init.block_hash
         ));
     }
     shared.model_ready.store(true, Ordering::SeqCst);
-    let batch = app.compute.batch_for(&task.params);
+    let batch = app.host.compute.batch_for(&task.params);
     let Some(mut sequence) = NonceSequence::new(init.node_id.max(0), init.node_count.max(1), 0, 1)
     else {
         return fail("the nonce sequence overflows 64-bit integers".into());
@@ -81,17 +81,23 @@ pub(super) fn generate(init: &InitRequest, shared: &Shared, app: &App) {
         block_height: init.block_height,
         node_id: init.node_id,
     };
-    while !shared.stop.load(Ordering::SeqCst) {
-        shared.interrupt.store(false, Ordering::SeqCst);
-        if shared.phase() != Phase::Generate || init.node_id < 0 || init.node_count < 1 {
-            std::thread::sleep(Duration::from_millis(20));
-            continue;
+    let assigned = init.node_id >= 0 && init.node_count >= 1;
+    while !shared.stop.is_stopping() {
+        // Taken before the phase is looked at, so that a change in between aborts it.
+        let stop = shared.next_batch();
+        {
+            let phase = shared.phase_lock();
+            if *phase != Phase::Generate || !assigned {
+                let _phase = shared.changed.wait_while(phase, |p| {
+                    (*p != Phase::Generate || !assigned) && !shared.stop.is_stopping()
+                });
+                continue;
+            }
         }
         let Some(nonces) = sequence.peek(batch) else {
             return fail("this node's nonces have passed the largest 64-bit integer".into());
         };
-        let stop = StopSignal::new(shared.interrupt.clone(), None);
-        match app.compute.distances(&task, &nonces, &stop) {
+        match app.host.compute.distances(&task, &nonces, &stop) {
             Ok(dist) => {
                 sequence.advance(batch);
                 let (valid_nonces, valid_dist): (Vec<i64>, Vec<f64>) = nonces
@@ -105,7 +111,7 @@ pub(super) fn generate(init: &InitRequest, shared: &Shared, app: &App) {
                 shared
                     .valid
                     .fetch_add(valid_nonces.len() as u64, Ordering::Relaxed);
-                app.outbox.add_generated(&to, &valid_nonces, &valid_dist);
+                app.proof_batches.add(&to, &valid_nonces, &valid_dist);
             }
             // A phase change or stop before the batch started: it is computed when
             // generation resumes.

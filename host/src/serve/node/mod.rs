@@ -6,22 +6,25 @@
 
 mod generation;
 mod init;
+mod proof_batches;
 mod status;
 mod validation;
 
 pub use init::InitRequest;
+pub use proof_batches::ProofBatches;
 pub use validation::{validate, validation_requests};
 
 use super::App;
 use super::http::{ApiError, ok, ok_text, read_object};
+use crate::runtime::stop::Stop;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
 use generation::generate;
 use serde_json::json;
 use status::{PowStatus, pow_status_response};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// The reference's shared phase (docs/spec/PROTOCOLS.md §A4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,15 +35,18 @@ pub enum Phase {
     Validate = 2,
 }
 
-/// What the generation workers and the handlers share.
+/// What the generation worker and the handlers share.
 struct Shared {
-    phase: AtomicU8,
-    /// Set to end the workers.
-    stop: AtomicBool,
-    /// Set on every phase change or stop: a batch not yet started is not started (it is
-    /// computed when generation resumes, so no nonce is skipped); a forward pass already
-    /// running finishes and its nonces are delivered.
-    interrupt: Arc<AtomicBool>,
+    phase: Mutex<Phase>,
+    /// The phase changed or the controller stopped: the worker, waiting for GENERATE,
+    /// looks again.
+    changed: Condvar,
+    /// The controller's node of the stop tree (under the server's): aborted to end the worker.
+    stop: Stop,
+    /// The batch being computed: aborted on every phase change, so a batch not yet started
+    /// is not started (it is computed when generation resumes, so no nonce is skipped); a
+    /// forward pass already running finishes and its nonces are delivered.
+    batch: Mutex<Stop>,
     model_ready: AtomicBool,
     failure: Mutex<Option<String>>,
     computed: AtomicU64,
@@ -48,16 +54,46 @@ struct Shared {
 }
 
 impl Shared {
-    fn phase(&self) -> Phase {
-        match self.phase.load(Ordering::SeqCst) {
-            1 => Phase::Generate,
-            2 => Phase::Validate,
-            _ => Phase::Idle,
+    fn new(stop: Stop) -> Self {
+        Self {
+            phase: Mutex::new(Phase::Idle),
+            changed: Condvar::new(),
+            batch: Mutex::new(stop.child()),
+            stop,
+            model_ready: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            computed: AtomicU64::new(0),
+            valid: AtomicU64::new(0),
         }
     }
+
+    fn phase_lock(&self) -> std::sync::MutexGuard<'_, Phase> {
+        self.phase.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn phase(&self) -> Phase {
+        *self.phase_lock()
+    }
+
     fn set_phase(&self, phase: Phase) {
-        self.phase.store(phase as u8, Ordering::SeqCst);
-        self.interrupt.store(true, Ordering::SeqCst);
+        let mut current = self.phase_lock();
+        *current = phase;
+        self.batch.lock().unwrap_or_else(|p| p.into_inner()).abort();
+        self.changed.notify_all();
+    }
+
+    /// End the worker: the batch in flight stops between forward passes.
+    fn stop(&self) {
+        let _phase = self.phase_lock();
+        self.stop.abort();
+        self.changed.notify_all();
+    }
+
+    /// A fresh stop node for the next batch, which the next phase change aborts.
+    fn next_batch(&self) -> Stop {
+        let batch = self.stop.child();
+        *self.batch.lock().unwrap_or_else(|p| p.into_inner()) = batch.clone();
+        batch
     }
 }
 
@@ -71,15 +107,7 @@ struct Controller {
 impl Controller {
     fn start(init: InitRequest, app: &Arc<App>) -> Self {
         let init = Arc::new(init);
-        let shared = Arc::new(Shared {
-            phase: AtomicU8::new(Phase::Idle as u8),
-            stop: AtomicBool::new(false),
-            interrupt: Arc::new(AtomicBool::new(false)),
-            model_ready: AtomicBool::new(false),
-            failure: Mutex::new(None),
-            computed: AtomicU64::new(0),
-            valid: AtomicU64::new(0),
-        });
+        let shared = Arc::new(Shared::new(app.stop.child()));
         let shared_for_error = shared.clone();
         let worker = {
             let (init, shared, app) = (init.clone(), shared.clone(), app.clone());
@@ -110,8 +138,7 @@ impl Controller {
 
     /// Tell the worker to end after (or by abandoning) its batch; `join` waits for it.
     fn stop(mut self) -> Option<std::thread::JoinHandle<()>> {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        self.shared.interrupt.store(true, Ordering::SeqCst);
+        self.shared.stop();
         self.worker.take()
     }
 
@@ -195,8 +222,8 @@ pub async fn init_validate(State(app): State<Arc<App>>, body: Body) -> Result<Re
 }
 
 async fn init_phase(app: Arc<App>, body: Body, phase: Phase) -> Result<Response, ApiError> {
-    let body = read_object(body, app.max_body, app.idle_timeout).await?;
-    let init = InitRequest::parse(body, &app.compute)?;
+    let body = read_object(body, app.config.max_body, app.config.idle_timeout).await?;
+    let init = InitRequest::parse(body, &app.host.compute)?;
     if phase == Phase::Generate {
         init.check_assignment()?;
     }

@@ -3,9 +3,9 @@
 
 use super::super::http::{ApiError, ok, read_object};
 use super::super::{App, PluginKind};
+use crate::runtime::stop::Stop;
 use super::init::InitRequest;
 use super::not_running;
-use crate::compute_service::StopSignal;
 use crate::delivery::join;
 use crate::plugin_host::PluginReply;
 use axum::body::Body;
@@ -19,7 +19,7 @@ use std::sync::Arc;
 /// another block hash is refused with the reason), answered `null` as by the reference,
 /// and validated in the background; the ValidatedBatch goes to `{url}/validated`.
 pub async fn validate(State(app): State<Arc<App>>, body: Body) -> Result<Response, ApiError> {
-    let batch = read_object(body, app.max_body, app.idle_timeout).await?;
+    let batch = read_object(body, app.config.max_body, app.config.idle_timeout).await?;
     let init = app
         .node
         .lock()
@@ -49,13 +49,16 @@ pub async fn validate(State(app): State<Arc<App>>, body: Body) -> Result<Respons
                 PluginKind::Validator,
                 request,
                 slot,
-                StopSignal::default(),
+                // Detached from the server's stop: a validation accepted runs to its end
+                // (shutdown waits for it within the flush timeout), as it always has.
+                Stop::new(),
                 Box::new(|_| {}),
             )
             .await;
         match reply {
             Ok(PluginReply::Ok(body)) => {
                 task_app
+                    .host
                     .outbox
                     .add(join(&init.url, "validated"), body, "ValidatedBatch".into());
             }

@@ -5,11 +5,16 @@ use anyhow::{Context, Result};
 use powhost_core::ModelParams;
 
 pub fn params_from_args(args: &ModelArgs) -> Result<ModelParams> {
-    match (&args.preset, &args.params) {
+    params_from(args.preset.as_deref(), args.params.as_deref())
+}
+
+/// A named preset, else a params JSON object given inline or as a file.
+pub fn params_from(preset: Option<&str>, params: Option<&str>) -> Result<ModelParams> {
+    match (preset, params) {
         (Some(name), _) => ModelParams::preset(name),
         (None, Some(text)) => {
             let json = if text.trim_start().starts_with('{') {
-                text.clone()
+                text.to_string()
             } else {
                 let bytes = crate::input::read_file_bounded(
                     std::path::Path::new(text),

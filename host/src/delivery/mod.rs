@@ -2,52 +2,35 @@
 //! (docs/spec/PROTOCOLS.md §A6–A7) and serverless webhooks, and the worker's results to the
 //! serverless platform.
 //!
-//! Nothing computed is lost: generated nonces accumulate per destination and are sealed into
-//! one ProofBatch every `--callback-interval`; a result stays in the outbox until a POST of it
-//! succeeds (2xx), retried with a doubling backoff, each attempt under a timeout. A result is
-//! removed once delivered and never sent again, and every attempt carries the same
-//! `X-Powhost-Batch-Id`, so a receiver can drop a repeat that a lost response caused. Results
-//! in one ordered queue (a job's stream chunks, then its final result) go out one at a time,
-//! in order. On shutdown the outbox is flushed for `--flush-timeout`; anything still
-//! undelivered is then appended to `--undelivered` or written to the log in full.
+//! Nothing computed is lost: a result stays in the outbox until a POST of it succeeds (2xx),
+//! retried with the doubling backoff (crate::backoff) as soon as its wait is over, each
+//! attempt under a timeout. A result is removed once delivered and never sent again, and
+//! every attempt carries the same `X-Powhost-Batch-Id`, so a receiver can drop a repeat that
+//! a lost response caused. Results in one ordered queue (a job's stream chunks, then its final
+//! result) go out one at a time, in order. On shutdown the outbox is flushed for a last
+//! while; anything still undelivered is then appended to a file or written to the log in full
+//! (undelivered.rs).
 
+mod undelivered;
+
+use crate::backoff::Backoff;
 use serde::Serialize;
 use std::collections::{HashSet, VecDeque};
-use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 /// Every POST's User-Agent.
 pub const USER_AGENT: &str = concat!("powhost/", env!("CARGO_PKG_VERSION"));
 
+/// How results are posted.
 #[derive(Clone, Copy, Debug)]
-pub struct CallbackConfig {
-    /// How often accumulated generated nonces are sealed and sent.
-    pub interval: Duration,
+pub struct DeliveryConfig {
     /// One POST's limit.
     pub timeout: Duration,
     /// The longest wait between retries.
     pub backoff_max: Duration,
-}
-
-/// Which ProofBatch generated nonces belong to (the reference merges a node's batches
-/// between sends under the first one's header).
-#[derive(Clone, Debug, PartialEq)]
-pub struct GeneratedFor {
-    /// The init request's `url`: batches go to `{url}/generated`.
-    pub url: String,
-    pub public_key: String,
-    pub block_hash: String,
-    pub block_height: i64,
-    pub node_id: i64,
-}
-
-struct OpenBatch {
-    to: GeneratedFor,
-    nonces: Vec<i64>,
-    dist: Vec<f64>,
 }
 
 /// One result to POST.
@@ -60,8 +43,9 @@ pub struct Post {
     pub headers: Vec<(&'static str, String)>,
     /// Posts with the same queue go out one at a time, in the order they were added.
     pub queue: Option<String>,
-    /// Once set (the result's job was stopped), a failed attempt is the last one.
-    pub give_up: Option<Arc<AtomicBool>>,
+    /// Once cancelled (the result's job was stopped by its platform), a failed attempt is
+    /// the last one.
+    pub give_up: Option<CancellationToken>,
 }
 
 impl Post {
@@ -86,16 +70,17 @@ struct Delivery {
 
 #[derive(Default)]
 struct State {
-    open: Vec<OpenBatch>,
     unsent: VecDeque<Delivery>,
     delivered: u64,
 }
 
 pub struct Outbox {
     state: Mutex<State>,
+    /// Something was added: it may be due now.
     wake: Notify,
     client: reqwest::Client,
-    config: CallbackConfig,
+    config: DeliveryConfig,
+    backoff: Backoff,
 }
 
 /// What `/health` and the logs report.
@@ -123,7 +108,7 @@ pub fn join(url: &str, leaf: &str) -> String {
 }
 
 impl Outbox {
-    pub fn new(config: CallbackConfig) -> anyhow::Result<Self> {
+    pub fn new(config: DeliveryConfig) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .timeout(config.timeout)
@@ -134,30 +119,12 @@ impl Outbox {
             wake: Notify::new(),
             client,
             config,
+            backoff: Backoff::up_to(config.backoff_max),
         })
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Valid nonces of one computed batch; sent with the next seal.
-    pub fn add_generated(&self, to: &GeneratedFor, nonces: &[i64], dist: &[f64]) {
-        if nonces.is_empty() {
-            return;
-        }
-        let mut state = self.state();
-        match state.open.iter_mut().find(|b| &b.to == to) {
-            Some(open) => {
-                open.nonces.extend_from_slice(nonces);
-                open.dist.extend_from_slice(dist);
-            }
-            None => state.open.push(OpenBatch {
-                to: to.clone(),
-                nonces: nonces.to_vec(),
-                dist: dist.to_vec(),
-            }),
-        }
     }
 
     /// A finished body for `url` (a ValidatedBatch, a webhook result): sent now.
@@ -189,60 +156,33 @@ impl Outbox {
     pub fn stats(&self) -> OutboxStats {
         let state = self.state();
         OutboxStats {
-            pending: state.unsent.len()
-                + state.open.iter().filter(|b| !b.nonces.is_empty()).count(),
+            pending: state.unsent.len(),
             delivered: state.delivered,
         }
     }
 
-    /// Turn what generation accumulated into ProofBatches, one per destination.
-    fn seal(&self) {
-        #[derive(Serialize)]
-        struct ProofBatch<'a> {
-            public_key: &'a str,
-            block_hash: &'a str,
-            block_height: i64,
-            nonces: &'a [i64],
-            dist: &'a [f64],
-            node_id: i64,
-        }
-        let mut state = self.state();
-        let open = std::mem::take(&mut state.open);
-        for b in open {
-            let body = serde_json::to_string(&ProofBatch {
-                public_key: &b.to.public_key,
-                block_hash: &b.to.block_hash,
-                block_height: b.to.block_height,
-                nonces: &b.nonces,
-                dist: &b.dist,
-                node_id: b.to.node_id,
-            })
-            .expect("a ProofBatch serialises");
-            state.unsent.push_back(Delivery {
-                id: uuid::Uuid::new_v4().to_string(),
-                post: Post::new(
-                    join(&b.to.url, "generated"),
-                    body,
-                    format!("ProofBatch of {} nonces", b.nonces.len()),
-                ),
-                attempts: 0,
-                next_try: Instant::now(),
-            });
-        }
-    }
-
-    /// The sender: seal every interval, deliver what is due, until `stop` resolves.
+    /// The sender: deliver each result when it is due (added, or its retry wait over),
+    /// until `stop` resolves.
     pub async fn run(&self, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
-        let mut tick = tokio::time::interval(self.config.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Listening before looking, so that a result added in between is not missed.
+            let added = self.wake.notified();
+            tokio::pin!(added);
+            added.as_mut().enable();
+            self.deliver_due().await;
+            let next_retry = self.state().unsent.iter().map(|d| d.next_try).min();
+            let retry = async {
+                match next_retry {
+                    Some(t) => tokio::time::sleep_until(t.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                _ = tick.tick() => self.seal(),
-                _ = self.wake.notified() => {}
+                _ = added => {}
+                _ = retry => {}
                 _ = &mut stop => return,
             }
-            self.deliver_due().await;
         }
     }
 
@@ -305,7 +245,7 @@ impl Outbox {
                     if d.post
                         .give_up
                         .as_ref()
-                        .is_some_and(|g| g.load(Ordering::SeqCst))
+                        .is_some_and(CancellationToken::is_cancelled)
                     {
                         log::warn!(
                             "POST to {url} failed ({e}); {what} dropped: its job was stopped"
@@ -313,7 +253,7 @@ impl Outbox {
                         state.unsent.remove(pos);
                         continue;
                     }
-                    let wait = self.backoff(d.attempts);
+                    let wait = self.backoff.after(d.attempts);
                     d.next_try = Instant::now() + wait;
                     log::warn!(
                         "POST to {url} failed ({e}); {what} kept, retry {} in {:.1} s",
@@ -324,12 +264,6 @@ impl Outbox {
             }
         }
         delivered_any
-    }
-
-    fn backoff(&self, attempts: u32) -> Duration {
-        let base =
-            Duration::from_millis(500).saturating_mul(1 << attempts.min(16).saturating_sub(1));
-        base.min(self.config.backoff_max)
     }
 
     async fn post(
@@ -349,16 +283,11 @@ impl Outbox {
         for (name, value) in headers {
             request = request.header(*name, value);
         }
-        let response = request.body(body).send().await.map_err(|e| {
-            if e.is_timeout() {
-                format!(
-                    "no answer within {:.1} s",
-                    self.config.timeout.as_secs_f64()
-                )
-            } else {
-                with_causes(&e)
-            }
-        })?;
+        let response = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| send_error(&e, self.config.timeout))?;
         let status = response.status();
         if status.is_success() {
             Ok(())
@@ -367,11 +296,10 @@ impl Outbox {
         }
     }
 
-    /// Seal and deliver everything, retrying as usual, until done or `within` has passed.
-    /// What is left is appended to `keep` (one JSON line per delivery) or, without it,
-    /// written to the log in full, so nothing is lost silently. Returns how many were left.
+    /// Deliver everything, retrying as usual, until done or `within` has passed. What is
+    /// left is appended to `keep` (one JSON line per delivery) or, without it, written to the
+    /// log in full, so nothing is lost silently. Returns how many were left.
     pub async fn flush(&self, within: Duration, keep: Option<&std::path::Path>) -> usize {
-        self.seal();
         let deadline = Instant::now() + within;
         loop {
             self.deliver_due().await;
@@ -383,35 +311,24 @@ impl Outbox {
             }
         }
         let state = self.state();
-        let lines: Vec<String> = state
-            .unsent
-            .iter()
-            .map(|d| {
-                let (url, id) = (&d.post.url, &d.id);
-                match serde_json::value::RawValue::from_string(d.post.body.clone()) {
-                    Ok(body) => serde_json::json!({"url": url, "batch_id": id, "body": body}),
-                    Err(_) => serde_json::json!({"url": url, "batch_id": id, "body": d.post.body}),
-                }
-                .to_string()
-            })
-            .collect();
-        let kept = keep.map(|path| append_lines(path, &lines));
-        for (d, line) in state.unsent.iter().zip(&lines) {
-            match &kept {
-                Some(Ok(())) => log::error!(
-                    "undelivered after {} attempts: {} for {}; kept in {}",
-                    d.attempts,
-                    d.post.what,
-                    d.post.url,
-                    keep.unwrap().display()
-                ),
-                Some(Err(e)) => {
-                    log::error!("could not keep it in a file ({e}); undelivered: {line}")
-                }
-                None => log::error!("undelivered after {} attempts: {line}", d.attempts),
-            }
-        }
+        undelivered::keep(state.unsent.iter().map(|d| undelivered::Left {
+            url: &d.post.url,
+            batch_id: &d.id,
+            body: &d.post.body,
+            what: &d.post.what,
+            attempts: d.attempts,
+        }), keep);
         state.unsent.len()
+    }
+}
+
+/// Why a request got no answer, in one phrase: "no answer within 10 s", or the error with
+/// its causes.
+pub fn send_error(e: &reqwest::Error, timeout: Duration) -> String {
+    if e.is_timeout() {
+        format!("no answer within {:.1} s", timeout.as_secs_f64())
+    } else {
+        with_causes(e)
     }
 }
 
@@ -424,18 +341,6 @@ pub fn with_causes(e: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     message
-}
-
-fn append_lines(path: &std::path::Path, lines: &[String]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    for line in lines {
-        writeln!(file, "{line}")?;
-    }
-    file.sync_all()
 }
 
 #[cfg(test)]
@@ -460,36 +365,55 @@ mod tests {
         assert_eq!(join("http://a:1/x/", "validated"), "http://a:1/x/validated");
     }
 
-    #[test]
-    fn generated_nonces_merge_per_destination() {
-        let outbox = Outbox::new(CallbackConfig {
-            interval: Duration::from_secs(5),
-            timeout: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(4),
-        })
-        .unwrap();
-        let to = GeneratedFor {
-            url: "http://x".into(),
-            public_key: "pk".into(),
-            block_hash: "bh".into(),
-            block_height: 1,
-            node_id: 2,
-        };
-        outbox.add_generated(&to, &[2, 5], &[1.3, 1.2]);
-        outbox.add_generated(&to, &[], &[]);
-        outbox.add_generated(&to, &[8], &[1.1]);
-        outbox.seal();
-        outbox.seal();
-        let state = outbox.state();
-        assert_eq!(state.unsent.len(), 1);
-        assert_eq!(
-            state.unsent[0].post.body,
-            r#"{"public_key":"pk","block_hash":"bh","block_height":1,"nonces":[2,5,8],"dist":[1.3,1.2,1.1],"node_id":2}"#
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_queue_goes_out_in_order_and_a_refusal_is_retried_after_half_a_second() {
+        use crate::test_support::receiver::Receiver;
+        let receiver = Receiver::start().await;
+        receiver.answer_next(&[500]);
+        let outbox = std::sync::Arc::new(Outbox::new(crate::test_support::delivery()).unwrap());
+        let stop = CancellationToken::new();
+        let sender = tokio::spawn({
+            let (outbox, stop) = (outbox.clone(), stop.clone());
+            async move { outbox.run(stop.cancelled()).await }
+        });
+        for i in 0..3 {
+            outbox.add_post(Post {
+                queue: Some("job".into()),
+                ..Post::new(
+                    format!("{}/chunk/{i}", receiver.url),
+                    format!("{{\"n\":{i}}}"),
+                    format!("chunk {i}"),
+                )
+            });
+        }
+        let got = receiver.wait_for(4, Duration::from_secs(10)).await;
+        let paths: Vec<&str> = got.iter().map(|r| r.path.as_str()).collect();
+        // The refused first chunk holds the others back, and is sent again first.
+        assert_eq!(paths, ["/chunk/0", "/chunk/0", "/chunk/1", "/chunk/2"]);
+        assert_eq!(got[0].batch_id, got[1].batch_id);
+        assert_ne!(got[1].batch_id, got[2].batch_id);
+        assert_eq!(got[2].body, r#"{"n":1}"#);
+        // Retried when its backoff is over, not at some later tick.
+        let waited = got[1].at - got[0].at;
+        assert!(
+            waited >= Duration::from_millis(450) && waited < Duration::from_millis(1500),
+            "retried after {waited:?}"
         );
-        assert_eq!(state.unsent[0].post.url, "http://x/generated");
-        drop(state);
-        assert_eq!(outbox.backoff(1), Duration::from_millis(500));
-        assert_eq!(outbox.backoff(3), Duration::from_secs(2));
-        assert_eq!(outbox.backoff(30), Duration::from_secs(4));
+        stop.cancel();
+        sender.await.unwrap();
+        let stats = outbox.stats();
+        assert_eq!((stats.pending, stats.delivered), (0, 3));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn what_cannot_be_delivered_by_the_deadline_is_left() {
+        let outbox = Outbox::new(crate::test_support::delivery()).unwrap();
+        // Nothing listens on port 9 of loopback: every attempt is refused at once.
+        outbox.add("http://127.0.0.1:9/x".into(), "{}".into(), "a result".into());
+        let started = Instant::now();
+        let left = outbox.flush(Duration::from_millis(1200), None).await;
+        assert_eq!(left, 1);
+        assert!(started.elapsed() < Duration::from_secs(3));
+        assert_eq!(outbox.stats().pending, 1);
     }
 }

@@ -1,0 +1,150 @@
+//! The host runtime that `run`, `serve` and `worker` stand on, built from plain
+//! configuration (the commands turn their flags into [`RuntimeConfig`]; nothing here knows a
+//! flag). It owns what every transport needs: the plugin host, the backend and its
+//! self-test, the compute service, the outbox, the root of the stop tree, the async runtime
+//! and the signal handling (signals.rs).
+
+pub mod signals;
+pub mod stop;
+
+use crate::backends::backend_by_name;
+use crate::compute_service::ComputeService;
+use crate::delivery::{DeliveryConfig, Outbox};
+use crate::plugin_host::{CallContext, Plugin, PluginFailure, PluginHost, PluginLimits, PluginReply};
+use crate::progress::{Bars, Silent};
+use anyhow::{Context, Result};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use stop::Stop;
+use tokio::sync::OwnedSemaphorePermit;
+
+/// What a transport asks of the runtime.
+pub struct RuntimeConfig {
+    /// A backend name as [`backend_by_name`] takes it.
+    pub backend: String,
+    /// Nonces per forward pass; None: chosen per model.
+    pub batch: Option<usize>,
+    pub plugin_limits: PluginLimits,
+    /// Check the device against the reference before any work (servers and workers: a
+    /// device that computes wrong answers serves nothing).
+    pub self_test: bool,
+    /// Draw progress bars (one request at a time, on a terminal) or not (servers).
+    pub progress: bool,
+    pub delivery: DeliveryConfig,
+    /// The async threads' name, for the logs and debuggers.
+    pub thread_name: &'static str,
+}
+
+/// The shared services, handed to every task.
+pub struct Host {
+    pub plugins: PluginHost,
+    pub compute: Arc<ComputeService>,
+    pub outbox: Arc<Outbox>,
+    /// The root of the stop tree: the process.
+    pub stop: Stop,
+}
+
+/// The services and the async runtime they run on.
+pub struct Runtime {
+    pub host: Arc<Host>,
+    tokio: tokio::runtime::Runtime,
+}
+
+impl Runtime {
+    /// Open the backend, run the self-test if asked, start the plugin host and the async
+    /// runtime. Plugins are loaded by the transport ([`Host::load`]).
+    pub fn start(config: RuntimeConfig) -> Result<Self> {
+        let host = Host::start(&config)?;
+        let tokio = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name(config.thread_name)
+            .build()
+            .context("starting the async runtime")?;
+        Ok(Self { host, tokio })
+    }
+
+    /// Signals from now on: the first finishes the work in flight (saying `first` on stderr),
+    /// a second quits at once.
+    pub fn stop_on_signals(&self, first: impl Into<String>) -> Result<()> {
+        let _entered = self.tokio.enter();
+        signals::install(self.host.stop.clone(), first.into())
+    }
+
+    /// Run a transport's async main to its end.
+    pub fn block_on<T>(&self, main: impl std::future::Future<Output = T>) -> T {
+        self.tokio.block_on(main)
+    }
+}
+
+impl Host {
+    /// The services alone, without an async runtime of their own (the tests run them on
+    /// theirs).
+    pub fn start(config: &RuntimeConfig) -> Result<Arc<Self>> {
+        let plugins = PluginHost::new(config.plugin_limits)?;
+        let backend = backend_by_name(&config.backend)?;
+        let compute = ComputeService::new(backend, config.batch);
+        let compute = Arc::new(if config.progress {
+            compute.with_progress(Box::new(Bars))
+        } else {
+            compute.with_progress(Box::new(Silent))
+        });
+        if config.self_test {
+            let report = crate::selftest::require(&compute)?;
+            eprintln!("powhost: {}", report.summary());
+        }
+        Ok(Arc::new(Host {
+            plugins,
+            compute,
+            outbox: Arc::new(Outbox::new(config.delivery)?),
+            stop: Stop::new(),
+        }))
+    }
+
+    /// A built-in plugin by name, or a component file by path.
+    pub fn load(&self, name_or_path: &str) -> Result<Arc<Plugin>> {
+        self.plugins.load(name_or_path).map(Arc::new)
+    }
+
+    /// A plugin call, off the async threads (wasmtime calls are synchronous), holding its
+    /// compute slot, if any, until done.
+    pub async fn call(
+        self: &Arc<Self>,
+        plugin: &Arc<Plugin>,
+        request: String,
+        call: CallContext,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> Result<PluginReply, PluginFailure> {
+        let (host, plugin) = (self.clone(), plugin.clone());
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            host.plugins.handle(&plugin, &request, call)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(PluginFailure {
+                message: format!("the plugin call failed in the host: {e}"),
+            })
+        })
+    }
+
+    /// Deliver what the outbox holds for at most `within`, keep what is left in `keep` (or
+    /// the log) and say so; `what` names the results ("callbacks", "results"). Exit 1 when
+    /// something was left.
+    pub async fn deliver_rest(&self, within: Duration, keep: Option<&Path>, what: &str) -> ExitCode {
+        let left = self.outbox.flush(within, keep).await;
+        if left > 0 {
+            eprintln!(
+                "powhost: {left} {what} could not be delivered; {}",
+                match keep {
+                    Some(path) => format!("they are kept in {}", path.display()),
+                    None => "their bodies are in the log above".to_string(),
+                }
+            );
+            return ExitCode::FAILURE;
+        }
+        eprintln!("powhost: stopped; every one of the {what} was delivered");
+        ExitCode::SUCCESS
+    }
+}

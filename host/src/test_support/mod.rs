@@ -1,0 +1,39 @@
+//! What the in-process tests share: a host on the CPU backend with the built-in plugins, the
+//! golden files, and a stand-in receiver (receiver.rs).
+
+pub mod golden_response;
+pub mod receiver;
+
+use crate::delivery::DeliveryConfig;
+use crate::plugin_host::PluginLimits;
+use crate::runtime::{Host, RuntimeConfig};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The services on the CPU backend, without self-test or progress.
+pub fn host() -> Arc<Host> {
+    Host::start(&RuntimeConfig {
+        backend: "cpu".into(),
+        batch: None,
+        plugin_limits: PluginLimits::default(),
+        self_test: false,
+        progress: false,
+        delivery: delivery(),
+        thread_name: "test",
+    })
+    .expect("the CPU host starts")
+}
+
+/// Short timeouts, so that a failing receiver does not hold a test up.
+pub fn delivery() -> DeliveryConfig {
+    DeliveryConfig {
+        timeout: Duration::from_secs(2),
+        backoff_max: Duration::from_secs(2),
+    }
+}
+
+/// A file of tests/golden, made by running the network's reference.
+pub fn golden(name: &str) -> serde_json::Value {
+    let path = format!("{}/../tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
