@@ -4,6 +4,7 @@ use super::model_args::{check_seed_text, params_from_args};
 use crate::backends::backend_by_name;
 use crate::cli::DistancesArgs;
 use crate::compute_service::{ComputeService, Task};
+use crate::model::choose_batch;
 use crate::nonce_list::parse_nonce_list;
 use crate::progress::Bars;
 use crate::runtime::stop::Stop;
@@ -15,7 +16,9 @@ pub fn run(args: DistancesArgs) -> Result<()> {
     check_seed_text("--block-hash", &args.block_hash)?;
     check_seed_text("--public-key", &args.public_key)?;
     let nonces = parse_nonce_list(&args.nonces)?;
-    let compute = ComputeService::new(backend, args.batch).with_progress(Box::new(Bars));
+    // Never more per forward pass than there are nonces (the memory check counts a batch).
+    let batch = choose_batch(args.batch, &*backend, &params, nonces.len());
+    let compute = ComputeService::new(backend, Some(batch)).with_progress(Box::new(Bars));
     let task = Task {
         block_hash: args.block_hash.clone(),
         public_key: args.public_key.clone(),
