@@ -36,6 +36,9 @@ mod tests {
         assert_eq!(backoff.after(2), Duration::from_secs(1));
         assert_eq!(backoff.after(3), Duration::from_secs(2));
         assert_eq!(backoff.after(40), Duration::from_secs(30));
-        assert_eq!(Backoff::up_to(Duration::from_secs(4)).after(30), Duration::from_secs(4));
+        assert_eq!(
+            Backoff::up_to(Duration::from_secs(4)).after(30),
+            Duration::from_secs(4)
+        );
     }
 }

@@ -312,7 +312,10 @@ mod tests {
         assert_eq!(failure.message, "cancelled after 0 of 16 nonces");
         let late = Stop::new().child_until(Instant::now() - Duration::from_millis(1));
         let failure = compute.distances(&task, &nonces, &late).unwrap_err();
-        assert_eq!(failure.message, "the request's time limit passed after 0 of 16 nonces");
+        assert_eq!(
+            failure.message,
+            "the request's time limit passed after 0 of 16 nonces"
+        );
     }
 
     #[test]
@@ -323,7 +326,10 @@ mod tests {
         stop.finish();
         let dist = compute.distances(&task, &nonces, &stop).unwrap();
         assert_eq!(dist.len(), 16);
-        assert_eq!(dist, compute.distances(&task, &nonces, &Stop::new()).unwrap());
+        assert_eq!(
+            dist,
+            compute.distances(&task, &nonces, &Stop::new()).unwrap()
+        );
     }
 
     #[test]

@@ -4,9 +4,9 @@
 //! an API: hidden from the docs, used by nothing else.
 
 use crate::compute_service::ComputeService;
-use crate::runtime::stop::Stop;
 use crate::nonce_list::{MAX_NONCES, parse_nonce_list};
 use crate::plugin_host::{CallContext, Plugin, PluginHost, PluginLimits, PluginReply};
+use crate::runtime::stop::Stop;
 use crate::serve::http::{as_object, parse_json_body};
 use crate::serve::node::{InitRequest, validation_requests};
 use powhost_core::ModelParams;

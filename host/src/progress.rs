@@ -43,11 +43,9 @@ impl Progress for Bars {
         }
         let bar = ProgressBar::new(total);
         bar.set_style(
-            ProgressStyle::with_template(
-                "{msg:>14} [{bar:40}] {pos}/{len} ({elapsed}, eta {eta})",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
+            ProgressStyle::with_template("{msg:>14} [{bar:40}] {pos}/{len} ({elapsed}, eta {eta})")
+                .expect("valid template")
+                .progress_chars("=> "),
         );
         bar.set_message(what);
         Box::new(Bar(bar))

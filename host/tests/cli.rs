@@ -430,7 +430,7 @@ fn bench_plugin_bad_inputs() {
     }
 }
 
-/// What a hostile newcomer tried (issue 14): every input a user names is bounded, a named pipe
+/// What a hostile newcomer tried: every input a user names is bounded, a named pipe
 /// with no writer does not hang, an ndjson line that is not UTF-8 does not stop the others,
 /// counts that cannot be allocated are usage errors, NaN distances are never valid, and a
 /// comparison of nothing is refused.

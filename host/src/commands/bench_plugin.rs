@@ -5,8 +5,8 @@
 use crate::backends::backend_by_name;
 use crate::cli::BenchArgs;
 use crate::compute_service::{ComputeService, Task};
-use crate::runtime::stop::Stop;
 use crate::plugin_host::{CallContext, PluginHost, PluginLimits, PluginReply};
+use crate::runtime::stop::Stop;
 use anyhow::{Result, bail, ensure};
 use powhost_core::ModelParams;
 use serde::Serialize;

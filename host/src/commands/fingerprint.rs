@@ -1,7 +1,7 @@
 //! `powhost fingerprint`: the parameter table and per-parameter hashes of the f16 weights.
 
-use crate::cli::FingerprintArgs;
 use super::model_args::{check_seed_text, params_from_args};
+use crate::cli::FingerprintArgs;
 use crate::model::build_weights;
 use crate::progress::Bars;
 use anyhow::{Result, bail};

@@ -311,13 +311,16 @@ impl Outbox {
             }
         }
         let state = self.state();
-        undelivered::keep(state.unsent.iter().map(|d| undelivered::Left {
-            url: &d.post.url,
-            batch_id: &d.id,
-            body: &d.post.body,
-            what: &d.post.what,
-            attempts: d.attempts,
-        }), keep);
+        undelivered::keep(
+            state.unsent.iter().map(|d| undelivered::Left {
+                url: &d.post.url,
+                batch_id: &d.id,
+                body: &d.post.body,
+                what: &d.post.what,
+                attempts: d.attempts,
+            }),
+            keep,
+        );
         state.unsent.len()
     }
 }
@@ -409,7 +412,11 @@ mod tests {
     async fn what_cannot_be_delivered_by_the_deadline_is_left() {
         let outbox = Outbox::new(crate::test_support::delivery()).unwrap();
         // Nothing listens on port 9 of loopback: every attempt is refused at once.
-        outbox.add("http://127.0.0.1:9/x".into(), "{}".into(), "a result".into());
+        outbox.add(
+            "http://127.0.0.1:9/x".into(),
+            "{}".into(),
+            "a result".into(),
+        );
         let started = Instant::now();
         let left = outbox.flush(Duration::from_millis(1200), None).await;
         assert_eq!(left, 1);

@@ -32,7 +32,9 @@ fn a_plugin_past_its_memory_limit_is_stopped_and_the_next_call_served() {
     let (host, plugin) = host(64, 5_000);
     let failure = call(&host, &plugin, "memory").unwrap_err();
     assert!(
-        failure.message.starts_with("plugin `misbehave` ran out of its memory limit (64 MiB)"),
+        failure
+            .message
+            .starts_with("plugin `misbehave` ran out of its memory limit (64 MiB)"),
         "{failure}"
     );
     assert_eq!(
@@ -46,10 +48,16 @@ fn a_plugin_past_its_time_limit_is_stopped() {
     let (host, plugin) = host(64, 200);
     let started = Instant::now();
     let failure = call(&host, &plugin, "loop").unwrap_err();
-    assert!(failure.message.contains("ran past its time limit (0.2 s"), "{failure}");
+    assert!(
+        failure.message.contains("ran past its time limit (0.2 s"),
+        "{failure}"
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
     let failure = call(&host, &plugin, "host-loop").unwrap_err();
-    assert!(failure.message.contains("ran past its time limit"), "{failure}");
+    assert!(
+        failure.message.contains("ran past its time limit"),
+        "{failure}"
+    );
 }
 
 #[test]
@@ -57,5 +65,8 @@ fn a_trap_is_a_failure_that_quotes_the_panic() {
     let (host, plugin) = host(64, 5_000);
     let failure = call(&host, &plugin, "trap").unwrap_err();
     assert!(failure.message.contains("trapped"), "{failure}");
-    assert!(failure.message.contains("misbehaving on purpose"), "{failure}");
+    assert!(
+        failure.message.contains("misbehaving on purpose"),
+        "{failure}"
+    );
 }

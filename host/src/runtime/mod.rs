@@ -10,7 +10,9 @@ pub mod stop;
 use crate::backends::backend_by_name;
 use crate::compute_service::ComputeService;
 use crate::delivery::{DeliveryConfig, Outbox};
-use crate::plugin_host::{CallContext, Plugin, PluginFailure, PluginHost, PluginLimits, PluginReply};
+use crate::plugin_host::{
+    CallContext, Plugin, PluginFailure, PluginHost, PluginLimits, PluginReply,
+};
 use crate::progress::{Bars, Silent};
 use anyhow::{Context, Result};
 use std::path::Path;
@@ -132,7 +134,12 @@ impl Host {
     /// Deliver what the outbox holds for at most `within`, keep what is left in `keep` (or
     /// the log) and say so; `what` names the results ("callbacks", "results"). Exit 1 when
     /// something was left.
-    pub async fn deliver_rest(&self, within: Duration, keep: Option<&Path>, what: &str) -> ExitCode {
+    pub async fn deliver_rest(
+        &self,
+        within: Duration,
+        keep: Option<&Path>,
+        what: &str,
+    ) -> ExitCode {
         let left = self.outbox.flush(within, keep).await;
         if left > 0 {
             eprintln!(

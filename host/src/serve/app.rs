@@ -1,9 +1,9 @@
 //! What the handlers share: the runtime's services, the two plugins, the compute slots and
 //! their queue, the jobs, the node's PoC state, and the work that outlives its request.
 
+use super::ServeConfig;
 use super::node::{self, ProofBatches};
 use super::serverless;
-use super::ServeConfig;
 use crate::plugin_host::{CallContext, Plugin, PluginFailure, PluginReply};
 use crate::runtime::Host;
 use crate::runtime::stop::Stop;
@@ -241,7 +241,11 @@ mod tests {
         let queued = slots.reserve().expect("one request may wait");
         let refused = slots.reserve().err().expect("the queue is full");
         assert_eq!(refused.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
-        assert!(refused.detail.contains("1 requests are already waiting for 1 compute slots"));
+        assert!(
+            refused
+                .detail
+                .contains("1 requests are already waiting for 1 compute slots")
+        );
         // A place given up (a request that went away) is free again.
         drop(queued);
         let queued = slots.reserve().expect("the freed place is taken");

@@ -53,7 +53,9 @@ impl ApiError {
     pub fn busy(what: &str) -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("the server is busy: {what}; retry later (or give the server more compute slots or a longer queue)"),
+            format!(
+                "the server is busy: {what}; retry later (or give the server more compute slots or a longer queue)"
+            ),
         )
     }
 }

@@ -132,9 +132,7 @@ async fn serve(app: Arc<App>) -> Result<ExitCode> {
 }
 
 /// The outbox's sender and the ProofBatch sealer, both until the server stops.
-fn start_delivery(
-    app: &Arc<App>,
-) -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>) {
+fn start_delivery(app: &Arc<App>) -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>) {
     let sender = {
         let (outbox, stop) = (app.host.outbox.clone(), app.stop.clone());
         tokio::spawn(async move { outbox.run(stop.stopping()).await })

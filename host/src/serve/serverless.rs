@@ -2,10 +2,10 @@
 //! `/status/{id}`, `/stream/{id}`, `/cancel/{id}`, `/health`. The request plugin (default
 //! `runpod`) handles each job's `{"input": {...}}`; the host keeps the jobs.
 
-use super::http::{ApiError, json_response, ok, ok_text, read_object};
 use super::app::{App, PluginKind, Ticket};
-use crate::runtime::stop::Stop;
+use super::http::{ApiError, json_response, ok, ok_text, read_object};
 use crate::plugin_host::{PluginFailure, PluginReply};
+use crate::runtime::stop::Stop;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;

@@ -28,12 +28,20 @@ fn config(concurrency: usize, queue: usize) -> ServeConfig {
 
 fn app(concurrency: usize, queue: usize) -> Arc<App> {
     let host = host();
-    let (serverless, validator) = (host.load("runpod").unwrap(), host.load("validator").unwrap());
+    let (serverless, validator) = (
+        host.load("runpod").unwrap(),
+        host.load("validator").unwrap(),
+    );
     App::new(host, serverless, validator, config(concurrency, queue))
 }
 
 /// (status, body text) of one request through the router.
-async fn send(app: &Arc<App>, method: &str, path: &str, body: Option<&str>) -> (StatusCode, String) {
+async fn send(
+    app: &Arc<App>,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (StatusCode, String) {
     let request = Request::builder()
         .method(method)
         .uri(path)
@@ -46,9 +54,17 @@ async fn send(app: &Arc<App>, method: &str, path: &str, body: Option<&str>) -> (
     (status, String::from_utf8(bytes.to_vec()).unwrap())
 }
 
-async fn send_json(app: &Arc<App>, method: &str, path: &str, body: Option<&str>) -> (StatusCode, Value) {
+async fn send_json(
+    app: &Arc<App>,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (StatusCode, Value) {
     let (status, text) = send(app, method, path, body).await;
-    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,7 +72,8 @@ async fn runsync_answers_with_the_golden_response() {
     let app = app(2, 4);
     for file in ["runpod_tiny_r2.json", "runpod_tiny_rdefault.json"] {
         let g = golden(file);
-        let (status, v) = send_json(&app, "POST", "/runsync", Some(&g["request"].to_string())).await;
+        let (status, v) =
+            send_json(&app, "POST", "/runsync", Some(&g["request"].to_string())).await;
         assert_eq!(status, StatusCode::OK, "{v}");
         assert_eq!(v["status"], json!("COMPLETED"));
         assert_matches_golden(&v["output"], &g["expected_response"], file);
@@ -94,7 +111,10 @@ async fn a_job_waiting_for_a_slot_is_cancelled_before_it_starts() {
     app.background.idle().await;
     let (_, v) = send_json(&app, "GET", &format!("/status/{id}"), None).await;
     assert_eq!(v["status"], json!("CANCELLED"), "{v}");
-    assert!(v.get("output").is_none(), "a cancelled job computed nothing: {v}");
+    assert!(
+        v.get("output").is_none(),
+        "a cancelled job computed nothing: {v}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,8 +154,16 @@ async fn bad_bodies_are_refused_with_the_reason() {
         ("{", StatusCode::BAD_REQUEST, ""),
         ("[]", StatusCode::UNPROCESSABLE_ENTITY, ""),
         ("{}", StatusCode::UNPROCESSABLE_ENTITY, "input"),
-        (r#"{"input": 5}"#, StatusCode::UNPROCESSABLE_ENTITY, "`input` must be a JSON object"),
-        (r#"{"input": {}, "webhook": "ftp://x"}"#, StatusCode::UNPROCESSABLE_ENTITY, "webhook"),
+        (
+            r#"{"input": 5}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`input` must be a JSON object",
+        ),
+        (
+            r#"{"input": {}, "webhook": "ftp://x"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "webhook",
+        ),
     ] {
         let (got, v) = send_json(&app, "POST", "/run", Some(body)).await;
         assert_eq!(got.as_u16() / 100, status.as_u16() / 100, "{body}: {v}");

@@ -1,9 +1,7 @@
 //! Taking jobs from the platform and answering each: the long-poll job-take, the plugin
 //! call, every streamed chunk and the final result handed to the outbox.
 
-use super::{
-    MIN_POLL_SPACING, RunningJob, LONG_POLL, TOO_MANY_REQUESTS_WAIT, Worker, result,
-};
+use super::{LONG_POLL, MIN_POLL_SPACING, RunningJob, TOO_MANY_REQUESTS_WAIT, Worker, result};
 use crate::delivery::Post;
 use crate::plugin_host::CallContext;
 use serde_json::value::RawValue;

@@ -218,10 +218,7 @@ impl Worker {
         for (name, value) in self.platform.get_headers() {
             request = request.header(name, value);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| send_error(&e, timeout))?;
+        let response = request.send().await.map_err(|e| send_error(&e, timeout))?;
         let status = response.status().as_u16();
         let body = read_limited(response, MAX_PLATFORM_ANSWER).await?;
         Ok((status, body))

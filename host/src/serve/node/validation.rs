@@ -3,11 +3,11 @@
 
 use super::super::http::{ApiError, ok, read_object};
 use super::super::{App, PluginKind};
-use crate::runtime::stop::Stop;
 use super::init::InitRequest;
 use super::not_running;
 use crate::delivery::join;
 use crate::plugin_host::PluginReply;
+use crate::runtime::stop::Stop;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
@@ -57,10 +57,11 @@ pub async fn validate(State(app): State<Arc<App>>, body: Body) -> Result<Respons
             .await;
         match reply {
             Ok(PluginReply::Ok(body)) => {
-                task_app
-                    .host
-                    .outbox
-                    .add(join(&init.url, "validated"), body, "ValidatedBatch".into());
+                task_app.host.outbox.add(
+                    join(&init.url, "validated"),
+                    body,
+                    "ValidatedBatch".into(),
+                );
             }
             Ok(PluginReply::Error(body)) => log::error!("validation failed: {body}"),
             Err(failure) => log::error!("validation failed: {failure}"),
