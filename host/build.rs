@@ -4,13 +4,17 @@
 //! deadlocks on cargo's build lock.
 //!
 //! A toolchain without the wasm target (and no rustup to add it) uses the components committed
-//! in `plugins/prebuilt/`, if they were built from exactly these sources (a hash of every
-//! input of the plugin build, kept beside them); `POWHOST_UPDATE_PREBUILT=1 cargo build
-//! --release` refreshes them, and a test fails when they are stale.
+//! in `plugins/prebuilt/`, if they were built from exactly these sources (a hash of what the
+//! plugin build reads, kept beside them: `build/plugin_inputs.rs` says what counts);
+//! `POWHOST_UPDATE_PREBUILT=1 cargo build --release` refreshes them, and a test fails when they
+//! are stale.
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+#[path = "build/plugin_inputs.rs"]
+mod plugin_inputs;
 
 /// (package, file name in OUT_DIR). `runpod` and `validator` are embedded; `misbehave` is a
 /// test fixture.
@@ -21,15 +25,9 @@ const PLUGINS: &[(&str, &str)] = &[
 ];
 
 const TARGET: &str = "wasm32-wasip2";
+/// The root Cargo.toml's profile the plugins are built with.
+const PROFILE: &str = "wasm-plugin";
 
-/// What the plugin build reads, relative to the workspace: its sources and its profile.
-const PLUGIN_INPUTS: &[&str] = &[
-    "plugins",
-    "wit",
-    "Cargo.lock",
-    "Cargo.toml",
-    "rust-toolchain.toml",
-];
 /// Committed components for toolchains without the wasm target; not an input.
 const PREBUILT: &str = "plugins/prebuilt";
 const UPDATE_PREBUILT: &str = "POWHOST_UPDATE_PREBUILT";
@@ -38,14 +36,13 @@ fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let workspace = manifest_dir.parent().unwrap().to_path_buf();
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
-    for watched in PLUGIN_INPUTS {
-        println!(
-            "cargo:rerun-if-changed={}",
-            workspace.join(watched).display()
-        );
+    for watched in plugin_inputs::watched_paths(&workspace).unwrap_or_else(|e| fail(&e)) {
+        println!("cargo:rerun-if-changed={}", watched.display());
     }
     println!("cargo:rerun-if-env-changed={UPDATE_PREBUILT}");
-    let sources = plugin_sources_hash(&workspace);
+    let sources = plugin_inputs::PluginInputs::read(&workspace, PROFILE)
+        .unwrap_or_else(|e| fail(&format!("reading the plugin build's inputs: {e}")))
+        .hash();
     write(&out_dir.join("plugin-sources.hash"), sources.as_bytes());
 
     if !ensure_wasm_target() {
@@ -59,7 +56,7 @@ fn main() {
     let mut cargo = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cargo
         .current_dir(&workspace)
-        .args(["build", "--profile", "wasm-plugin", "--target", TARGET])
+        .args(["build", "--profile", PROFILE, "--target", TARGET])
         .arg("--target-dir")
         .arg(&target_dir);
     for (package, _) in PLUGINS {
@@ -87,7 +84,7 @@ fn main() {
             "building the built-in plugins for wasm32-wasip2 failed (the inner cargo's errors are above)",
         );
     }
-    let built = target_dir.join(TARGET).join("wasm-plugin");
+    let built = target_dir.join(TARGET).join(PROFILE);
     for (package, file) in PLUGINS {
         let from = built.join(format!("{}.wasm", package.replace('-', "_")));
         copy(&from, &out_dir.join(file));
@@ -122,53 +119,6 @@ fn use_prebuilt(workspace: &Path, out_dir: &Path, sources: &str) {
     );
     for (_, file) in PLUGINS {
         copy(&prebuilt.join(file), &out_dir.join(file));
-    }
-}
-
-/// FNV-1a (64-bit) over every plugin-build input's relative path and bytes, in path order:
-/// enough to tell whether the prebuilt components match these sources (not a security check).
-fn plugin_sources_hash(workspace: &Path) -> String {
-    let mut files = Vec::new();
-    for input in PLUGIN_INPUTS {
-        collect_files(workspace, &workspace.join(input), &mut files);
-    }
-    files.sort();
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut feed = |bytes: &[u8]| {
-        for &b in bytes {
-            hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    };
-    for (relative, path) in &files {
-        let bytes = std::fs::read(path)
-            .unwrap_or_else(|e| fail(&format!("reading {}: {e}", path.display())));
-        feed(relative.as_bytes());
-        feed(&[0]);
-        feed(&(bytes.len() as u64).to_le_bytes());
-        feed(&bytes);
-    }
-    format!("fnv1a64:{hash:016x}")
-}
-
-fn collect_files(workspace: &Path, path: &Path, files: &mut Vec<(String, PathBuf)>) {
-    let relative = path
-        .strip_prefix(workspace)
-        .unwrap()
-        .components()
-        .map(|c| c.as_os_str().to_string_lossy())
-        .collect::<Vec<_>>()
-        .join("/");
-    if relative == PREBUILT || path.file_name().is_some_and(|n| n == "target") {
-        return;
-    }
-    if path.is_dir() {
-        let entries = std::fs::read_dir(path)
-            .unwrap_or_else(|e| fail(&format!("reading {}: {e}", path.display())));
-        for entry in entries.flatten() {
-            collect_files(workspace, &entry.path(), files);
-        }
-    } else if path.is_file() {
-        files.push((relative, path.to_path_buf()));
     }
 }
 

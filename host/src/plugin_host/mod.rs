@@ -1,9 +1,10 @@
 //! The plugin host: loads WebAssembly components of the `gonka:pow/handler` world
 //! (`wit/pow.wit`) and runs each request in a fresh sandbox.
 //!
-//! A plugin gets only the imports the WIT grants (compute, session, log) plus closed stdio
-//! for Rust's standard library: no files, network, environment or clock. Every call runs
-//! under a memory cap and a limit on the time spent in plugin code (time computing
+//! A plugin gets only the imports the WIT grants (compute, session, log) plus what Rust's
+//! standard library links: closed stdio, and clocks that reveal nothing (the Unix epoch, and a
+//! time that moves only when the plugin sleeps, by what it slept; see `clocks`). No files,
+//! network, environment or randomness. Every call runs under a memory cap and a limit on the time spent in plugin code (time computing
 //! distances or writing emitted results does not count, until the caller cancels). A
 //! plugin that traps, loops, runs out of memory or does not match the world fails that
 //! call with an error naming it; the host throws the sandbox away and serves the next
@@ -11,9 +12,11 @@
 
 mod builtin;
 mod cache;
+mod clocks;
 mod imports;
 
 pub use builtin::BUILTIN;
+use clocks::PluginClock;
 
 use crate::compute_service::ComputeService;
 use crate::runtime::stop::Stop;
@@ -119,6 +122,8 @@ pub struct CallContext {
 pub(crate) struct State {
     wasi: WasiCtx,
     table: ResourceTable,
+    /// What the WASI clocks read in this call.
+    clock: PluginClock,
     limits: StoreLimits,
     plugin: String,
     call: CallContext,
@@ -143,11 +148,18 @@ impl State {
     }
 }
 
-/// Interfaces a plugin may import: the WIT's own, and the stdio and exit of WASI that
-/// Rust's standard library links (given closed: no environment, stdin empty, stdout
-/// dropped, stderr captured). The linker holds all of WASI p2 for simplicity, so anything
-/// else (clocks, random, filesystem, sockets) is refused here, before instantiation.
-const GRANTED_IMPORTS: &[&str] = &["gonka:pow/", "wasi:io/", "wasi:cli/"];
+/// Interfaces a plugin may import: the WIT's own, and what of WASI Rust's standard library
+/// links: stdio and exit (given closed: no environment, stdin empty, stdout dropped, stderr
+/// captured) and the clocks (which tell nothing, see `clocks`). The linker holds all of WASI
+/// p2 for simplicity, so anything else (random, filesystem, sockets) is refused here, before
+/// instantiation.
+const GRANTED_IMPORTS: &[&str] = &[
+    "gonka:pow/",
+    "wasi:io/",
+    "wasi:cli/",
+    "wasi:clocks/wall-clock@",
+    "wasi:clocks/monotonic-clock@",
+];
 
 fn check_imports(source: &str, component: &Component, engine: &Engine) -> Result<()> {
     let denied: Vec<String> = component
@@ -158,7 +170,7 @@ fn check_imports(source: &str, component: &Component, engine: &Engine) -> Result
         .collect();
     if !denied.is_empty() {
         bail!(
-            "plugin `{source}` imports {}, which powhost does not grant (plugins get {WIT_PACKAGE} and stdio only: no clock, randomness, files or network)",
+            "plugin `{source}` imports {}, which powhost does not grant (plugins get {WIT_PACKAGE}, stdio and clocks that tell no time: no randomness, files or network)",
             denied.join(", ")
         );
     }
@@ -172,6 +184,7 @@ impl PluginHost {
         let engine = Engine::new(&config).map_err(|e| anyhow!("starting wasmtime: {e}"))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .and_then(|()| clocks::add_to_linker(&mut linker))
             .map_err(|e| anyhow!("linking WASI: {e}"))?;
         Handler::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| anyhow!("linking the plugin imports: {e}"))?;
@@ -285,8 +298,11 @@ impl PluginHost {
         f: impl FnOnce(&Handler, &mut Store<State>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginFailure> {
         let stderr = MemoryOutputPipe::new(64 << 10);
+        let clock = PluginClock::default();
         let wasi = WasiCtxBuilder::new()
             .stderr(stderr.clone())
+            .wall_clock(clock.clone())
+            .monotonic_clock(clock.clone())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -301,6 +317,7 @@ impl PluginHost {
         let state = State {
             wasi,
             table: ResourceTable::new(),
+            clock,
             limits,
             plugin: plugin.info.name.clone(),
             call,

@@ -3,6 +3,7 @@
 //! echoed, so a test can check the host still serves.
 
 use powhost_plugin_kit::{Handler, PluginInfo, RequestError, compute, session};
+use std::time::{Duration, Instant, SystemTime};
 
 struct Misbehave;
 
@@ -34,6 +35,23 @@ impl Handler for Misbehave {
                     return Ok(String::new());
                 }
             },
+            // What the clocks say, around an hour's sleep: the host must tell no time and
+            // must not wait the hour.
+            "clocks" => {
+                let since_epoch = || {
+                    SystemTime::now()
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .map_or(-1, |d| d.as_nanos() as i128)
+                };
+                let wall_before = since_epoch();
+                let start = Instant::now();
+                std::thread::sleep(Duration::from_secs(3600));
+                let slept = start.elapsed().as_nanos();
+                let wall_after = since_epoch();
+                Ok(format!(
+                    "{{\"wall_before_ns\": {wall_before}, \"wall_after_ns\": {wall_after}, \"monotonic_slept_ns\": {slept}}}"
+                ))
+            }
             other => Ok(format!("{{\"echo\": {:?}}}", other)),
         }
     }
@@ -42,7 +60,7 @@ impl Handler for Misbehave {
         PluginInfo {
             name: "misbehave".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            summary: "test fixture: traps, loops (in plugin code or on host calls), exhausts memory or floods on request".into(),
+            summary: "test fixture: traps, loops (in plugin code or on host calls), exhausts memory, floods or reads the clocks on request".into(),
         }
     }
 }
