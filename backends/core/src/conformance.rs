@@ -4,12 +4,14 @@
 //! tests, not part of the library. Each backend instantiates it in one line of a test file:
 //!
 //! ```ignore
-//! powhost_core::conformance::suite!(powhost_wgpu::WgpuBackend::new());
+//! powhost_core::conformance::suite!("wgpu", powhost_wgpu::WgpuBackend::new());
 //! ```
 //!
 //! The expression gives an `anyhow::Result<impl Backend>` and is evaluated in each test; an
 //! error (no Vulkan driver, no CUDA device) makes the test print `SKIPPED: <the error>` and pass
-//! without running (`scripts/gpu-check.sh` reports such a step as skipped).
+//! without running (`scripts/gpu-check.sh` reports such a step as skipped), unless
+//! `POWHOST_REQUIRE_BACKENDS` names the backend: then the test fails, saying why the backend did
+//! not open ([`skip_or_fail`], which every backend test that can skip goes through).
 //!
 //! The budget is `BUDGET_MEDIAN`, `BUDGET_MAX` and `AGREEMENT_R_TARGETS` of
 //! [`crate::agreement`] (median |Δd| ≤ 5e-7, max ≤ 5e-6, no verdict flips at r_target 2.0 and
@@ -34,22 +36,26 @@ use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 use std::sync::Arc;
 
-/// The suite's `#[test]` functions, one per golden, for the backend that `$backend`
-/// (an `anyhow::Result<impl Backend>`, evaluated in each test) opens.
+mod required_backends;
+pub use required_backends::{BACKEND_NAMES, REQUIRE_BACKENDS, skip_or_fail};
+
+/// The suite's `#[test]` functions, one per golden, for the backend named `$name` (as in
+/// `POWHOST_REQUIRE_BACKENDS`) that `$backend` (an `anyhow::Result<impl Backend>`, evaluated
+/// in each test) opens.
 pub use crate::__conformance_suite as suite;
 
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __conformance_suite {
-    (@cases $backend:expr; $($test:ident: $preset:literal at batch $batch:literal,)*) => {
+    (@cases $name:literal, $backend:expr; $($test:ident: $preset:literal at batch $batch:literal,)*) => {
         $(
             #[test]
             fn $test() {
-                $crate::conformance::run_golden($preset, $batch, $backend);
+                $crate::conformance::run_golden($name, $preset, $batch, $backend);
             }
         )*
     };
-    ($backend:expr $(,)?) => {
+    ($name:literal, $backend:expr $(,)?) => {
         // Every golden holds the reference's distances of 64 nonces (and the logits of two).
         // Batch sizes: tiny and small run in four forward passes of 16, so the suite crosses
         // batch boundaries (where a GPU backend draws the next batch's inputs during the
@@ -63,7 +69,7 @@ macro_rules! __conformance_suite {
         // process): `powhost compare --backends cpu,wgpu --golden
         // tests/golden/forward_devtest.json --batch 32` (and `--batch 64`). So every backend
         // runs devtest at 64.
-        $crate::__conformance_suite!(@cases $backend;
+        $crate::__conformance_suite!(@cases $name, $backend;
             tiny_agrees_with_reference: "tiny" at batch 16,
             small_agrees_with_reference: "small" at batch 16,
             devtest_agrees_with_reference: "devtest" at batch 64,
@@ -71,13 +77,22 @@ macro_rules! __conformance_suite {
     };
 }
 
-/// One case of [`suite!`](suite): `backend` on `tests/golden/forward_<preset>.json`, `batch`
-/// nonces per forward pass; skipped with a message when the backend did not open.
-pub fn run_golden<B: Backend>(preset: &str, batch: usize, backend: Result<B>) {
+/// One case of [`suite!`](suite): `backend` (named `name`) on
+/// `tests/golden/forward_<preset>.json`, `batch` nonces per forward pass; when the backend did
+/// not open, skipped with a message or failed ([`skip_or_fail`]).
+#[track_caller]
+pub fn run_golden<B: Backend>(name: &str, preset: &str, batch: usize, backend: Result<B>) {
     let backend = match backend {
         Ok(b) => b,
-        Err(e) => return eprintln!("SKIPPED: {e:#}"),
+        Err(e) => return skip_or_fail(name, e),
     };
+    // The name is what POWHOST_REQUIRE_BACKENDS is matched against: it must be this backend's.
+    assert_eq!(
+        backend.name(),
+        name,
+        "suite! names the backend {name}, but it opened {}",
+        backend.name()
+    );
     let golden = golden(&format!("forward_{preset}.json"));
     if let Err(e) = check_forward_golden(&backend, &golden, batch) {
         panic!("{e:#}");

@@ -5,7 +5,8 @@
 
 pub mod agreement;
 pub mod backend;
-#[cfg(feature = "conformance")]
+// Also built for this crate's own tests, so that its unit tests run without the feature.
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod distance;
 pub mod gpu_forward;

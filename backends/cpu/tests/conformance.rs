@@ -3,7 +3,7 @@
 
 use powhost_cpu::CpuBackend;
 
-powhost_core::conformance::suite!(Ok(CpuBackend));
+powhost_core::conformance::suite!("cpu", Ok(CpuBackend));
 
 /// A backend that leaves the CPU free has the next batch's inputs drawn on other threads
 /// while the current batch computes: the distances are the same, bit for bit.

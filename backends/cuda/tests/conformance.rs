@@ -1,17 +1,19 @@
 //! The conformance suite (`powhost_core::conformance`) on the CUDA backend, device lists, and
 //! the batch split between replicas. Where no CUDA device answers (CI, the development
-//! machines) each test says so and passes without running; `no_device_is_a_clear_error` checks
-//! that the answer there is an error, not a panic.
+//! machines) each test says so and passes without running, or fails where
+//! `POWHOST_REQUIRE_BACKENDS` names `cuda`; `no_device_is_a_clear_error` checks that the
+//! answer there is an error, not a panic.
 
+use powhost_core::conformance::skip_or_fail;
 use powhost_cuda::CudaBackend;
 
-powhost_core::conformance::suite!(CudaBackend::all());
+powhost_core::conformance::suite!("cuda", CudaBackend::all());
 
 fn backend() -> Option<CudaBackend> {
     match CudaBackend::all() {
         Ok(b) => Some(b),
         Err(e) => {
-            eprintln!("SKIPPED: {e:#}");
+            skip_or_fail("cuda", e);
             None
         }
     }
@@ -20,8 +22,10 @@ fn backend() -> Option<CudaBackend> {
 #[test]
 fn no_device_is_a_clear_error() {
     match CudaBackend::all() {
+        // Not a skip of the backend (it opened, and the other tests run on it): no "SKIPPED",
+        // which scripts/gpu-check.sh would read as the whole step not having run.
         Ok(b) => eprintln!(
-            "SKIPPED: a CUDA device answered: {}",
+            "nothing to check: a CUDA device answered ({})",
             powhost_core::Backend::device_description(&b)
         ),
         Err(e) => assert!(format!("{e:#}").starts_with("no CUDA device"), "{e:#}"),

@@ -1,8 +1,9 @@
 //! The op check on CUDA: every kernel and GEMM shape class of the forward pass against the
 //! CPU backend's op on seeded random data (`powhost_cpu::op_check`), every op reported even
-//! when others fail. Skips with a message where no CUDA device answers. Run on the GPU
-//! machine by `scripts/gpu-check.sh`.
+//! when others fail. Where no CUDA device answers, skips with a message, or fails where
+//! `POWHOST_REQUIRE_BACKENDS` names `cuda`. Run on the GPU machine by `scripts/gpu-check.sh`.
 
+use powhost_core::conformance::skip_or_fail;
 use powhost_core::{ModelParams, ModelWeights};
 use powhost_cuda::CudaBackend;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 fn every_op_agrees_with_the_cpu_backend() {
     let backend = match CudaBackend::all() {
         Ok(b) => b,
-        Err(e) => return eprintln!("SKIPPED: {e:#}"),
+        Err(e) => return skip_or_fail("cuda", e),
     };
     let mut failures = Vec::new();
     // tiny and devtest as on wgpu; mainnet for the GEMM shapes cuBLAS meets in production

@@ -1,25 +1,27 @@
 //! The conformance suite (`powhost_core::conformance`) on the wgpu backend, the shaders' f16
 //! rounding checked value by value, and the backend's storage variants against each other.
-//! On a machine with no Vulkan driver at all the tests say so and pass without running; CI
-//! installs Mesa's lavapipe, so they run there for real.
+//! On a machine with no Vulkan driver at all each test says so and passes without running, or
+//! fails where `POWHOST_REQUIRE_BACKENDS` names `wgpu`; CI installs Mesa's lavapipe and requires
+//! wgpu, so they run there for real.
 
 use half::f16;
+use powhost_core::conformance::skip_or_fail;
 use powhost_wgpu::WgpuBackend;
 use std::sync::OnceLock;
 
-powhost_core::conformance::suite!(WgpuBackend::new());
+powhost_core::conformance::suite!("wgpu", WgpuBackend::new());
 
+/// The backend, opened once for all the tests here; `None` (after [`skip_or_fail`]) where it
+/// did not open, in every test, so that each says why it did not run.
 fn backend() -> Option<&'static WgpuBackend> {
-    static BACKEND: OnceLock<Option<WgpuBackend>> = OnceLock::new();
-    BACKEND
-        .get_or_init(|| match WgpuBackend::new() {
-            Ok(b) => Some(b),
-            Err(e) => {
-                eprintln!("SKIPPED: {e:#}");
-                None
-            }
-        })
-        .as_ref()
+    static BACKEND: OnceLock<Result<WgpuBackend, String>> = OnceLock::new();
+    match BACKEND.get_or_init(|| WgpuBackend::new().map_err(|e| format!("{e:#}"))) {
+        Ok(b) => Some(b),
+        Err(reason) => {
+            skip_or_fail("wgpu", reason);
+            None
+        }
+    }
 }
 
 /// ⟂ on the device equals `half`'s round-to-nearest-even for every f16 boundary: each f16
@@ -148,6 +150,8 @@ fn f16_and_f32_activation_storage_agree_bit_for_bit() {
     use powhost_core::poc::batch_inputs;
     use powhost_core::{Backend, ModelParams, ModelWeights};
     let Some(b) = backend() else { return };
+    // The backend opened, but this adapter cannot store f16: nothing to compare, whatever
+    // POWHOST_REQUIRE_BACKENDS says (the other tests ran on it).
     if !b.gpu().description().contains("f16 activations") {
         eprintln!("SKIPPED: {} has no SHADER_F16", b.gpu().description());
         return;

@@ -1,7 +1,8 @@
 //! The op check on wgpu: every kernel and GEMM shape class against the CPU backend's op on
-//! seeded random data (`powhost_cpu::op_check`). On lavapipe in CI; skips with a message
-//! where no Vulkan driver answers.
+//! seeded random data (`powhost_cpu::op_check`). On lavapipe in CI; where no Vulkan driver
+//! answers, skips with a message, or fails where `POWHOST_REQUIRE_BACKENDS` names `wgpu`.
 
+use powhost_core::conformance::skip_or_fail;
 use powhost_core::{ModelParams, ModelWeights};
 use powhost_wgpu::WgpuBackend;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 fn every_op_agrees_with_the_cpu_backend() {
     let backend = match WgpuBackend::new() {
         Ok(b) => b,
-        Err(e) => return eprintln!("SKIPPED: {e:#}"),
+        Err(e) => return skip_or_fail("wgpu", e),
     };
     let mut failures = Vec::new();
     // tiny: GQA and small shapes; devtest: 16 heads, scaled RoPE, an 8192-wide output.

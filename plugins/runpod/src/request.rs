@@ -2,8 +2,8 @@
 //! field. Pure Rust with no host calls, so it is unit-tested natively.
 
 use powhost_plugin_kit::{
-    Fields, boolean, devices, integer, integer_field, nonce_list, object, object_field, params,
-    positive_number, reject_unknown, required, text_field,
+    Fields, boolean, devices, integer, integer_field, nonce_list, object, object_field, optional,
+    params, positive_number, reject_unknown, required, text_field,
 };
 // MAX_NONCES: most nonces one request may list (the kit's limit, and the host's).
 pub use powhost_plugin_kit::{MAX_NONCES, PartialParams, RequestError};
@@ -121,14 +121,12 @@ pub fn parse(text: &str) -> Result<Request, RequestError> {
     }
     let r_target = r_target(&input)?;
     let work = work(&input)?;
-    let params = match input.get("params") {
+    let params = match optional(&input, "params") {
         None => PartialParams::default(),
-        Some(raw) if raw.get() == "null" => PartialParams::default(),
         Some(raw) => params(raw)?,
     };
-    let devices = match input.get("devices") {
+    let devices = match optional(&input, "devices") {
         None => Vec::new(),
-        Some(raw) if raw.get() == "null" => Vec::new(),
         Some(raw) => devices(raw)?,
     };
     Ok(Request {
@@ -156,18 +154,16 @@ fn r_target(input: &Fields) -> Result<f64, RequestError> {
 /// `"streaming": true` with optional `start_nonce` (0), `batch_size` (16) and `max_batches`
 /// (the first streaming version). `"streaming": false` is the one-shot `nonces` form.
 fn work(input: &Fields) -> Result<Work, RequestError> {
-    let streaming = match input.get("streaming") {
+    let streaming = match optional(input, "streaming") {
         None => None,
-        Some(raw) if raw.get() == "null" => None,
         Some(raw) => Some(boolean(raw.get(), "streaming")?),
     };
     let nonces = input.get("nonces");
     let start = input.get("start_nonce");
     let batch = input.get("batch_size");
-    let max_batches = match input.get("max_batches") {
+    // The seed handler: `max_batches` absent or None means until the time limit.
+    let max_batches = match optional(input, "max_batches") {
         None => None,
-        // The seed handler: `max_batches` absent or None means until the time limit.
-        Some(raw) if raw.get() == "null" => None,
         Some(raw) => {
             let n = integer(raw.get(), "max_batches")?;
             if n < 0 {

@@ -5,9 +5,9 @@
 /// Most nonces one batch may hold: the kit's (and the host's) limit.
 pub use powhost_plugin_kit::MAX_NONCES;
 use powhost_plugin_kit::{
-    Fields, PROOF_BATCH_FIELDS, PartialParams, RequestError, devices, integer, integer_field,
-    nonce_list, number_list, object, object_field, params, positive_number, reject_unknown,
-    required, text_field,
+    PROOF_BATCH_FIELDS, PartialParams, RequestError, devices, integer, integer_field, nonce_list,
+    number_list, object, object_field, optional, params, positive_number, reject_unknown, required,
+    text_field,
 };
 
 /// The network's defaults (docs/spec/PROTOCOLS.md §A3, the node software's init request).
@@ -123,15 +123,15 @@ pub fn parse(text: &str) -> Result<Request, RequestError> {
             received_dist.len()
         )));
     }
-    let node_id = match present(&input, "node_id") {
+    let node_id = match optional(&input, "node_id") {
         None => 0,
         Some(raw) => integer(raw.get(), "node_id")?,
     };
-    let r_target = match present(&input, "r_target") {
+    let r_target = match optional(&input, "r_target") {
         None => DEFAULT_R_TARGET,
         Some(raw) => positive_number(raw, "r_target")?,
     };
-    let fraud_threshold = match present(&input, "fraud_threshold") {
+    let fraud_threshold = match optional(&input, "fraud_threshold") {
         None => DEFAULT_FRAUD_THRESHOLD,
         Some(raw) => {
             let t = positive_number(raw, "fraud_threshold")?;
@@ -143,19 +143,19 @@ pub fn parse(text: &str) -> Result<Request, RequestError> {
             t
         }
     };
-    let params = match present(&input, "params") {
+    let params = match optional(&input, "params") {
         None => PartialParams::default(),
         Some(raw) => params(raw)?,
     };
-    let devices = match present(&input, "devices") {
+    let devices = match optional(&input, "devices") {
         None => Vec::new(),
         Some(raw) => devices(raw)?,
     };
-    let sample = match present(&input, "sample") {
+    let sample = match optional(&input, "sample") {
         None => None,
         Some(raw) => Some(sample(raw)?),
     };
-    let expected_block_hash = match present(&input, "expected_block_hash") {
+    let expected_block_hash = match optional(&input, "expected_block_hash") {
         None => None,
         Some(_) => Some(text_field(&input, "expected_block_hash", "")?),
     };
@@ -166,7 +166,7 @@ pub fn parse(text: &str) -> Result<Request, RequestError> {
             "this batch is for block hash `{block_hash}`, but this validator was initialised for `{expected}`; send it to a node initialised for that block (POST /api/v1/pow/init/validate)"
         )));
     }
-    let dry_run = match present(&input, "dry_run") {
+    let dry_run = match optional(&input, "dry_run") {
         None => false,
         Some(raw) => serde_json::from_str::<bool>(raw.get()).map_err(|_| {
             RequestError::wrong_type(
@@ -191,11 +191,6 @@ pub fn parse(text: &str) -> Result<Request, RequestError> {
         expected_block_hash,
         dry_run,
     })
-}
-
-/// A field that is there and not `null`.
-fn present<'a>(input: &Fields<'a>, field: &str) -> Option<&'a serde_json::value::RawValue> {
-    input.get(field).copied().filter(|raw| raw.get() != "null")
 }
 
 fn sample(raw: &serde_json::value::RawValue) -> Result<Sample, RequestError> {
