@@ -15,6 +15,8 @@ use std::process::Command;
 
 #[path = "build/plugin_inputs.rs"]
 mod plugin_inputs;
+#[path = "build/toml_subset.rs"]
+mod toml_subset;
 
 /// (package, file name in OUT_DIR). `runpod` and `validator` are embedded; `misbehave` is a
 /// test fixture.

@@ -10,6 +10,8 @@ use common::{golden, powhost_with_stdin};
 
 #[path = "../build/plugin_inputs.rs"]
 mod plugin_inputs;
+#[path = "../build/toml_subset.rs"]
+mod toml_subset;
 use plugin_inputs::{PluginInputs, watched_paths};
 
 const PREBUILT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/prebuilt");

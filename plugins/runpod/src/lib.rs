@@ -10,6 +10,7 @@
 
 pub mod request;
 pub mod response;
+mod work;
 
 use powhost_plugin_kit::{
     ComputeErrorKind, Handler, Level, ModelParams, PluginInfo, StopReason, Task, compute,
