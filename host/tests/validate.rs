@@ -2,7 +2,8 @@
 //! ProofBatch in, a ValidatedBatch out, against the reference handler's golden distances.
 
 mod common;
-use common::{MAX_DIST_DIFF, powhost, powhost_with_stdin};
+use common::golden_response::MAX_DIST_DIFF;
+use common::{powhost, powhost_with_stdin};
 use serde_json::{Value, json};
 use std::process::Output;
 

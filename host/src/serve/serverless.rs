@@ -2,7 +2,7 @@
 //! `/status/{id}`, `/stream/{id}`, `/cancel/{id}`, `/health`. The request plugin (default
 //! `runpod`) handles each job's `{"input": {...}}`; the host keeps the jobs.
 
-use super::app::{App, PluginKind, Ticket};
+use super::app::{App, BackgroundTask, PluginKind, Ticket};
 use super::http::{ApiError, json_response, ok, ok_text, read_object};
 use crate::plugin_host::{PluginFailure, PluginReply};
 use crate::runtime::stop::Stop;
@@ -273,9 +273,15 @@ async fn job_request(app: &App, body: Body) -> Result<(String, Option<String>), 
 
 /// Run a job to its end: wait for a compute slot, run the plugin, record the result, post
 /// the webhook. Spawned, so it ends (and is recorded) whatever happens to the request that
-/// started it.
-async fn execute(app: Arc<App>, job: Arc<Job>, request: String, ticket: Ticket) {
-    let _background = app.background_task();
+/// started it; counted as background work from before it is spawned, so that a shutdown
+/// right after the request does not miss it.
+async fn execute(
+    app: Arc<App>,
+    job: Arc<Job>,
+    request: String,
+    ticket: Ticket,
+    _background: BackgroundTask,
+) {
     let emit = {
         let job = job.clone();
         Box::new(move |chunk: &str| {
@@ -347,7 +353,14 @@ pub async fn runsync(
     );
     app.jobs.insert(job.clone());
     let mut hang_up = CancelOnDrop(Some(job.stop.clone()));
-    let done = tokio::spawn(execute(app.clone(), job.clone(), request, ticket));
+    let background = app.background_task();
+    let done = tokio::spawn(execute(
+        app.clone(),
+        job.clone(),
+        request,
+        ticket,
+        background,
+    ));
     match wait {
         None => {
             let _ = done.await;
@@ -366,7 +379,14 @@ pub async fn run(State(app): State<Arc<App>>, body: Body) -> Result<Response, Ap
     let ticket = app.slots.reserve()?;
     let job = Job::new(uuid::Uuid::new_v4().to_string(), webhook, app.job_stop());
     app.jobs.insert(job.clone());
-    tokio::spawn(execute(app.clone(), job.clone(), request, ticket));
+    let background = app.background_task();
+    tokio::spawn(execute(
+        app.clone(),
+        job.clone(),
+        request,
+        ticket,
+        background,
+    ));
     Ok(ok(json!({"id": job.id, "status": Status::InQueue.name()})))
 }
 

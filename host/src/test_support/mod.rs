@@ -1,7 +1,9 @@
 //! What the in-process tests share: a host on the CPU backend with the built-in plugins, the
-//! golden files, and a stand-in receiver (receiver.rs).
+//! golden files, a stand-in receiver (receiver.rs) and what generation delivered to it
+//! (proof_batches.rs).
 
 pub mod golden_response;
+pub mod proof_batches;
 pub mod receiver;
 
 use crate::delivery::DeliveryConfig;
@@ -12,10 +14,15 @@ use std::time::Duration;
 
 /// The services on the CPU backend, without self-test or progress.
 pub fn host() -> Arc<Host> {
+    host_with(PluginLimits::default())
+}
+
+/// The services on the CPU backend, with these plugin limits.
+pub fn host_with(plugin_limits: PluginLimits) -> Arc<Host> {
     Host::start(&RuntimeConfig {
         backend: "cpu".into(),
         batch: None,
-        plugin_limits: PluginLimits::default(),
+        plugin_limits,
         self_test: false,
         progress: false,
         delivery: delivery(),
@@ -24,11 +31,12 @@ pub fn host() -> Arc<Host> {
     .expect("the CPU host starts")
 }
 
-/// Short timeouts, so that a failing receiver does not hold a test up.
+/// Short timeouts, and refused posts retried after half a second at most, so that a failing
+/// receiver does not hold a test up.
 pub fn delivery() -> DeliveryConfig {
     DeliveryConfig {
         timeout: Duration::from_secs(2),
-        backoff_max: Duration::from_secs(2),
+        backoff_max: Duration::from_millis(500),
     }
 }
 

@@ -1,9 +1,9 @@
 //! A stand-in HTTP receiver on loopback for the tests: it records every POST (path, batch id,
-//! body) and answers each with the next status it was told, else 200. It depends only on
-//! axum and tokio, so the integration tests include this same file.
+//! body, the status it answered) and answers each with the next status it was told, else 200.
+//! It depends only on axum and tokio, so the integration tests include this same file.
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -18,6 +18,15 @@ pub struct Received {
     pub batch_id: String,
     pub body: String,
     pub at: Instant,
+    /// The status this POST was answered with.
+    pub answered: u16,
+}
+
+impl Received {
+    /// Whether the POST was accepted (answered 2xx), so the sender may consider it delivered.
+    pub fn accepted(&self) -> bool {
+        (200..300).contains(&self.answered)
+    }
 }
 
 #[derive(Default)]
@@ -39,7 +48,11 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let recorder = Arc::new(Recorder::default());
-        let app = Router::new().fallback(record).with_state(recorder.clone());
+        // Whole results arrive, however large (a stream's webhook carries every distance).
+        let app = Router::new()
+            .fallback(record)
+            .layer(DefaultBodyLimit::disable())
+            .with_state(recorder.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { url, recorder }
     }
@@ -55,18 +68,32 @@ impl Receiver {
 
     /// Wait until `n` POSTs have arrived (panics after `within`).
     pub async fn wait_for(&self, n: usize, within: Duration) -> Vec<Received> {
+        self.wait_until(&format!("{n} POSTs"), within, |received| {
+            received.len() >= n
+        })
+        .await
+    }
+
+    /// Wait until what arrived satisfies `done`, looking again at each arrival (panics,
+    /// naming `what`, after `within`).
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        within: Duration,
+        done: impl Fn(&[Received]) -> bool,
+    ) -> Vec<Received> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let arrived = self.recorder.arrived.notified();
             tokio::pin!(arrived);
             arrived.as_mut().enable();
             let received = self.received();
-            if received.len() >= n {
+            if done(&received) {
                 return received;
             }
             if tokio::time::timeout_at(deadline, arrived).await.is_err() {
                 panic!(
-                    "{n} POSTs expected within {within:?}, {} arrived: {received:?}",
+                    "{what} expected within {within:?}, {} POSTs arrived: {received:?}",
                     received.len()
                 );
             }
@@ -85,13 +112,14 @@ async fn record(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
+    let answered = recorder.answers.lock().unwrap().pop_front().unwrap_or(200);
     recorder.received.lock().unwrap().push(Received {
         path: uri.to_string(),
         batch_id,
         body,
         at: Instant::now(),
+        answered,
     });
     recorder.arrived.notify_waiters();
-    let status = recorder.answers.lock().unwrap().pop_front().unwrap_or(200);
-    StatusCode::from_u16(status).unwrap()
+    StatusCode::from_u16(answered).unwrap()
 }

@@ -1,6 +1,15 @@
 //! What the `powhost` integration tests share: the test seeds, the golden files, and the
-//! binary run with a request on stdin or asked for distances directly.
+//! binary run with a request on stdin or asked for distances directly; and, the same files as
+//! the in-process tests use, the comparison with a golden response, a stand-in receiver and
+//! what generation delivered to it.
 #![allow(dead_code)] // each test binary uses its own subset
+
+#[path = "../../src/test_support/golden_response.rs"]
+pub mod golden_response;
+#[path = "../../src/test_support/proof_batches.rs"]
+pub mod proof_batches;
+#[path = "../../src/test_support/receiver.rs"]
+pub mod receiver;
 
 use serde_json::Value;
 use std::io::Write;
@@ -8,10 +17,6 @@ use std::process::{Command, Output, Stdio};
 
 pub const HASH: &str = "0000000000000000000000000000000000000000000000000000000000000001";
 pub const KEY: &str = "test_public_key_12345678901234567890";
-
-/// The agreement budget of docs/spec/COMPUTATION.md §9 for one distance (the forward-pass tests
-/// measure max 2.9e-7 on `small` and 8.8e-8 on `tiny` against the goldens).
-pub const MAX_DIST_DIFF: f64 = 5e-6;
 
 /// The binary, with the caller's log settings removed.
 pub fn powhost() -> Command {
