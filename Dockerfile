@@ -1,6 +1,6 @@
 # powhost as a serverless GPU worker (README: "Deploying the worker on the serverless platform").
 # Not built on this project's machines (they reach no registry): what it runs is tested by
-# host/tests/worker.rs, the image itself is not.
+# host/tests/worker/, the image itself is not.
 
 # Build stage: the release binary, the built-in plugins compiled to WebAssembly and embedded.
 FROM rust:1.95-bookworm AS build

@@ -1,7 +1,7 @@
 //! What the `powhost` integration tests share: the test seeds, the golden files, and the
 //! binary run with a request on stdin or asked for distances directly; and, the same files as
-//! the in-process tests use, the comparison with a golden response, a stand-in receiver and
-//! what generation delivered to it.
+//! the in-process tests use, the comparison with a golden response, a stand-in HTTP server (a
+//! webhook receiver, or the serverless platform) and what generation delivered to it.
 #![allow(dead_code)] // each test binary uses its own subset
 
 #[path = "../../src/test_support/golden_response.rs"]

@@ -1,0 +1,88 @@
+//! SIGTERM: a stream ends at its next batch and is delivered; results that cannot be
+//! delivered within the flush timeout are kept in the `--undelivered` file.
+
+use crate::common::golden;
+use crate::platform::{Endpoint, Platform};
+use crate::{Worker, stream_input, tiny_input};
+use serde_json::{Value, json};
+
+#[test]
+fn sigterm_mid_stream_ends_it_at_the_next_batch_and_delivers() {
+    let platform = Platform::start();
+    platform.add_job(
+        "job-t",
+        stream_input(json!({"start_nonce": 100, "batch_size": 4096})),
+    );
+    let mut worker = Worker::start(&platform, &[]);
+    platform.wait_for("a chunk", 60, |p| !p.chunks("job-t").is_empty());
+    let status = worker.terminate();
+    assert_eq!(status.code(), Some(0));
+    let chunks = platform.chunks("job-t");
+    let finals = platform.results("job-t");
+    assert_eq!(finals.len(), 1, "the stream's end was posted");
+    assert!(finals[0].path.ends_with("isStream=true"));
+    let all = finals[0].json()["output"].as_array().unwrap().clone();
+    assert_eq!(
+        all.len(),
+        chunks.len(),
+        "every computed batch is in the aggregate"
+    );
+    let next: Vec<i64> = chunks
+        .iter()
+        .map(|c| c.json()["output"]["next_nonce"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        next,
+        (1..=chunks.len() as i64)
+            .map(|b| 100 + 4096 * b)
+            .collect::<Vec<_>>()
+    );
+    // Nothing taken after the signal.
+    let last_take = platform
+        .seen()
+        .into_iter()
+        .rev()
+        .find(|s| s.is("job-take"))
+        .unwrap();
+    assert!(last_take.at <= finals[0].at);
+}
+
+#[test]
+fn sigterm_keeps_undeliverable_results_in_the_undelivered_file() {
+    let platform = Platform::start();
+    platform.script().refuse_output = 1_000_000;
+    platform.add_job("job-u", tiny_input());
+    let file =
+        std::env::temp_dir().join(format!("powhost-undelivered-{}.ndjson", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let mut worker = Worker::start(
+        &platform,
+        &[
+            "--flush-timeout",
+            "1",
+            "--undelivered",
+            file.to_str().unwrap(),
+        ],
+    );
+    platform.wait_for("a refused result", 60, |p| {
+        p.seen().iter().any(|s| s.is("job-done"))
+    });
+    assert_eq!(worker.terminate().code(), Some(1));
+    let kept = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<Value> = kept
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert!(
+        lines[0]["url"]
+            .as_str()
+            .unwrap()
+            .contains("/job-done/pod-s/job-u?")
+    );
+    assert_eq!(
+        lines[0]["body"]["output"]["nonces"],
+        golden("runpod_tiny_r2.json")["expected_response"]["nonces"]
+    );
+    let _ = std::fs::remove_file(&file);
+}
