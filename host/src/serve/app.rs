@@ -2,8 +2,8 @@
 //! their queue, the jobs, the node's PoC state, and the work that outlives its request.
 
 use super::ServeConfig;
+use super::jobs;
 use super::node::{self, ProofBatches};
-use super::serverless;
 use crate::plugin_host::{CallContext, Plugin, PluginFailure, PluginReply};
 use crate::runtime::Host;
 use crate::runtime::stop::Stop;
@@ -30,7 +30,7 @@ pub struct App {
     validator: Arc<Plugin>,
     pub config: ServeConfig,
     pub slots: Slots,
-    pub jobs: serverless::Jobs,
+    pub jobs: jobs::Jobs,
     pub node: node::Node,
     pub proof_batches: ProofBatches,
     /// This transport's node of the stop tree: shutdown finishes it, so jobs stop after the
@@ -54,7 +54,7 @@ impl App {
             validator,
             slots: Slots::new(config.concurrency, config.queue),
             config,
-            jobs: serverless::Jobs::default(),
+            jobs: jobs::Jobs::default(),
             node: node::Node::default(),
             proof_batches: ProofBatches::default(),
             background: Background::default(),

@@ -6,6 +6,7 @@
 
 mod app;
 pub(crate) mod http;
+mod jobs;
 mod listener;
 pub(crate) mod node;
 mod router;
