@@ -6,6 +6,10 @@
 //! run as f32 GEMMs (faer) on exactly widened operands, which is both faster than an f16
 //! GEMM on these CPUs and exactly the reference's "f32 products, f32 accumulation, ⟂".
 
+// The arithmetic of an exact float16 GEMM on AMX tiles, and its portable reference; the tile
+// kernel that will use it needs an AMX processor to be written against and tested.
+#[cfg_attr(not(test), allow(dead_code))]
+mod bf16_split;
 mod forward;
 #[cfg(feature = "op-check")]
 pub mod op_check;
