@@ -36,15 +36,16 @@ pub fn check_fits(required: u64, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// A zeroed buffer for a large array, backed by transparent huge pages where the kernel
-/// offers them on request (`madvise` mode): filling the 1.8 GB mainnet pool then costs a
-/// thousand page faults instead of half a million.
-pub fn large_zeroed_vec<T: Copy + Default>(len: usize) -> Vec<T> {
-    let mut v = Vec::with_capacity(len);
-    // Advise before the first touch: the fill below then faults in huge pages.
+/// An empty buffer with room for `capacity` values, backed by transparent huge pages where
+/// the kernel offers them on request (`madvise` mode): filling the 1.8 GB mainnet pool then
+/// costs a thousand page faults instead of half a million. Nothing is written up front, so
+/// the pages are faulted in by whoever fills them.
+pub fn large_vec<T>(capacity: usize) -> Vec<T> {
+    let v = Vec::with_capacity(capacity);
+    // Advise before the first touch, so that the fill faults in huge pages.
     #[cfg(target_os = "linux")]
     {
-        let bytes = len * std::mem::size_of::<T>();
+        let bytes = capacity * std::mem::size_of::<T>();
         if bytes >= 64 << 20 {
             // Only whole 2 MiB pages inside the allocation can be advised.
             let start = v.as_ptr() as usize;
@@ -63,6 +64,50 @@ pub fn large_zeroed_vec<T: Copy + Default>(len: usize) -> Vec<T> {
             }
         }
     }
-    v.resize(len, T::default());
     v
+}
+
+/// Faults in the pages of a large buffer's spare capacity ahead of the writes that fill it.
+/// A fresh page costs the kernel a zeroing (and, in a VM, often the host's own fault); a
+/// worker that pays it while another is writing elsewhere takes it off the writer's path.
+pub struct PageWarmer {
+    base: usize,
+    capacity_bytes: usize,
+    elem_bytes: usize,
+}
+
+impl PageWarmer {
+    /// For `v`'s allocation, which must not be reallocated while the warmer is used (a
+    /// stale range would only cost time: populating never changes memory contents).
+    pub fn new<T>(v: &Vec<T>) -> Self {
+        Self {
+            base: v.as_ptr() as usize,
+            capacity_bytes: v.capacity() * std::mem::size_of::<T>(),
+            elem_bytes: std::mem::size_of::<T>(),
+        }
+    }
+
+    /// Fault in the whole pages under elements `[start, end)` (clipped to the capacity).
+    pub fn warm(&self, start: usize, end: usize) {
+        #[cfg(target_os = "linux")]
+        {
+            const PAGE: usize = 4096;
+            let from = (self.base + start * self.elem_bytes).next_multiple_of(PAGE);
+            let to = (self.base + (end * self.elem_bytes).min(self.capacity_bytes)) & !(PAGE - 1);
+            if from < to {
+                // SAFETY: the range lies inside the allocation; MADV_POPULATE_WRITE only
+                // backs pages (zero-filling absent ones, as a first write would), so it
+                // never changes what the program reads. Failure (an old kernel) is harmless.
+                unsafe {
+                    libc::madvise(
+                        from as *mut libc::c_void,
+                        to - from,
+                        libc::MADV_POPULATE_WRITE,
+                    );
+                }
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (start, end);
+    }
 }

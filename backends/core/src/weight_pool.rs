@@ -8,14 +8,14 @@
 //! draws: two decodings that start a sample at the same draw agree from there on. So,
 //! chunk by chunk, the true boundary where the previous chunk's last sample ends is looked up
 //! among the sample starts this chunk's worker recorded; what it decoded before that point
-//! is dropped. Output is written at each chunk's draw offset (never more normals than draws)
-//! and compacted afterwards.
+//! is dropped. Chunks are placed in stream order as they finish (see `draw_chunked`).
 
 use crate::parameter_table::Parameter;
 use crate::rng::{NumpyRng, Pcg64, standard_normal_counted};
 use half::f16;
 use half::slice::HalfFloatSliceExt;
-use rayon::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 
 /// The pool, in f16, exactly as the reference holds it.
 pub struct WeightPool {
@@ -25,11 +25,20 @@ pub struct WeightPool {
 /// The reference's weight distribution.
 const LOC: f64 = 0.0;
 const SCALE: f64 = 0.02;
-/// Draws per parallel chunk: large enough that re-alignment costs nothing, small enough to
-/// give a progress bar steps and every core work.
-const CHUNK_DRAWS: usize = 1 << 22;
+/// Draws per parallel chunk: large enough that re-alignment and the jump cost nothing, small
+/// enough that a worker's scratch buffer (2 MiB of f16) is still in cache when it is placed.
+const CHUNK_DRAWS: usize = 1 << 20;
 /// How many sample starts a worker records for re-alignment (a few are ever needed).
 const RECORDED_STARTS: usize = 64;
+
+/// The pool as placed so far, chunk by chunk in stream order.
+struct Placed {
+    pool: Vec<f16>,
+    /// Chunks placed (every chunk before this one).
+    chunks: usize,
+    /// The true stream position of the next sample start.
+    boundary: u64,
+}
 
 /// What one worker found in its chunk.
 struct ChunkDecode {
@@ -94,8 +103,14 @@ impl WeightPool {
         Self::draw_chunked(block_hash, pool_size, CHUNK_DRAWS, chunks, progress)
     }
 
-    /// The parallel draw over `chunks` chunks of `chunk_draws` draws, then a sequential
-    /// top-up if they held fewer than `pool_size` normals.
+    /// The parallel draw over at most `chunks` chunks of `chunk_draws` draws, then a
+    /// sequential top-up if they held fewer than `pool_size` normals.
+    ///
+    /// Workers claim chunks in stream order and decode each into their own scratch buffer;
+    /// a decoded chunk is placed (re-aligned and copied to the pool's end) as soon as every
+    /// earlier chunk is. Placing one chunk overlaps with decoding the next elsewhere, the
+    /// copy reads a scratch buffer still in cache, and the pool is written once, by the
+    /// placing worker, with no buffer to zero first or compact afterwards.
     fn draw_chunked(
         block_hash: &str,
         pool_size: usize,
@@ -104,64 +119,84 @@ impl WeightPool {
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Self {
         let seed = NumpyRng::from_seed_str(block_hash, 4).pcg().clone();
-        let mut buf: Vec<f16> = crate::memory::large_zeroed_vec(chunks * chunk_draws);
-
-        let done = std::sync::atomic::AtomicUsize::new(0);
-        let mut decodes: Vec<ChunkDecode> = buf
-            .par_chunks_mut(chunk_draws)
-            .enumerate()
-            .map(|(j, region)| {
-                let start = (j * chunk_draws) as u64;
-                let d = decode_chunk(&seed, start, start + chunk_draws as u64, region);
-                progress(
-                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
-                    chunks,
-                );
-                d
-            })
-            .collect();
-
-        // Re-align chunk by chunk and compact the true samples to the front.
-        let mut count = 0usize; // true normals so far
-        let mut boundary = 0u64; // the true stream position of the next sample start
-        for (j, decode) in decodes.iter_mut().enumerate() {
-            let region_start = j * chunk_draws;
-            let region_end = region_start + chunk_draws;
-            let aligned = decode.starts.iter().find(|(p, _)| *p == boundary).copied();
-            let skip = match aligned {
-                Some((_, skip)) => skip,
-                None => {
-                    // Not re-aligned within the recorded starts (or `boundary` lies past
-                    // this chunk): decode it again from the true boundary.
-                    let from = boundary.max(region_start as u64);
-                    *decode = decode_chunk(
-                        &seed,
-                        from,
-                        (region_end as u64).max(from),
-                        &mut buf[region_start..region_end],
-                    );
-                    0
-                }
-            };
-            let d = &*decode;
-            buf.copy_within(region_start + skip..region_start + d.written, count);
-            count += d.written - skip;
-            boundary = d.end;
-            if count >= pool_size {
-                break;
+        let placed = Mutex::new(Placed {
+            pool: crate::memory::large_vec(pool_size),
+            chunks: 0,
+            boundary: 0,
+        });
+        let warmer = crate::memory::PageWarmer::new(&placed.lock().unwrap().pool);
+        let chunk_placed = Condvar::new();
+        let next_chunk = AtomicUsize::new(0);
+        let workers = rayon::current_num_threads().clamp(1, chunks.max(1));
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| {
+                    let mut scratch = vec![f16::ZERO; chunk_draws];
+                    loop {
+                        let j = next_chunk.fetch_add(1, Ordering::Relaxed);
+                        if j >= chunks {
+                            return;
+                        }
+                        let start = (j * chunk_draws) as u64;
+                        let end = start + chunk_draws as u64;
+                        // The chunk lands no later than its draw offset (never more normals
+                        // than draws) and about 2 % of that offset earlier (normals take
+                        // ~1.02 draws each): fault those pages in now, off the placing path.
+                        warmer.warm(j * chunk_draws * 19 / 20, (j + 1) * chunk_draws);
+                        let mut decode = decode_chunk(&seed, start, end, &mut scratch);
+                        let mut p = placed.lock().unwrap();
+                        while p.chunks < j {
+                            p = chunk_placed.wait(p).unwrap();
+                        }
+                        if p.pool.len() < pool_size {
+                            let aligned = decode
+                                .starts
+                                .iter()
+                                .find(|(q, _)| *q == p.boundary)
+                                .copied();
+                            let skip = match aligned {
+                                Some((_, skip)) => skip,
+                                None => {
+                                    // Not re-aligned within the recorded starts (or the
+                                    // boundary lies past this chunk): decode it again from
+                                    // the true boundary.
+                                    let from = p.boundary.max(start);
+                                    decode = decode_chunk(&seed, from, end.max(from), &mut scratch);
+                                    0
+                                }
+                            };
+                            let take = (decode.written - skip).min(pool_size - p.pool.len());
+                            p.pool.extend_from_slice(&scratch[skip..skip + take]);
+                            p.boundary = decode.end;
+                        }
+                        p.chunks = j + 1;
+                        let stop = p.pool.len() >= pool_size;
+                        drop(p);
+                        chunk_placed.notify_all();
+                        progress(if stop { chunks } else { j + 1 }, chunks);
+                        if stop {
+                            // Later chunks are not needed; let other workers stop claiming.
+                            next_chunk.store(chunks, Ordering::Relaxed);
+                            return;
+                        }
+                    }
+                });
             }
-        }
-        buf.truncate(count.min(pool_size));
-        // Top up sequentially if the slack was not enough (it practically always is).
-        if count < pool_size {
+        });
+        let Placed {
+            pool: mut buf,
+            boundary,
+            ..
+        } = placed.into_inner().unwrap();
+        // Top up sequentially if the chunks were not enough (for the pool's own chunk count
+        // they practically always are).
+        if buf.len() < pool_size {
             let mut bits = seed.clone();
             bits.advance(boundary as u128);
             let mut rng = NumpyRng::from_pcg(bits);
-            buf.extend(
-                (count..pool_size).map(|_| f16::from_f32(weight_f32(rng.standard_normal()))),
-            );
+            let missing = pool_size - buf.len();
+            buf.extend((0..missing).map(|_| f16::from_f32(weight_f32(rng.standard_normal()))));
         }
-        buf.shrink_to_fit();
         Self { values: buf }
     }
 
