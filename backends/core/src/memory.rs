@@ -42,29 +42,47 @@ pub fn check_fits(required: u64, what: &str) -> Result<()> {
 /// the pages are faulted in by whoever fills them.
 pub fn large_vec<T>(capacity: usize) -> Vec<T> {
     let v = Vec::with_capacity(capacity);
-    // Advise before the first touch, so that the fill faults in huge pages.
-    #[cfg(target_os = "linux")]
-    {
-        let bytes = capacity * std::mem::size_of::<T>();
-        if bytes >= 64 << 20 {
-            // Only whole 2 MiB pages inside the allocation can be advised.
-            let start = v.as_ptr() as usize;
-            let aligned = start.next_multiple_of(2 << 20);
-            let end = (start + bytes) & !((2 << 20) - 1);
-            if aligned < end {
-                // SAFETY: the range lies inside `v`'s allocation; MADV_HUGEPAGE only changes
-                // how the kernel backs it, never its contents.
-                unsafe {
-                    libc::madvise(
-                        aligned as *mut libc::c_void,
-                        end - aligned,
-                        libc::MADV_HUGEPAGE,
-                    );
-                }
-            }
-        }
+    let bytes = capacity * std::mem::size_of::<T>();
+    if bytes >= 64 << 20 {
+        // Advise before the first touch, so that the fill faults in huge pages. Only whole
+        // 2 MiB pages inside the allocation can be advised.
+        let start = v.as_ptr() as usize;
+        advise(start, start + bytes, 2 << 20, Advice::HugePages);
     }
     v
+}
+
+/// What [`advise`] asks of the kernel.
+#[derive(Clone, Copy)]
+enum Advice {
+    /// Back the range with transparent huge pages (`MADV_HUGEPAGE`).
+    HugePages,
+    /// Back every page of the range now (`MADV_POPULATE_WRITE`).
+    Populate,
+}
+
+/// `madvise` over the whole `page`-sized pages inside `[start, end)`; nothing elsewhere than
+/// Linux. Neither advice changes what the memory holds, so a refusal (an old kernel, a
+/// non-THP system) only costs time and is ignored.
+fn advise(start: usize, end: usize, page: usize, advice: Advice) {
+    let (from, to) = (start.next_multiple_of(page), end & !(page - 1));
+    if from >= to {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let advice = match advice {
+            Advice::HugePages => libc::MADV_HUGEPAGE,
+            Advice::Populate => libc::MADV_POPULATE_WRITE,
+        };
+        // SAFETY: callers pass a range inside one of their allocations; the advice only
+        // changes how the kernel backs it (see above).
+        unsafe {
+            libc::madvise(from as *mut libc::c_void, to - from, advice);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = advice;
 }
 
 /// Faults in the pages of a large buffer's spare capacity ahead of the writes that fill it.
@@ -89,25 +107,12 @@ impl PageWarmer {
 
     /// Fault in the whole pages under elements `[start, end)` (clipped to the capacity).
     pub fn warm(&self, start: usize, end: usize) {
-        #[cfg(target_os = "linux")]
-        {
-            const PAGE: usize = 4096;
-            let from = (self.base + start * self.elem_bytes).next_multiple_of(PAGE);
-            let to = (self.base + (end * self.elem_bytes).min(self.capacity_bytes)) & !(PAGE - 1);
-            if from < to {
-                // SAFETY: the range lies inside the allocation; MADV_POPULATE_WRITE only
-                // backs pages (zero-filling absent ones, as a first write would), so it
-                // never changes what the program reads. Failure (an old kernel) is harmless.
-                unsafe {
-                    libc::madvise(
-                        from as *mut libc::c_void,
-                        to - from,
-                        libc::MADV_POPULATE_WRITE,
-                    );
-                }
-            }
-        }
-        #[cfg(not(target_os = "linux"))]
-        let _ = (start, end);
+        let end_bytes = (end * self.elem_bytes).min(self.capacity_bytes);
+        advise(
+            self.base + start * self.elem_bytes,
+            self.base + end_bytes,
+            4096,
+            Advice::Populate,
+        );
     }
 }

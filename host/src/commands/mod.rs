@@ -42,10 +42,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn serve(args: ServeArgs) -> Result<ExitCode> {
-    let mut config = runtime_config(&args.backend.name, args.batch, &args.limits, "serve");
-    config.self_test = true;
-    config.delivery = delivery_config(&args.delivery);
-    let runtime = Runtime::start(config)?;
+    let runtime = Runtime::start(runtime_config(
+        &args.backend.name,
+        args.batch,
+        &args.limits,
+        Some(&args.delivery),
+        "serve",
+    ))?;
     let serve = ServeConfig {
         listen: args.listen,
         concurrency: args.concurrency,
@@ -63,10 +66,13 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
 fn worker(args: WorkerArgs) -> Result<ExitCode> {
     // The platform's environment first: without it there is nothing to start.
     let platform = Platform::from_env(|name| std::env::var(name).ok())?;
-    let mut config = runtime_config(&args.backend.name, args.batch, &args.limits, "worker");
-    config.self_test = true;
-    config.delivery = delivery_config(&args.delivery);
-    let runtime = Runtime::start(config)?;
+    let runtime = Runtime::start(runtime_config(
+        &args.backend.name,
+        args.batch,
+        &args.limits,
+        Some(&args.delivery),
+        "worker",
+    ))?;
     let worker = WorkerConfig {
         concurrency: args.concurrency,
         time_limit: args.time_limit,
@@ -77,24 +83,23 @@ fn worker(args: WorkerArgs) -> Result<ExitCode> {
     crate::worker::run(runtime, platform, &args.plugin, worker)
 }
 
-/// The runtime every transport starts from: no self-test, no progress bars, delivery with
-/// the flags' defaults; each command changes what it needs.
+/// The runtime a transport starts from. A server or worker (`serving`: its delivery flags) is
+/// checked by the self-test first and draws no progress bars, as its calls overlap; `run`
+/// answers one request at a time on a terminal, with bars, and posts nothing.
 fn runtime_config(
     backend: &str,
     batch: Option<usize>,
     limits: &PluginLimitArgs,
+    serving: Option<&DeliveryArgs>,
     thread_name: &'static str,
 ) -> RuntimeConfig {
     RuntimeConfig {
         backend: backend.to_string(),
         batch,
         plugin_limits: plugin_limits(limits),
-        self_test: false,
-        progress: false,
-        delivery: DeliveryConfig {
-            timeout: std::time::Duration::from_secs(10),
-            backoff_max: std::time::Duration::from_secs(30),
-        },
+        self_test: serving.is_some(),
+        progress: serving.is_none(),
+        delivery: serving.map_or(DeliveryConfig::NOTHING_POSTED, delivery_config),
         thread_name,
     }
 }

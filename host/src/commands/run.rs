@@ -39,10 +39,13 @@ struct Session {
 
 impl Session {
     fn start(args: &RunArgs) -> Result<Self> {
-        let mut config = runtime_config(&args.backend.name, args.batch, &args.limits, "run");
-        // One request at a time, on a terminal: bars for the model build and the nonces.
-        config.progress = true;
-        let runtime = Runtime::start(config)?;
+        let runtime = Runtime::start(runtime_config(
+            &args.backend.name,
+            args.batch,
+            &args.limits,
+            None,
+            "run",
+        ))?;
         let host = runtime.host.clone();
         let plugin = host.load(&args.plugin)?;
         log::info!(

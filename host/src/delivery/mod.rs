@@ -33,6 +33,14 @@ pub struct DeliveryConfig {
     pub backoff_max: Duration,
 }
 
+impl DeliveryConfig {
+    /// For a runtime whose outbox is never given anything to post (`powhost run`).
+    pub const NOTHING_POSTED: Self = Self {
+        timeout: Duration::from_secs(10),
+        backoff_max: Duration::from_secs(30),
+    };
+}
+
 /// One result to POST.
 pub struct Post {
     pub url: String,
@@ -144,6 +152,11 @@ impl Outbox {
         self.wake.notify_one();
     }
 
+    /// When the next result is due to be tried, if any is left.
+    fn next_try(&self) -> Option<Instant> {
+        self.state().unsent.iter().map(|d| d.next_try).min()
+    }
+
     /// The queues that still have something to deliver.
     pub fn pending_queues(&self) -> HashSet<String> {
         self.state()
@@ -171,7 +184,7 @@ impl Outbox {
             tokio::pin!(added);
             added.as_mut().enable();
             self.deliver_due().await;
-            let next_retry = self.state().unsent.iter().map(|d| d.next_try).min();
+            let next_retry = self.next_try();
             let retry = async {
                 match next_retry {
                     Some(t) => tokio::time::sleep_until(t.into()).await,
@@ -303,7 +316,7 @@ impl Outbox {
         let deadline = Instant::now() + within;
         loop {
             self.deliver_due().await;
-            let next = self.state().unsent.iter().map(|d| d.next_try).min();
+            let next = self.next_try();
             match next {
                 None => return 0,
                 Some(_) if Instant::now() >= deadline => break,

@@ -42,7 +42,7 @@ impl Worker {
     pub(super) async fn watch_stops(self: Arc<Self>) {
         let mut failures = 0u32;
         loop {
-            self.some_job().await;
+            self.until_jobs(|n| n > 0).await;
             let asked = Instant::now();
             let wait = match self.get(&self.platform.stop_url(), LONG_POLL).await {
                 Ok((200, body)) => {

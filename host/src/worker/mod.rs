@@ -154,7 +154,7 @@ impl Worker {
         self.stop.stopping().await;
         // The jobs' stops are children of the worker's: each ends at its next batch.
         let _ = taker.await;
-        self.no_jobs().await;
+        self.until_jobs(|n| n == 0).await;
         stops.abort();
         let _ = sender.await;
         let code = self
@@ -173,27 +173,15 @@ impl Worker {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Resolves once no job is running.
-    async fn no_jobs(&self) {
+    /// Resolves once `running(number of jobs running)` holds.
+    async fn until_jobs(&self, running: impl Fn(usize) -> bool) {
         loop {
-            // Listening before looking, so that a job ending in between is not missed.
+            // Listening before looking, so that a job starting or ending in between is not
+            // missed.
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if self.jobs().is_empty() {
-                return;
-            }
-            changed.await;
-        }
-    }
-
-    /// Resolves once a job is running.
-    async fn some_job(&self) {
-        loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            if !self.jobs().is_empty() {
+            if running(self.jobs().len()) {
                 return;
             }
             changed.await;
