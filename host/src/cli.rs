@@ -261,6 +261,17 @@ pub struct DeliveryArgs {
     /// (`{"url", "batch_id", "body"}`), to be re-sent later; without it they go to the log.
     #[arg(long, value_name = "FILE")]
     pub undelivered: Option<std::path::PathBuf>,
+    /// Mutual TLS: the client certificate (PEM) presented to every https receiver of the
+    /// results. All three --mtls-* or none; with them, https receivers must chain to
+    /// --mtls-server-ca (which replaces the system roots, as in the network's ML node).
+    #[arg(long, env = "MLNODE_MTLS_CLIENT_CERT", value_name = "FILE")]
+    pub mtls_client_cert: Option<std::path::PathBuf>,
+    /// Mutual TLS: the private key (PEM) of --mtls-client-cert.
+    #[arg(long, env = "MLNODE_MTLS_CLIENT_KEY", value_name = "FILE")]
+    pub mtls_client_key: Option<std::path::PathBuf>,
+    /// Mutual TLS: the CA certificates (PEM) that receivers' certificates must chain to.
+    #[arg(long, env = "MLNODE_MTLS_SERVER_CA", value_name = "FILE")]
+    pub mtls_server_ca: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -14,7 +14,7 @@ mod run;
 mod selftest;
 
 use crate::cli::{Cli, Command, DeliveryArgs, PluginLimitArgs, ServeArgs, WorkerArgs};
-use crate::delivery::DeliveryConfig;
+use crate::delivery::{DeliveryConfig, Mtls, MtlsFiles};
 use crate::plugin_host::PluginLimits;
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::serve::ServeConfig;
@@ -42,11 +42,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn serve(args: ServeArgs) -> Result<ExitCode> {
+    let delivery = match delivery_config(&args.delivery) {
+        Ok(d) => d,
+        Err(code) => return Ok(code),
+    };
     let runtime = Runtime::start(runtime_config(
         &args.backend.name,
         args.batch,
         &args.limits,
-        Some(&args.delivery),
+        Some(delivery),
         "serve",
     ))?;
     let serve = ServeConfig {
@@ -66,11 +70,15 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
 fn worker(args: WorkerArgs) -> Result<ExitCode> {
     // The platform's environment first: without it there is nothing to start.
     let platform = Platform::from_env(|name| std::env::var(name).ok())?;
+    let delivery = match delivery_config(&args.delivery) {
+        Ok(d) => d,
+        Err(code) => return Ok(code),
+    };
     let runtime = Runtime::start(runtime_config(
         &args.backend.name,
         args.batch,
         &args.limits,
-        Some(&args.delivery),
+        Some(delivery),
         "worker",
     ))?;
     let worker = WorkerConfig {
@@ -90,7 +98,7 @@ fn runtime_config(
     backend: &str,
     batch: Option<usize>,
     limits: &PluginLimitArgs,
-    serving: Option<&DeliveryArgs>,
+    serving: Option<DeliveryConfig>,
     thread_name: &'static str,
 ) -> RuntimeConfig {
     RuntimeConfig {
@@ -99,7 +107,7 @@ fn runtime_config(
         plugin_limits: plugin_limits(limits),
         self_test: serving.is_some(),
         progress: serving.is_none(),
-        delivery: serving.map_or(DeliveryConfig::NOTHING_POSTED, delivery_config),
+        delivery: serving.unwrap_or(DeliveryConfig::NOTHING_POSTED),
         thread_name,
     }
 }
@@ -111,9 +119,51 @@ fn plugin_limits(args: &PluginLimitArgs) -> PluginLimits {
     }
 }
 
-fn delivery_config(args: &DeliveryArgs) -> DeliveryConfig {
-    DeliveryConfig {
+/// The delivery flags, with the mutual-TLS files read and checked; a start-up error (exit 2,
+/// as for any bad flag) names what is missing or wrong.
+fn delivery_config(args: &DeliveryArgs) -> Result<DeliveryConfig, ExitCode> {
+    let mtls = mtls_files(args)
+        .and_then(|files| files.map(Mtls::load).transpose())
+        .map_err(|why| {
+            eprintln!("error: mutual TLS: {why}");
+            ExitCode::from(2)
+        })?;
+    Ok(DeliveryConfig {
         timeout: args.callback_timeout,
         backoff_max: args.callback_backoff_max,
+        mtls,
+    })
+}
+
+/// The three mutual-TLS files, all or none (as the network's ML node takes them).
+fn mtls_files(args: &DeliveryArgs) -> Result<Option<MtlsFiles>, String> {
+    match (
+        &args.mtls_client_cert,
+        &args.mtls_client_key,
+        &args.mtls_server_ca,
+    ) {
+        (None, None, None) => Ok(None),
+        (Some(cert), Some(key), Some(ca)) => Ok(Some(MtlsFiles {
+            client_cert: cert.clone(),
+            client_key: key.clone(),
+            server_ca: ca.clone(),
+        })),
+        (cert, key, ca) => {
+            let missing: Vec<&str> = [
+                (
+                    cert.is_none(),
+                    "--mtls-client-cert (MLNODE_MTLS_CLIENT_CERT)",
+                ),
+                (key.is_none(), "--mtls-client-key (MLNODE_MTLS_CLIENT_KEY)"),
+                (ca.is_none(), "--mtls-server-ca (MLNODE_MTLS_SERVER_CA)"),
+            ]
+            .into_iter()
+            .filter_map(|(absent, name)| absent.then_some(name))
+            .collect();
+            Err(format!(
+                "all three files or none are needed; missing {}",
+                missing.join(" and ")
+            ))
+        }
     }
 }

@@ -2,35 +2,49 @@
 //! (docs/spec/PROTOCOLS.md §A6–A7) and serverless webhooks, and the worker's results to the
 //! serverless platform.
 //!
-//! Nothing computed is lost: a result stays in the outbox until a POST of it succeeds (2xx),
-//! retried with the doubling backoff (crate::backoff) as soon as its wait is over, each
-//! attempt under a timeout. A result is removed once delivered and never sent again, and
-//! every attempt carries the same `X-Powhost-Batch-Id`, so a receiver can drop a repeat that
-//! a lost response caused. Results in one ordered queue (a job's stream chunks, then its final
-//! result) go out one at a time, in order. On shutdown the outbox is flushed for a last
-//! while; anything still undelivered is then appended to a file or written to the log in full
-//! (undelivered.rs).
+//! Nothing computed is lost: a result stays in the outbox until a POST of it is answered 2xx
+//! (a redirect is no delivery: client.rs), retried with the doubling backoff
+//! (crate::backoff) as soon as its wait is over, each attempt under a timeout. A result is
+//! removed once delivered and never sent again, and every attempt carries the same
+//! `X-Powhost-Batch-Id`, so a receiver can drop a repeat that a lost response caused.
+//! Destinations are delivered independently (sender.rs): a slow or silent receiver delays only
+//! its own posts; results in one ordered queue (a job's stream chunks, then its final result)
+//! go out one at a time, in order. On shutdown the outbox is flushed until a deadline that
+//! also cuts the posts in flight; anything still undelivered is then appended to a file or
+//! written to the log in full (undelivered.rs). URLs in logs and errors have their secrets
+//! redacted (redact.rs).
 
+mod client;
+mod mtls;
+mod redact;
+mod sender;
 mod undelivered;
+
+pub use client::{send_error, with_causes};
+pub use mtls::{Mtls, MtlsFiles};
+pub use redact::redacted;
 
 use crate::backoff::Backoff;
 use serde::Serialize;
 use std::collections::{HashSet, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Every POST's User-Agent.
 pub const USER_AGENT: &str = concat!("powhost/", env!("CARGO_PKG_VERSION"));
 
 /// How results are posted.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct DeliveryConfig {
     /// One POST's limit.
     pub timeout: Duration,
     /// The longest wait between retries.
     pub backoff_max: Duration,
+    /// The client certificate and the receivers' CA for mutual TLS (mtls.rs), if configured.
+    pub mtls: Option<Mtls>,
 }
 
 impl DeliveryConfig {
@@ -38,6 +52,7 @@ impl DeliveryConfig {
     pub const NOTHING_POSTED: Self = Self {
         timeout: Duration::from_secs(10),
         backoff_max: Duration::from_secs(30),
+        mtls: None,
     };
 }
 
@@ -71,20 +86,25 @@ impl Post {
 
 struct Delivery {
     id: String,
-    post: Post,
+    /// Shared with the attempt in flight, which reads it without the lock.
+    post: Arc<Post>,
     attempts: u32,
     next_try: Instant,
+    added: Instant,
+    /// The attempt in flight, cut when the flush deadline passes.
+    in_flight: Option<AbortHandle>,
 }
 
 #[derive(Default)]
 struct State {
     unsent: VecDeque<Delivery>,
     delivered: u64,
+    failed_attempts: u64,
 }
 
 pub struct Outbox {
     state: Mutex<State>,
-    /// Something was added: it may be due now.
+    /// Something was added, or an attempt ended: something may be due now.
     wake: Notify,
     client: reqwest::Client,
     config: DeliveryConfig,
@@ -96,6 +116,12 @@ pub struct Outbox {
 pub struct OutboxStats {
     pub pending: usize,
     pub delivered: u64,
+    /// POSTs being sent now.
+    pub in_flight: usize,
+    /// Attempts that failed (refused, redirected, timed out, unreachable), each retried.
+    pub failed_attempts: u64,
+    /// How long the oldest pending result has waited, in seconds (0 when none).
+    pub oldest_pending_seconds: f64,
 }
 
 /// Whether results can be POSTed to `url`: an http:// or https:// URL with a host. Says why not.
@@ -104,7 +130,8 @@ pub fn check_url(url: &str) -> Result<(), String> {
         && reqwest::Url::parse(url).is_ok_and(|u| u.host().is_some());
     if !valid {
         return Err(format!(
-            "must be an http:// or https:// URL with a host, got {url:?}"
+            "must be an http:// or https:// URL with a host, got {:?}",
+            redacted(url)
         ));
     }
     Ok(())
@@ -117,17 +144,12 @@ pub fn join(url: &str, leaf: &str) -> String {
 
 impl Outbox {
     pub fn new(config: DeliveryConfig) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            .build()?;
         Ok(Self {
             state: Mutex::new(State::default()),
             wake: Notify::new(),
-            client,
-            config,
+            client: client::build(&config)?,
             backoff: Backoff::up_to(config.backoff_max),
+            config,
         })
     }
 
@@ -143,18 +165,16 @@ impl Outbox {
     /// A result with its own headers, queue or give-up signal: sent now (after the earlier
     /// ones of its queue).
     pub fn add_post(&self, post: Post) {
+        let now = Instant::now();
         self.state().unsent.push_back(Delivery {
             id: uuid::Uuid::new_v4().to_string(),
-            post,
+            post: Arc::new(post),
             attempts: 0,
-            next_try: Instant::now(),
+            next_try: now,
+            added: now,
+            in_flight: None,
         });
         self.wake.notify_one();
-    }
-
-    /// When the next result is due to be tried, if any is left.
-    fn next_try(&self) -> Option<Instant> {
-        self.state().unsent.iter().map(|d| d.next_try).min()
     }
 
     /// The queues that still have something to deliver.
@@ -171,192 +191,19 @@ impl Outbox {
         OutboxStats {
             pending: state.unsent.len(),
             delivered: state.delivered,
-        }
-    }
-
-    /// The sender: deliver each result when it is due (added, or its retry wait over),
-    /// until `stop` resolves.
-    pub async fn run(&self, stop: impl std::future::Future<Output = ()>) {
-        tokio::pin!(stop);
-        loop {
-            // Listening before looking, so that a result added in between is not missed.
-            let added = self.wake.notified();
-            tokio::pin!(added);
-            added.as_mut().enable();
-            self.deliver_due().await;
-            let next_retry = self.next_try();
-            let retry = async {
-                match next_retry {
-                    Some(t) => tokio::time::sleep_until(t.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = added => {}
-                _ = retry => {}
-                _ = &mut stop => return,
-            }
-        }
-    }
-
-    /// Deliver what is due until nothing due is left: a queue's next result is due as soon
-    /// as the one before it is delivered.
-    async fn deliver_due(&self) {
-        while self.deliver_due_once().await {}
-    }
-
-    /// Try every delivery whose backoff has passed, oldest first (of an ordered queue, only
-    /// its oldest); whether any was delivered. Only the sender (or the final flush) calls
-    /// this, so a delivery is never in flight twice.
-    async fn deliver_due_once(&self) -> bool {
-        let mut delivered_any = false;
-        let now = Instant::now();
-        // Copies of what is due, so that no lock is held across a POST.
-        let due: Vec<(String, Post)> = {
-            let state = self.state();
-            let mut queues_seen = HashSet::new();
-            state
+            in_flight: state
                 .unsent
                 .iter()
-                .filter(|d| match &d.post.queue {
-                    Some(q) => queues_seen.insert(q.clone()),
-                    None => true,
-                })
-                .filter(|d| d.next_try <= now)
-                .map(|d| {
-                    let post = Post {
-                        headers: d.post.headers.clone(),
-                        ..Post::new(d.post.url.clone(), d.post.body.clone(), d.post.what.clone())
-                    };
-                    (d.id.clone(), post)
-                })
-                .collect()
-        };
-        for (id, post) in due {
-            let Post {
-                url,
-                body,
-                what,
-                headers,
-                ..
-            } = post;
-            let result = self.post(&id, &url, body, &headers).await;
-            let mut state = self.state();
-            let Some(pos) = state.unsent.iter().position(|d| d.id == id) else {
-                continue;
-            };
-            match result {
-                Ok(()) => {
-                    state.unsent.remove(pos);
-                    state.delivered += 1;
-                    delivered_any = true;
-                    log::info!("delivered {what} to {url}");
-                }
-                Err(e) => {
-                    let d = &mut state.unsent[pos];
-                    d.attempts += 1;
-                    if d.post
-                        .give_up
-                        .as_ref()
-                        .is_some_and(CancellationToken::is_cancelled)
-                    {
-                        log::warn!(
-                            "POST to {url} failed ({e}); {what} dropped: its job was stopped"
-                        );
-                        state.unsent.remove(pos);
-                        continue;
-                    }
-                    let wait = self.backoff.after(d.attempts);
-                    d.next_try = Instant::now() + wait;
-                    log::warn!(
-                        "POST to {url} failed ({e}); {what} kept, retry {} in {:.1} s",
-                        d.attempts,
-                        wait.as_secs_f64()
-                    );
-                }
-            }
-        }
-        delivered_any
-    }
-
-    async fn post(
-        &self,
-        id: &str,
-        url: &str,
-        body: String,
-        headers: &[(&'static str, String)],
-    ) -> Result<(), String> {
-        let mut request = self.client.post(url).header("X-Powhost-Batch-Id", id);
-        if !headers
-            .iter()
-            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
-        {
-            request = request.header(reqwest::header::CONTENT_TYPE, "application/json");
-        }
-        for (name, value) in headers {
-            request = request.header(*name, value);
-        }
-        let response = request
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| send_error(&e, self.config.timeout))?;
-        let status = response.status();
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("HTTP {status}"))
+                .filter(|d| d.in_flight.is_some())
+                .count(),
+            failed_attempts: state.failed_attempts,
+            oldest_pending_seconds: state
+                .unsent
+                .iter()
+                .map(|d| d.added.elapsed().as_secs_f64())
+                .fold(0.0, f64::max),
         }
     }
-
-    /// Deliver everything, retrying as usual, until done or `within` has passed. What is
-    /// left is appended to `keep` (one JSON line per delivery) or, without it, written to the
-    /// log in full, so nothing is lost silently. Returns how many were left.
-    pub async fn flush(&self, within: Duration, keep: Option<&std::path::Path>) -> usize {
-        let deadline = Instant::now() + within;
-        loop {
-            self.deliver_due().await;
-            let next = self.next_try();
-            match next {
-                None => return 0,
-                Some(_) if Instant::now() >= deadline => break,
-                Some(t) => tokio::time::sleep_until(t.min(deadline).into()).await,
-            }
-        }
-        let state = self.state();
-        undelivered::keep(
-            state.unsent.iter().map(|d| undelivered::Left {
-                url: &d.post.url,
-                batch_id: &d.id,
-                body: &d.post.body,
-                what: &d.post.what,
-                attempts: d.attempts,
-            }),
-            keep,
-        );
-        state.unsent.len()
-    }
-}
-
-/// Why a request got no answer, in one phrase: "no answer within 10 s", or the error with
-/// its causes.
-pub fn send_error(e: &reqwest::Error, timeout: Duration) -> String {
-    if e.is_timeout() {
-        format!("no answer within {:.1} s", timeout.as_secs_f64())
-    } else {
-        with_causes(e)
-    }
-}
-
-/// An error with its causes: reqwest's own message leaves them out (connection refused, …).
-pub fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        message = format!("{message}: {cause}");
-        source = cause.source();
-    }
-    message
 }
 
 #[cfg(test)]
@@ -423,7 +270,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn what_cannot_be_delivered_by_the_deadline_is_left() {
-        let outbox = Outbox::new(crate::test_support::delivery()).unwrap();
+        let outbox = Arc::new(Outbox::new(crate::test_support::delivery()).unwrap());
         // Nothing listens on port 9 of loopback: every attempt is refused at once.
         outbox.add(
             "http://127.0.0.1:9/x".into(),
@@ -434,6 +281,7 @@ mod tests {
         let left = outbox.flush(Duration::from_millis(1200), None).await;
         assert_eq!(left, 1);
         assert!(started.elapsed() < Duration::from_secs(3));
-        assert_eq!(outbox.stats().pending, 1);
+        // Kept (here: in the log), so no longer the outbox's.
+        assert_eq!(outbox.stats().pending, 0);
     }
 }

@@ -1,5 +1,7 @@
 //! What could not be delivered by the end: kept in a file, one JSON line each
-//! (`{"url", "batch_id", "body"}`), to be re-sent later, or written to the log in full.
+//! (`{"url", "batch_id", "body"}`), to be re-sent later, or written to the log in full. The
+//! file keeps the URL whole, credentials included (it is the operator's own record, to replay
+//! the POSTs); the log shows it redacted, as every log line does.
 
 use std::io::Write;
 use std::path::Path;
@@ -14,9 +16,13 @@ pub struct Left<'a> {
 }
 
 impl Left<'_> {
-    /// The body inline when it is JSON, else as a string.
+    /// The body inline when it is JSON, else as a string; the URL whole.
     fn line(&self) -> String {
-        let (url, id) = (self.url, self.batch_id);
+        self.line_with_url(self.url)
+    }
+
+    fn line_with_url(&self, url: &str) -> String {
+        let id = self.batch_id;
         match serde_json::value::RawValue::from_string(self.body.to_string()) {
             Ok(body) => serde_json::json!({"url": url, "batch_id": id, "body": body}),
             Err(_) => serde_json::json!({"url": url, "batch_id": id, "body": self.body}),
@@ -34,13 +40,14 @@ pub fn keep<'a>(left: impl Iterator<Item = Left<'a>>, file: Option<&Path>) {
     }
     let lines: Vec<String> = left.iter().map(Left::line).collect();
     let kept = file.map(|path| append_lines(path, &lines));
-    for (l, line) in left.iter().zip(&lines) {
+    for l in &left {
+        let url = super::redacted(l.url);
+        let line = l.line_with_url(&url);
         match (&kept, file) {
             (Some(Ok(())), Some(path)) => log::error!(
-                "undelivered after {} attempts: {} for {}; kept in {}",
+                "undelivered after {} attempts: {} for {url}; kept in {}",
                 l.attempts,
                 l.what,
-                l.url,
                 path.display()
             ),
             (Some(Err(e)), _) => {

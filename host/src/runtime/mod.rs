@@ -4,6 +4,7 @@
 //! self-test, the compute service, the outbox, the root of the stop tree, the async runtime
 //! and the signal handling (signals.rs).
 
+pub mod shutdown;
 pub mod signals;
 pub mod stop;
 
@@ -51,7 +52,19 @@ pub struct Host {
 /// The services and the async runtime they run on.
 pub struct Runtime {
     pub host: Arc<Host>,
-    tokio: tokio::runtime::Runtime,
+    /// Taken by the drop.
+    tokio: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Runtime {
+    /// Without waiting for a compute call that an abort has not yet stopped (a forward pass
+    /// runs to its end): the transport's shutdown already kept everything undelivered, and
+    /// its deadline must hold.
+    fn drop(&mut self) {
+        if let Some(tokio) = self.tokio.take() {
+            tokio.shutdown_background();
+        }
+    }
 }
 
 impl Runtime {
@@ -64,19 +77,26 @@ impl Runtime {
             .thread_name(config.thread_name)
             .build()
             .context("starting the async runtime")?;
-        Ok(Self { host, tokio })
+        Ok(Self {
+            host,
+            tokio: Some(tokio),
+        })
     }
 
     /// Signals from now on: the first finishes the work in flight (saying `first` on stderr),
     /// a second quits at once.
     pub fn stop_on_signals(&self, first: impl Into<String>) -> Result<()> {
-        let _entered = self.tokio.enter();
+        let _entered = self.tokio().enter();
         signals::install(self.host.stop.clone(), first.into())
     }
 
     /// Run a transport's async main to its end.
     pub fn block_on<T>(&self, main: impl std::future::Future<Output = T>) -> T {
-        self.tokio.block_on(main)
+        self.tokio().block_on(main)
+    }
+
+    fn tokio(&self) -> &tokio::runtime::Runtime {
+        self.tokio.as_ref().expect("taken only by the drop")
     }
 }
 
@@ -99,7 +119,7 @@ impl Host {
         Ok(Arc::new(Host {
             plugins,
             compute,
-            outbox: Arc::new(Outbox::new(config.delivery)?),
+            outbox: Arc::new(Outbox::new(config.delivery.clone())?),
             stop: Stop::new(),
         }))
     }
@@ -131,8 +151,8 @@ impl Host {
         })
     }
 
-    /// Deliver what the outbox holds for at most `within`, keep what is left in `keep` (or
-    /// the log) and say so; `what` names the results ("callbacks", "results"). Exit 1 when
+    /// Deliver what the outbox holds for at most `within` (posts still in flight then are
+    /// cut), keep what is left in `keep` (or the log) and say so; `what` names the results ("callbacks", "results"). Exit 1 when
     /// something was left.
     pub async fn deliver_rest(
         &self,

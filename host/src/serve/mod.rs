@@ -18,13 +18,14 @@ pub use app::{App, PluginKind};
 pub use router::router;
 
 use crate::runtime::Runtime;
+use crate::runtime::shutdown::ShutdownBudget;
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How the server runs, beside the runtime's own configuration.
 #[derive(Clone, Debug)]
@@ -91,7 +92,8 @@ async fn serve(app: Arc<App>) -> Result<ExitCode> {
     eprintln!(
         "powhost: serving on http://{addr} (Ctrl-C or SIGTERM stops, delivering pending callbacks first)"
     );
-    let (sender, sealer) = start_delivery(&app);
+    let flushing = tokio_util::sync::CancellationToken::new();
+    let (sender, sealer) = start_delivery(&app, &flushing);
     let connections = listener::serve_connections(
         listener,
         router(app.clone()),
@@ -100,43 +102,73 @@ async fn serve(app: Arc<App>) -> Result<ExitCode> {
     )
     .await;
     // Everything after the signal shares one budget: requests in flight, jobs and
-    // validations finishing, then the callbacks.
-    let deadline = Instant::now() + app.config.flush_timeout;
+    // validations finishing (aborted when they take too long), then the callbacks, which are
+    // delivered all along.
+    let budget = ShutdownBudget::starting_now(app.config.flush_timeout);
     let in_flight = async {
         let _ = connections.join_all().await;
         app.background.idle().await;
     };
-    if tokio::time::timeout_at(deadline.into(), in_flight)
+    tokio::pin!(in_flight);
+    if tokio::time::timeout_at(budget.abort_at.into(), &mut in_flight)
         .await
         .is_err()
     {
         log::warn!(
-            "requests or jobs still running after the flush timeout ({:.0} s); closing them",
+            "requests or jobs still running near the flush timeout ({:.1} s); aborting them at their next forward pass",
             app.config.flush_timeout.as_secs_f64()
         );
+        app.stop.abort();
+        if tokio::time::timeout_at(budget.deadline.into(), &mut in_flight)
+            .await
+            .is_err()
+        {
+            log::warn!("requests or jobs still running at the flush timeout; closing them");
+        }
     }
-    // Generation ends within one forward pass; its last batch is sealed with the rest.
+    // Generation ends within one forward pass (aborted near the deadline: at once); its last
+    // batch is sealed with the rest, and what it generated is sealed even if it has not ended.
     if let Some(worker) = app.node.stop() {
-        let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+        let joined = tokio::task::spawn_blocking(move || worker.join());
+        tokio::pin!(joined);
+        if tokio::time::timeout_at(budget.abort_at.into(), &mut joined)
+            .await
+            .is_err()
+        {
+            app.stop.abort();
+            if tokio::time::timeout_at(budget.deadline.into(), &mut joined)
+                .await
+                .is_err()
+            {
+                log::warn!(
+                    "generation still running at the flush timeout; sealing what it generated"
+                );
+            }
+        }
     }
     let _ = sealer.await;
     app.proof_batches.seal_into(&app.host.outbox);
+    flushing.cancel();
     let _ = sender.await;
     Ok(app
         .host
         .deliver_rest(
-            deadline.saturating_duration_since(Instant::now()),
+            budget.left(),
             app.config.undelivered.as_deref(),
             "callbacks",
         )
         .await)
 }
 
-/// The outbox's sender and the ProofBatch sealer, both until the server stops.
-fn start_delivery(app: &Arc<App>) -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>) {
+/// The outbox's sender, until the final flush takes over, and the ProofBatch sealer, until
+/// the server stops.
+fn start_delivery(
+    app: &Arc<App>,
+    flushing: &tokio_util::sync::CancellationToken,
+) -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>) {
     let sender = {
-        let (outbox, stop) = (app.host.outbox.clone(), app.stop.clone());
-        tokio::spawn(async move { outbox.run(stop.stopping()).await })
+        let (outbox, flushing) = (app.host.outbox.clone(), flushing.clone());
+        tokio::spawn(async move { outbox.run(flushing.cancelled()).await })
     };
     let sealer = {
         let app = app.clone();

@@ -39,6 +39,7 @@ pub fn delivery() -> DeliveryConfig {
     DeliveryConfig {
         timeout: Duration::from_secs(2),
         backoff_max: Duration::from_millis(500),
+        mtls: None,
     }
 }
 

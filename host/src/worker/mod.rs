@@ -20,6 +20,7 @@ pub use platform::Platform;
 use crate::backoff::Backoff;
 use crate::delivery::{send_error, with_causes};
 use crate::plugin_host::Plugin;
+use crate::runtime::shutdown::ShutdownBudget;
 use crate::runtime::stop::Stop;
 use crate::runtime::{Host, Runtime};
 use anyhow::{Context, Result};
@@ -143,30 +144,60 @@ impl Worker {
             "powhost: worker {} taking jobs (SIGTERM or Ctrl-C stops: jobs end at their next batch, results are delivered first)",
             self.platform.worker_id
         );
+        let flushing = CancellationToken::new();
         let sender = {
-            let (outbox, stop) = (self.host.outbox.clone(), self.stop.clone());
-            tokio::spawn(async move { outbox.run(stop.stopping()).await })
+            let (outbox, flushing) = (self.host.outbox.clone(), flushing.clone());
+            tokio::spawn(async move { outbox.run(flushing.cancelled()).await })
         };
         let heartbeat = tokio::spawn(self.clone().heartbeat());
         let stops = tokio::spawn(self.clone().watch_stops());
         let taker = tokio::spawn(self.clone().take_jobs());
 
         self.stop.stopping().await;
-        // The jobs' stops are children of the worker's: each ends at its next batch.
+        // One budget for all that follows, results delivered all along.
+        let budget = ShutdownBudget::starting_now(self.config.flush_timeout);
         let _ = taker.await;
-        self.until_jobs(|n| n == 0).await;
+        self.end_jobs(budget).await;
         stops.abort();
+        flushing.cancel();
         let _ = sender.await;
         let code = self
             .host
-            .deliver_rest(
-                self.config.flush_timeout,
-                self.config.undelivered.as_deref(),
-                "results",
-            )
+            .deliver_rest(budget.left(), self.config.undelivered.as_deref(), "results")
             .await;
         heartbeat.abort();
         Ok(code)
+    }
+
+    /// The jobs' stops are children of the worker's: each ends at its next batch and queues
+    /// its result. One still computing near the deadline is aborted (its compute call stops
+    /// at the next forward pass, and what the plugin answers then is its result); one that
+    /// has not ended even by the deadline is given up, and said so.
+    async fn end_jobs(&self, budget: ShutdownBudget) {
+        let ended = self.until_jobs(|n| n == 0);
+        tokio::pin!(ended);
+        if tokio::time::timeout_at(budget.abort_at.into(), &mut ended)
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        log::warn!(
+            "jobs still computing near the flush timeout ({:.1} s): aborting them at their next forward pass",
+            self.config.flush_timeout.as_secs_f64()
+        );
+        self.stop.abort();
+        if tokio::time::timeout_at(budget.deadline.into(), &mut ended)
+            .await
+            .is_err()
+        {
+            let mut ids: Vec<String> = self.jobs().keys().cloned().collect();
+            ids.sort();
+            log::error!(
+                "jobs {} still computing at the flush timeout: their results are lost (the platform hands an unanswered job out again)",
+                ids.join(", ")
+            );
+        }
     }
 
     fn jobs(&self) -> std::sync::MutexGuard<'_, HashMap<String, RunningJob>> {
