@@ -364,3 +364,91 @@ fn a_device_that_fails_the_self_test_serves_nothing() {
     assert!(stderr.contains("failed the self-test"), "{stderr}");
     assert!(out.stdout.is_empty(), "it never listened");
 }
+
+/// Receivers that redirect, never answer, or answer slowly lose nothing and delay nothing
+/// else: the node's ProofBatches reach a healthy receiver at once, the slow one gets its
+/// webhooks, the others' are kept; SIGTERM returns within --flush-timeout (+1 s).
+#[test]
+fn bad_receivers_lose_nothing_delay_nothing_and_sigterm_keeps_the_deadline() {
+    use common::receiver::Answer;
+    let kept = std::env::temp_dir().join(format!("powhost-bad-receivers-{}", std::process::id()));
+    let _ = std::fs::remove_file(&kept);
+    let mut server = Server::start(&[
+        "--callback-timeout",
+        "60",
+        "--flush-timeout",
+        "3",
+        "--undelivered",
+        kept.to_str().unwrap(),
+    ]);
+    let (silent, redirecting, slow, healthy) = (
+        server.receiver(),
+        server.receiver(),
+        server.receiver(),
+        server.receiver(),
+    );
+    silent.answer_with(|_| Answer::never());
+    let to = format!("{}/elsewhere", healthy.url);
+    redirecting.answer_with(move |_| Answer::redirect(302, to.clone()));
+    slow.answer_with(|_| Answer::new(200, "").held_for(Duration::from_millis(1500)));
+    let input = golden("runpod_tiny_r2.json")["request"]["input"].clone();
+    for (receiver, n) in [(&silent, 8), (&redirecting, 2), (&slow, 2)] {
+        for _ in 0..n {
+            let job = json!({ "input": input, "webhook": format!("{}/hook", receiver.url) });
+            assert_eq!(server.post("/run", &job.to_string()).0, 200);
+        }
+    }
+    server.block_on(silent.wait_for(6, Duration::from_secs(60)));
+    let init = init_request(&format!("{}/v1/poc-batches", healthy.url), 0, 1, 10.0);
+    let started = Instant::now();
+    assert_eq!(
+        server
+            .post("/api/v1/pow/init/generate", &init.to_string())
+            .0,
+        200
+    );
+    server.block_on(healthy.wait_for(1, Duration::from_secs(60)));
+    let first_batch = started.elapsed();
+    assert!(
+        first_batch < Duration::from_secs(5),
+        "first ProofBatch after {first_batch:?}"
+    );
+    server.block_on(slow.wait_for(2, Duration::from_secs(30)));
+    server.block_on(redirecting.wait_for(4, Duration::from_secs(60)));
+    let signalled = Instant::now();
+    let status = server.terminate();
+    let took = signalled.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "SIGTERM took {took:?} with --flush-timeout 3"
+    );
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "undelivered webhooks show in the exit code"
+    );
+    let lines: Vec<Value> = std::fs::read_to_string(&kept)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kept_for = |r: &Receiver| {
+        lines
+            .iter()
+            .filter(|l| l["url"] == json!(format!("{}/hook", r.url)))
+            .count()
+    };
+    assert_eq!(
+        (kept_for(&silent), kept_for(&redirecting)),
+        (8, 2),
+        "{lines:?}"
+    );
+    assert!(redirecting.received().iter().all(|r| r.method == "POST"));
+    assert!(
+        healthy
+            .received()
+            .iter()
+            .all(|r| !r.path.starts_with("/elsewhere"))
+    );
+    let _ = std::fs::remove_file(&kept);
+}

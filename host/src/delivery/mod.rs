@@ -130,7 +130,7 @@ pub fn check_url(url: &str) -> Result<(), String> {
         && reqwest::Url::parse(url).is_ok_and(|u| u.host().is_some());
     if !valid {
         return Err(format!(
-            "must be an http:// or https:// URL with a host, got {:?}",
+            "must be an http:// or https:// URL with a host, got {}",
             redacted(url)
         ));
     }
@@ -207,81 +207,6 @@ impl Outbox {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_http_urls_with_a_host_are_taken() {
-        assert!(check_url("http://10.0.0.2:9100/v1/poc-batches").is_ok());
-        assert!(check_url("https://node/v1").is_ok());
-        assert!(check_url("ftp://node").is_err());
-        assert!(check_url("http://").is_err());
-        assert!(check_url("node:9100").is_err());
-    }
-
-    #[test]
-    fn urls_join_like_the_reference() {
-        assert_eq!(
-            join("http://a:1/v1/poc-batches", "generated"),
-            "http://a:1/v1/poc-batches/generated"
-        );
-        assert_eq!(join("http://a:1/x/", "validated"), "http://a:1/x/validated");
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_queue_goes_out_in_order_and_a_refusal_is_retried_after_half_a_second() {
-        use crate::test_support::receiver::Receiver;
-        let receiver = Receiver::start().await;
-        receiver.answer_next(&[500]);
-        let outbox = std::sync::Arc::new(Outbox::new(crate::test_support::delivery()).unwrap());
-        let stop = CancellationToken::new();
-        let sender = tokio::spawn({
-            let (outbox, stop) = (outbox.clone(), stop.clone());
-            async move { outbox.run(stop.cancelled()).await }
-        });
-        for i in 0..3 {
-            outbox.add_post(Post {
-                queue: Some("job".into()),
-                ..Post::new(
-                    format!("{}/chunk/{i}", receiver.url),
-                    format!("{{\"n\":{i}}}"),
-                    format!("chunk {i}"),
-                )
-            });
-        }
-        let got = receiver.wait_for(4, Duration::from_secs(10)).await;
-        let paths: Vec<&str> = got.iter().map(|r| r.path.as_str()).collect();
-        // The refused first chunk holds the others back, and is sent again first.
-        assert_eq!(paths, ["/chunk/0", "/chunk/0", "/chunk/1", "/chunk/2"]);
-        assert_eq!(got[0].batch_id, got[1].batch_id);
-        assert_ne!(got[1].batch_id, got[2].batch_id);
-        assert_eq!(got[2].body, r#"{"n":1}"#);
-        // Retried when its backoff is over, not at some later tick.
-        let waited = got[1].at - got[0].at;
-        assert!(
-            waited >= Duration::from_millis(450) && waited < Duration::from_millis(1500),
-            "retried after {waited:?}"
-        );
-        stop.cancel();
-        sender.await.unwrap();
-        let stats = outbox.stats();
-        assert_eq!((stats.pending, stats.delivered), (0, 3));
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn what_cannot_be_delivered_by_the_deadline_is_left() {
-        let outbox = Arc::new(Outbox::new(crate::test_support::delivery()).unwrap());
-        // Nothing listens on port 9 of loopback: every attempt is refused at once.
-        outbox.add(
-            "http://127.0.0.1:9/x".into(),
-            "{}".into(),
-            "a result".into(),
-        );
-        let started = Instant::now();
-        let left = outbox.flush(Duration::from_millis(1200), None).await;
-        assert_eq!(left, 1);
-        assert!(started.elapsed() < Duration::from_secs(3));
-        // Kept (here: in the log), so no longer the outbox's.
-        assert_eq!(outbox.stats().pending, 0);
-    }
-}
+mod mtls_tests;
+#[cfg(test)]
+mod tests;

@@ -20,10 +20,14 @@ const SECRET_PARAMETERS: &[&str] = &[
 const REDACTED: &str = "REDACTED";
 
 /// `url` with its userinfo and the values of secret-looking query parameters replaced by
-/// `REDACTED`; a text that is no URL is shown as such, not echoed.
+/// `REDACTED`; a text that is no http(s) URL is not echoed.
 pub fn redacted(url: &str) -> String {
-    let Ok(mut parsed) = reqwest::Url::parse(url) else {
-        return format!("<not a URL, {} characters>", url.chars().count());
+    // Anything else may hide a secret anywhere: it is not echoed.
+    let Some(mut parsed) = reqwest::Url::parse(url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+    else {
+        return format!("<not an http(s) URL, {} characters>", url.chars().count());
     };
     if !parsed.username().is_empty() || parsed.password().is_some() {
         let _ = parsed.set_username(REDACTED);

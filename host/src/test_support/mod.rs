@@ -7,6 +7,7 @@ pub mod proof_batches;
 // The serverless platform's stand-in in the worker tests uses what the lib's tests do not.
 #[allow(dead_code)]
 pub mod receiver;
+pub mod tls_receiver;
 
 use crate::delivery::DeliveryConfig;
 use crate::plugin_host::PluginLimits;

@@ -58,6 +58,8 @@ pub struct Answer {
     pub body: String,
     /// How long the answer is held back after the request is recorded.
     pub delay: Duration,
+    /// A `Location` header, when not empty (a redirect).
+    pub location: String,
 }
 
 impl Answer {
@@ -66,7 +68,21 @@ impl Answer {
             status,
             body: body.into(),
             delay: Duration::ZERO,
+            location: String::new(),
         }
+    }
+
+    /// A redirect to `location`.
+    pub fn redirect(status: u16, location: impl Into<String>) -> Self {
+        Self {
+            location: location.into(),
+            ..Self::new(status, "")
+        }
+    }
+
+    /// No answer (before the test ends): a receiver that accepted the connection and hangs.
+    pub fn never() -> Self {
+        Self::new(200, "").held_for(Duration::from_secs(24 * 3600))
     }
 
     /// The same answer, held back for `delay` (a long-poll with nothing to hand out).
@@ -195,7 +211,7 @@ async fn record(
     recorder.arrived.notify_waiters();
     tokio::time::sleep(answer.delay).await;
     let status = StatusCode::from_u16(answer.status).unwrap();
-    if answer.body.is_empty() {
+    let mut response = if answer.body.is_empty() {
         status.into_response()
     } else {
         (
@@ -204,5 +220,11 @@ async fn record(
             answer.body,
         )
             .into_response()
+    };
+    if !answer.location.is_empty() {
+        response
+            .headers_mut()
+            .insert(header::LOCATION, answer.location.parse().unwrap());
     }
+    response
 }

@@ -2,13 +2,15 @@
 //! - results.rs: golden results through the CLI (fingerprints, distances, bench's figures);
 //! - bad_inputs.rs: every kind of bad input answered with one clear error line and a non-zero
 //!   exit, never a panic;
-//! - hostile_inputs.rs: unbounded, hanging, malformed and overflowing inputs.
+//! - hostile_inputs.rs: unbounded, hanging, malformed and overflowing inputs;
+//! - mtls_flags.rs: the mutual-TLS files, all three or none, refused at start-up when bad.
 
 use serde_json::Value;
 use std::process::{Command, Output};
 
 mod bad_inputs;
 mod hostile_inputs;
+mod mtls_flags;
 mod results;
 
 const HASH: &str = "0000000000000000000000000000000000000000000000000000000000000001";

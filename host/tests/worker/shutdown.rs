@@ -86,3 +86,40 @@ fn sigterm_keeps_undeliverable_results_in_the_undelivered_file() {
     );
     let _ = std::fs::remove_file(&file);
 }
+
+/// SIGTERM while a long list of nonces computes: the worker stops within --flush-timeout
+/// (the job aborted near the deadline rather than computed to its end), and the job's result
+/// is delivered rather than lost.
+#[test]
+fn sigterm_during_a_long_nonces_job_returns_within_the_flush_timeout() {
+    let platform = Platform::start();
+    let mut input = tiny_input();
+    // Far more than is computed before the signal.
+    input["nonces"] = json!((0..2_000_000).collect::<Vec<i64>>());
+    platform.add_job("job-long", input);
+    let mut worker = Worker::start(&platform, &["--flush-timeout", "2", "--time-limit", "600"]);
+    platform.wait_for("the job taken", 60, |p| {
+        p.seen()
+            .iter()
+            .any(|s| s.is("job-take") && s.answered == 200)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        platform.results("job-long").is_empty(),
+        "the job ended before the signal"
+    );
+    let signalled = std::time::Instant::now();
+    let status = worker.terminate();
+    let took = signalled.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(4),
+        "SIGTERM took {took:?} with --flush-timeout 2"
+    );
+    assert_eq!(status.code(), Some(0), "the result was delivered");
+    let results = platform.results("job-long");
+    assert_eq!(results.len(), 1, "the aborted job's result");
+    assert_eq!(
+        results[0].json()["output"]["error_type"],
+        json!("Cancelled")
+    );
+}

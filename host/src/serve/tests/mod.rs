@@ -78,10 +78,13 @@ fn app_on(host: Arc<Host>, serverless: Arc<Plugin>, config: ServeConfig) -> Serv
     Served(App::new(host, serverless, validator, config))
 }
 
-/// The outbox's sender and the ProofBatch sealer, as the server runs them, until the app is
-/// dropped.
+/// The outbox's sender and the ProofBatch sealer, as the server runs them, until the test's
+/// runtime ends.
 fn deliver(app: &Served) {
-    drop(super::start_delivery(app));
+    drop(super::start_delivery(
+        app,
+        &tokio_util::sync::CancellationToken::new(),
+    ));
 }
 
 /// (status, body text) of one request through the router. No Content-Type, as the node
