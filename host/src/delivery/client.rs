@@ -88,11 +88,16 @@ impl Outbox {
 /// Why a request got no answer, in one phrase: "no answer within 10 s", or the error with
 /// its causes; the URL in it has its secrets redacted.
 pub fn send_error(e: &reqwest::Error, timeout: Duration) -> String {
-    let message = if e.is_timeout() {
+    if e.is_timeout() {
         format!("no answer within {:.1} s", timeout.as_secs_f64())
     } else {
-        with_causes(e)
-    };
+        error_text(e)
+    }
+}
+
+/// A request's error with its causes, the URL in it with its secrets redacted.
+pub fn error_text(e: &reqwest::Error) -> String {
+    let message = with_causes(e);
     match e.url() {
         Some(url) => message.replace(url.as_str(), &redacted(url.as_str())),
         None => message,

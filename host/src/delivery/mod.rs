@@ -20,7 +20,7 @@ mod redact;
 mod sender;
 mod undelivered;
 
-pub use client::{send_error, with_causes};
+pub use client::{error_text, send_error, with_causes};
 pub use mtls::{Mtls, MtlsFiles};
 pub use redact::redacted;
 

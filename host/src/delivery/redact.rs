@@ -22,12 +22,12 @@ const REDACTED: &str = "REDACTED";
 /// `url` with its userinfo and the values of secret-looking query parameters replaced by
 /// `REDACTED`; a text that is no http(s) URL is not echoed.
 pub fn redacted(url: &str) -> String {
-    // Anything else may hide a secret anywhere: it is not echoed.
-    let Some(mut parsed) = reqwest::Url::parse(url)
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
-    else {
-        return format!("<not an http(s) URL, {} characters>", url.chars().count());
+    // Anything else may hide a secret anywhere: only its scheme is shown.
+    let parsed = reqwest::Url::parse(url);
+    let mut parsed = match parsed {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => u,
+        Ok(u) => return format!("<a {}: URL without a host, not shown>", u.scheme()),
+        Err(_) => return format!("<not a URL, {} characters>", url.chars().count()),
     };
     if !parsed.username().is_empty() || parsed.password().is_some() {
         let _ = parsed.set_username(REDACTED);

@@ -18,7 +18,7 @@ mod result;
 pub use platform::Platform;
 
 use crate::backoff::Backoff;
-use crate::delivery::{send_error, with_causes};
+use crate::delivery::{error_text, send_error};
 use crate::plugin_host::Plugin;
 use crate::runtime::shutdown::ShutdownBudget;
 use crate::runtime::stop::Stop;
@@ -54,7 +54,7 @@ const MAX_PLATFORM_ANSWER: usize = 256 << 20;
 /// A response body as text, refused once it passes `limit` bytes.
 async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<String, String> {
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| with_causes(&e))? {
+    while let Some(chunk) = response.chunk().await.map_err(|e| error_text(&e))? {
         if body.len() + chunk.len() > limit {
             return Err(format!(
                 "the answer is larger than {} MiB and was not read",
