@@ -264,13 +264,16 @@ pub struct DeliveryArgs {
     /// Mutual TLS: the client certificate (PEM) presented to every https receiver of the
     /// results. All three --mtls-* or none; with them, https receivers must chain to
     /// --mtls-server-ca (which replaces the system roots, as in the network's ML node).
-    #[arg(long, env = "MLNODE_MTLS_CLIENT_CERT", value_name = "FILE")]
+    /// [env: MLNODE_MTLS_CLIENT_CERT, read when the flag is not given; empty is unset]
+    #[arg(long, value_name = "FILE")]
     pub mtls_client_cert: Option<std::path::PathBuf>,
     /// Mutual TLS: the private key (PEM) of --mtls-client-cert.
-    #[arg(long, env = "MLNODE_MTLS_CLIENT_KEY", value_name = "FILE")]
+    /// [env: MLNODE_MTLS_CLIENT_KEY]
+    #[arg(long, value_name = "FILE")]
     pub mtls_client_key: Option<std::path::PathBuf>,
     /// Mutual TLS: the CA certificates (PEM) that receivers' certificates must chain to.
-    #[arg(long, env = "MLNODE_MTLS_SERVER_CA", value_name = "FILE")]
+    /// [env: MLNODE_MTLS_SERVER_CA]
+    #[arg(long, value_name = "FILE")]
     pub mtls_server_ca: Option<std::path::PathBuf>,
 }
 

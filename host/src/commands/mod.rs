@@ -135,18 +135,26 @@ fn delivery_config(args: &DeliveryArgs) -> Result<DeliveryConfig, ExitCode> {
     })
 }
 
-/// The three mutual-TLS files, all or none (as the network's ML node takes them).
+/// The three mutual-TLS files, all or none, each from its flag or else from the network's ML
+/// node variable (empty counts as unset, as there).
 fn mtls_files(args: &DeliveryArgs) -> Result<Option<MtlsFiles>, String> {
+    let from = |flag: &Option<std::path::PathBuf>, var: &str| {
+        flag.clone().or_else(|| {
+            std::env::var_os(var)
+                .filter(|v| !v.is_empty())
+                .map(Into::into)
+        })
+    };
     match (
-        &args.mtls_client_cert,
-        &args.mtls_client_key,
-        &args.mtls_server_ca,
+        from(&args.mtls_client_cert, "MLNODE_MTLS_CLIENT_CERT"),
+        from(&args.mtls_client_key, "MLNODE_MTLS_CLIENT_KEY"),
+        from(&args.mtls_server_ca, "MLNODE_MTLS_SERVER_CA"),
     ) {
         (None, None, None) => Ok(None),
-        (Some(cert), Some(key), Some(ca)) => Ok(Some(MtlsFiles {
-            client_cert: cert.clone(),
-            client_key: key.clone(),
-            server_ca: ca.clone(),
+        (Some(client_cert), Some(client_key), Some(server_ca)) => Ok(Some(MtlsFiles {
+            client_cert,
+            client_key,
+            server_ca,
         })),
         (cert, key, ca) => {
             let missing: Vec<&str> = [

@@ -73,3 +73,63 @@ fn an_unusable_file_is_refused_naming_it() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `serve` started with `env`: whether it got as far as listening (then it is killed).
+fn serves_with(env: &[(&str, &str)]) -> bool {
+    use std::io::BufRead;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_powhost"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--backend", "cpu"]);
+    for name in [
+        "MLNODE_MTLS_CLIENT_CERT",
+        "MLNODE_MTLS_CLIENT_KEY",
+        "MLNODE_MTLS_SERVER_CA",
+    ] {
+        cmd.env_remove(name);
+    }
+    let mut child = cmd
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    line.contains("listening")
+}
+
+#[test]
+fn good_files_from_the_variables_are_taken_and_an_empty_variable_is_unset() {
+    let dir = std::env::temp_dir().join(format!("powhost-mtls-good-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let client = rcgen::CertificateParams::new(Vec::<String>::new())
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let (cert, key, ca) = (
+        write("client.crt", client.pem()),
+        write("client.key", key.serialize_pem()),
+        write("ca.crt", ca.pem()),
+    );
+    assert!(serves_with(&[
+        ("MLNODE_MTLS_CLIENT_CERT", &cert),
+        ("MLNODE_MTLS_CLIENT_KEY", &key),
+        ("MLNODE_MTLS_SERVER_CA", &ca),
+    ]));
+    // As in the reference, an empty variable is no setting (and no partial set).
+    assert!(serves_with(&[("MLNODE_MTLS_CLIENT_CERT", "")]));
+    let _ = std::fs::remove_dir_all(&dir);
+}
