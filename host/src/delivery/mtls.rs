@@ -6,7 +6,9 @@
 //! `verify` bundle, which replaces the system roots. So with mTLS configured, every https
 //! receiver (callbacks, webhooks, the worker's platform) must chain to a certificate in the
 //! CA file; a bundle may hold several, and an operator who also posts to public https
-//! receivers appends the system's roots to it. Plain http:// receivers are unaffected.
+//! receivers appends the system's roots to it. Plain http:// receivers are unaffected. The
+//! worker's own requests to its platform (job-take, heartbeat) are no results: they keep the
+//! system roots and present no certificate.
 
 use rustls_pki_types::pem::SectionKind;
 use std::path::{Path, PathBuf};

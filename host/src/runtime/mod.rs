@@ -1,8 +1,8 @@
 //! The host runtime that `run`, `serve` and `worker` stand on, built from plain
 //! configuration (the commands turn their flags into [`RuntimeConfig`]; nothing here knows a
 //! flag). It owns what every transport needs: the plugin host, the backend and its
-//! self-test, the compute service, the outbox, the root of the stop tree, the async runtime
-//! and the signal handling (signals.rs).
+//! self-test, the compute service, the outbox, the root of the stop tree, the async runtime,
+//! the signal handling (signals.rs) and the time a shutdown has (shutdown.rs).
 
 pub mod shutdown;
 pub mod signals;
