@@ -17,7 +17,7 @@ use crate::cli::{Cli, Command, DeliveryArgs, PluginLimitArgs, ServeArgs, WorkerA
 use crate::delivery::DeliveryConfig;
 use crate::plugin_host::PluginLimits;
 use crate::runtime::{Runtime, RuntimeConfig};
-use crate::serve::ServeConfig;
+use crate::serve::{Access, ApiKey, ServeConfig, SignerKey};
 use crate::worker::{Platform, WorkerConfig};
 use anyhow::Result;
 use std::process::ExitCode;
@@ -42,6 +42,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn serve(args: ServeArgs) -> Result<ExitCode> {
+    // A key that cannot be used is a usage error, found before anything starts.
+    let access = match access(&args) {
+        Ok(access) => access,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let runtime = Runtime::start(runtime_config(
         &args.backend.name,
         args.batch,
@@ -59,8 +67,31 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         callback_interval: args.callback_interval,
         flush_timeout: args.delivery.flush_timeout,
         undelivered: args.delivery.undelivered,
+        access,
     };
     crate::serve::run(runtime, &args.plugin, &args.validator, serve)
+}
+
+/// Who may call the server. An empty value is unset, as the reference reads SIGNER_PUBKEY.
+fn access(args: &ServeArgs) -> Result<Access, String> {
+    let given = |value: &Option<String>| value.clone().filter(|v| !v.is_empty());
+    let signer = given(&args.signer_pubkey)
+        .map(|key| {
+            SignerKey::from_base64(&key).map_err(|why| {
+                format!("the signer key (--signer-pubkey or SIGNER_PUBKEY) cannot be used: {why}")
+            })
+        })
+        .transpose()?;
+    let api_key = given(&args.api_key)
+        .map(|key| match key.trim() {
+            "" => Err("the API key (--api-key or POWHOST_API_KEY) is only blanks".to_string()),
+            trimmed if trimmed != key => Err(
+                "the API key (--api-key or POWHOST_API_KEY) starts or ends with blanks, which no Authorization header can carry".to_string(),
+            ),
+            _ => Ok(ApiKey::new(&key)),
+        })
+        .transpose()?;
+    Ok(Access { signer, api_key })
 }
 
 fn worker(args: WorkerArgs) -> Result<ExitCode> {

@@ -5,17 +5,22 @@
 //! of ProofBatches; the runtime's outbox delivers them.
 
 mod app;
+mod auth;
+mod gpu;
 pub(crate) mod http;
 mod jobs;
 mod listener;
 pub(crate) mod node;
 mod router;
 mod serverless;
+mod signature;
 #[cfg(test)]
 mod tests;
 
 pub use app::{App, PluginKind};
+pub use auth::{Access, ApiKey};
 pub use router::router;
+pub use signature::SignerKey;
 
 use crate::runtime::Runtime;
 use anyhow::{Context, Result};
@@ -47,6 +52,8 @@ pub struct ServeConfig {
     pub flush_timeout: Duration,
     /// Where results still undelivered at the end are appended.
     pub undelivered: Option<PathBuf>,
+    /// The signer key and API key requests must show.
+    pub access: Access,
 }
 
 /// Serve with the `serverless` and `validator` plugins until a signal, then stop: no new
@@ -91,6 +98,7 @@ async fn serve(app: Arc<App>) -> Result<ExitCode> {
     eprintln!(
         "powhost: serving on http://{addr} (Ctrl-C or SIGTERM stops, delivering pending callbacks first)"
     );
+    warn_if_open(&app.config.access, addr);
     let (sender, sealer) = start_delivery(&app);
     let connections = listener::serve_connections(
         listener,
@@ -130,6 +138,23 @@ async fn serve(app: Arc<App>) -> Result<ExitCode> {
             "callbacks",
         )
         .await)
+}
+
+/// Beyond loopback, anyone who reaches the port may drive what is left unguarded: say so.
+fn warn_if_open(access: &Access, addr: std::net::SocketAddr) {
+    if addr.ip().is_loopback() {
+        return;
+    }
+    if access.signer.is_none() {
+        log::warn!(
+            "listening on {addr} without a signer key: anyone who reaches it may start, stop and redirect PoC work (/api/v1/pow/*); set SIGNER_PUBKEY or --signer-pubkey to the node's key"
+        );
+    }
+    if access.api_key.is_none() {
+        log::warn!(
+            "listening on {addr} without an API key: anyone who reaches it may run jobs (/run, /runsync); set POWHOST_API_KEY or --api-key"
+        );
+    }
 }
 
 /// The outbox's sender and the ProofBatch sealer, both until the server stops.
