@@ -89,6 +89,7 @@ async fn serve(app: Arc<App>) -> Result<ExitCode> {
             format!("cannot listen on {listen}; is the address free and valid (HOST:PORT)?")
         })?;
     let addr = listener.local_addr()?;
+    warn_if_open(&app.config.access, addr);
     {
         // Programs starting powhost read the address (port 0 picks one) from this line.
         let mut out = std::io::stdout().lock();
@@ -98,7 +99,6 @@ async fn serve(app: Arc<App>) -> Result<ExitCode> {
     eprintln!(
         "powhost: serving on http://{addr} (Ctrl-C or SIGTERM stops, delivering pending callbacks first)"
     );
-    warn_if_open(&app.config.access, addr);
     let (sender, sealer) = start_delivery(&app);
     let connections = listener::serve_connections(
         listener,

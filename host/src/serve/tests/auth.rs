@@ -13,7 +13,7 @@ use k256::ecdsa::{Signature, SigningKey};
 /// The signer of tests/golden/signatures.json (scripts/signature_vectors.py).
 fn signing_key() -> SigningKey {
     let mut secret = [0u8; 32];
-    secret[20..].copy_from_slice(&0x5EC2E7_1234_5678_9ABC_DEF0u128.to_be_bytes()[4..]);
+    secret[20..].copy_from_slice(&0x5E_C2E7_1234_5678_9ABC_DEF0_u128.to_be_bytes()[4..]);
     SigningKey::from_slice(&secret).unwrap()
 }
 
