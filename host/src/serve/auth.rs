@@ -3,7 +3,7 @@
 //! network's engine requires it; the serverless job routes need the API key as a bearer
 //! token when one is configured; the rest (`/api/v1/state`, `/api/v1/stop`, which the
 //! reference leaves open, and the health and metrics routes a monitor reads) is open. Each
-//! check runs before the body is parsed or anything is done.
+//! check runs before the body is parsed or anything is done (docs/spec/PROTOCOLS.md §A10).
 
 use super::app::App;
 use super::http::{ApiError, collect_body};

@@ -1,7 +1,7 @@
 //! `GET /api/v1/gpu/devices` and `/api/v1/gpu/driver`, in the shapes of the network
 //! engine's GPU routes (its `api/gpu/routes.py` and `types.py`), with what the backend can
 //! tell: names and memory on CUDA, the adapter's name on wgpu, nothing on the CPU. Behind the
-//! signature check (auth.rs), as there.
+//! signature check (auth.rs), as there (docs/spec/PROTOCOLS.md §A10).
 
 use super::app::App;
 use super::http::{ApiError, ok};
