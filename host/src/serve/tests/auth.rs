@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::serve::{Access, ApiKey, SignerKey};
+use crate::test_support::proof_batches::generated_nonces;
 use crate::test_support::receiver::Receiver;
 use axum::http::HeaderMap;
 use k256::ecdsa::signature::Signer;
@@ -91,9 +92,10 @@ const MISSING: (StatusCode, &str) = (StatusCode::FORBIDDEN, "Missing signature")
 const INVALID: (StatusCode, &str) = (StatusCode::FORBIDDEN, "Invalid signature");
 
 /// Every guarded route, sent unsigned, with an empty signature, and with the signature of
-/// another body: each is refused with the reference's 403.
-async fn assert_every_route_refuses_strangers(app: &Arc<App>, init: &Value) {
-    let stranger = init_request("http://stranger.example:9100/callbacks").to_string();
+/// another body: each is refused with the reference's 403. The inits would send the nonces to
+/// `stranger_url`.
+async fn assert_every_route_refuses_strangers(app: &Arc<App>, init: &Value, stranger_url: &str) {
+    let stranger = init_request(stranger_url).to_string();
     let batch = json!({"public_key": KEY, "block_hash": HASH, "block_height": 7, "nonces": [1], "dist": [0.5], "node_id": 0}).to_string();
     let routes = [
         ("POST", "/api/v1/pow/init", stranger.clone()),
@@ -127,12 +129,14 @@ async fn assert_every_route_refuses_strangers(app: &Arc<App>, init: &Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsigned_control_requests_are_refused_and_change_nothing() {
-    let receiver = Receiver::start().await;
+    let (receiver, strangers) = (Receiver::start().await, Receiver::start().await);
     let app = app(signed_config("compressed"));
+    deliver(&app);
     let init = init_request(&format!("{}/v1/poc-batches", receiver.url));
+    let stranger_url = format!("{}/v1/poc-batches", strangers.url);
     let status = || send_signed(&app, "GET", "/api/v1/pow/status", "");
 
-    assert_every_route_refuses_strangers(&app, &init).await;
+    assert_every_route_refuses_strangers(&app, &init, &stranger_url).await;
     assert_eq!(
         status().await,
         (StatusCode::OK, json!({"status": "NOT_LOADED"}))
@@ -143,10 +147,17 @@ async fn unsigned_control_requests_are_refused_and_change_nothing() {
     assert_eq!(code, StatusCode::OK, "{v}");
     assert_eq!(v["pow_status"]["status"], json!("GENERATING"));
 
-    // While it generates, strangers can neither stop, redirect nor flip it.
-    assert_every_route_refuses_strangers(&app, &init).await;
+    // While it generates, strangers can neither stop, redirect nor flip it: the node's
+    // receiver gets the nonces, the stranger's nothing.
+    assert_every_route_refuses_strangers(&app, &init, &stranger_url).await;
     let (code, v) = status().await;
     assert_eq!((code, &v["status"]), (StatusCode::OK, &json!("GENERATING")));
+    receiver
+        .wait_until("generated nonces", Duration::from_secs(120), |r| {
+            !generated_nonces(r, &init).is_empty()
+        })
+        .await;
+    assert!(strangers.received().is_empty());
     let (code, v) = send_signed(&app, "POST", "/api/v1/pow/init/generate", &init.to_string()).await;
     assert_eq!(code, StatusCode::OK, "{v}");
 
