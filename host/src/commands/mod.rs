@@ -2,6 +2,7 @@
 //! flags become the runtime's, the server's and the worker's own configuration here, and
 //! nothing below `commands/` knows a flag.
 
+mod access;
 mod bench;
 mod bench_plugin;
 mod compare;
@@ -17,7 +18,7 @@ use crate::cli::{Cli, Command, DeliveryArgs, PluginLimitArgs, ServeArgs, WorkerA
 use crate::delivery::DeliveryConfig;
 use crate::plugin_host::PluginLimits;
 use crate::runtime::{Runtime, RuntimeConfig};
-use crate::serve::{Access, ApiKey, ServeConfig, SignerKey};
+use crate::serve::ServeConfig;
 use crate::worker::{Platform, WorkerConfig};
 use anyhow::Result;
 use std::process::ExitCode;
@@ -43,7 +44,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 
 fn serve(args: ServeArgs) -> Result<ExitCode> {
     // A key that cannot be used is a usage error, found before anything starts.
-    let access = match access(&args) {
+    let access = match access::from_args(&args) {
         Ok(access) => access,
         Err(e) => {
             eprintln!("error: {e}");
@@ -70,28 +71,6 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         access,
     };
     crate::serve::run(runtime, &args.plugin, &args.validator, serve)
-}
-
-/// Who may call the server. An empty value is unset, as the reference reads SIGNER_PUBKEY.
-fn access(args: &ServeArgs) -> Result<Access, String> {
-    let given = |value: &Option<String>| value.clone().filter(|v| !v.is_empty());
-    let signer = given(&args.signer_pubkey)
-        .map(|key| {
-            SignerKey::from_base64(&key).map_err(|why| {
-                format!("the signer key (--signer-pubkey or SIGNER_PUBKEY) cannot be used: {why}")
-            })
-        })
-        .transpose()?;
-    let api_key = given(&args.api_key)
-        .map(|key| match key.trim() {
-            "" => Err("the API key (--api-key or POWHOST_API_KEY) is only blanks".to_string()),
-            trimmed if trimmed != key => Err(
-                "the API key (--api-key or POWHOST_API_KEY) starts or ends with blanks, which no Authorization header can carry".to_string(),
-            ),
-            _ => Ok(ApiKey::new(&key)),
-        })
-        .transpose()?;
-    Ok(Access { signer, api_key })
 }
 
 fn worker(args: WorkerArgs) -> Result<ExitCode> {
