@@ -96,6 +96,12 @@ impl Backend for Faulty {
     fn preferred_batch(&self, params: &ModelParams) -> Option<usize> {
         self.0.preferred_batch(params)
     }
+    fn gpus(&self) -> Vec<powhost_core::GpuDevice> {
+        self.0.gpus()
+    }
+    fn gpu_driver(&self) -> Option<powhost_core::GpuDriver> {
+        self.0.gpu_driver()
+    }
 }
 
 impl ForwardPass for FaultyPass {

@@ -236,6 +236,27 @@ pub struct ServeArgs {
     /// Seconds between callback deliveries of generated nonces (the reference: 5).
     #[arg(long, default_value = "5", value_name = "SECONDS", value_parser = positive_seconds)]
     pub callback_interval: Duration,
+    /// The node's signer public key (base64 of a secp256k1 key: 33 bytes compressed, 64 raw
+    /// x||y or 65 uncompressed), as the network's engine reads SIGNER_PUBKEY. When set, every
+    /// /api/v1/pow/* and /api/v1/gpu/* request must carry `X-Signature`: base64 of the
+    /// node's 64-byte r||s ECDSA signature of the raw body with SHA-256 (403 otherwise).
+    /// /api/v1/state, /api/v1/stop and the health routes stay open. Unset: no check.
+    #[arg(
+        long,
+        env = "SIGNER_PUBKEY",
+        value_name = "BASE64",
+        hide_env_values = true
+    )]
+    pub signer_pubkey: Option<String>,
+    /// The key the serverless endpoints (/run, /runsync, /status, /stream, /cancel) require
+    /// as `Authorization: Bearer KEY` (401 otherwise). Unset: no check.
+    #[arg(
+        long,
+        env = "POWHOST_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
     #[command(flatten)]

@@ -39,6 +39,39 @@ pub trait Backend: Send + Sync {
     fn gemm_peak_gflops(&self, _params: &ModelParams) -> Result<Option<f64>> {
         Ok(None)
     }
+
+    /// The GPUs this backend computes on, as they are now (free memory changes): what the
+    /// node software reads from `/api/v1/gpu/devices`. None on the CPU.
+    fn gpus(&self) -> Vec<GpuDevice> {
+        Vec::new()
+    }
+
+    /// The GPU driver's versions, where the backend talks to one.
+    fn gpu_driver(&self) -> Option<GpuDriver> {
+        None
+    }
+}
+
+/// One GPU, with what its backend can tell of it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GpuDevice {
+    /// The device's ordinal as its backend numbers it (`cuda:N`).
+    pub index: usize,
+    /// As the driver names it, e.g. `NVIDIA H100 80GB HBM3`.
+    pub name: String,
+    pub total_memory_bytes: Option<u64>,
+    pub free_memory_bytes: Option<u64>,
+    /// Why the device could not be queried, when it could not.
+    pub error: Option<String>,
+}
+
+/// The versions of the GPU driver, each where the backend can tell.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GpuDriver {
+    /// The driver's own version, e.g. `535.104.05`.
+    pub driver_version: Option<String>,
+    /// The newest CUDA version the driver supports, e.g. `12.2`.
+    pub cuda_driver_version: Option<String>,
 }
 
 /// A model ready to compute.

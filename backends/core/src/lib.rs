@@ -21,6 +21,6 @@ pub mod rope;
 pub mod streams;
 pub mod weight_pool;
 
-pub use backend::{Backend, ForwardPass};
+pub use backend::{Backend, ForwardPass, GpuDevice, GpuDriver};
 pub use model::ModelWeights;
 pub use params::ModelParams;

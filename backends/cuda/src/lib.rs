@@ -11,13 +11,14 @@
 //! and the conformance, op-check and self-test steps of `scripts/gpu-check.sh` are ready, but
 //! no session has had a GPU to run them on yet: without a device they skip with a message.
 
+mod device_info;
 mod forward;
 
 pub use forward::{DeviceBuffer, Replica};
 
 use anyhow::{Context, Result, bail};
 use cudarc::driver::CudaContext;
-use powhost_core::{Backend, ForwardPass, ModelParams, ModelWeights};
+use powhost_core::{Backend, ForwardPass, GpuDevice, GpuDriver, ModelParams, ModelWeights};
 use std::sync::Arc;
 
 const KERNELS: &str = include_str!("kernels.cu");
@@ -189,6 +190,14 @@ impl Backend for CudaBackend {
             free >> 20
         );
         Some(batch)
+    }
+
+    fn gpus(&self) -> Vec<GpuDevice> {
+        device_info::gpus(&self.devices)
+    }
+
+    fn gpu_driver(&self) -> Option<GpuDriver> {
+        Some(device_info::driver())
     }
 
     fn gemm_peak_gflops(&self, params: &ModelParams) -> Result<Option<f64>> {

@@ -98,6 +98,11 @@ impl Gpu {
         )
     }
 
+    /// The adapter's name, e.g. `NVIDIA GeForce RTX 4090`.
+    pub fn adapter_name(&self) -> &str {
+        &self.info.name
+    }
+
     pub fn description(&self) -> String {
         format!(
             "{} ({:?} via {:?}, driver {}, {} activations)",

@@ -97,4 +97,16 @@ impl Backend for WgpuBackend {
     fn load(&self, weights: Arc<ModelWeights>) -> Result<Box<dyn ForwardPass>> {
         Ok(Box::new(self.load_model(weights)?))
     }
+    /// wgpu tells the adapter's name, not its memory. A software adapter (lavapipe) is no
+    /// GPU.
+    fn gpus(&self) -> Vec<powhost_core::GpuDevice> {
+        if !self.is_hardware() {
+            return Vec::new();
+        }
+        vec![powhost_core::GpuDevice {
+            index: 0,
+            name: self.gpu.adapter_name().to_string(),
+            ..Default::default()
+        }]
+    }
 }

@@ -2,6 +2,7 @@
 //! flags become the runtime's, the server's and the worker's own configuration here, and
 //! nothing below `commands/` knows a flag.
 
+mod access;
 mod bench;
 mod bench_plugin;
 mod compare;
@@ -46,6 +47,14 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         Ok(d) => d,
         Err(code) => return Ok(code),
     };
+    // A key that cannot be used is a usage error, found before anything starts.
+    let access = match access::from_args(&args) {
+        Ok(access) => access,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let runtime = Runtime::start(runtime_config(
         &args.backend.name,
         args.batch,
@@ -63,6 +72,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         callback_interval: args.callback_interval,
         flush_timeout: args.delivery.flush_timeout,
         undelivered: args.delivery.undelivered,
+        access,
     };
     crate::serve::run(runtime, &args.plugin, &args.validator, serve)
 }

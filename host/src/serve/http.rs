@@ -111,7 +111,7 @@ pub fn as_object(value: Value) -> Result<serde_json::Map<String, Value>, ApiErro
 }
 
 /// The whole body, at most `limit` bytes, each piece arriving within `idle` of the last.
-async fn collect_body(
+pub async fn collect_body(
     body: Body,
     limit: usize,
     idle: std::time::Duration,

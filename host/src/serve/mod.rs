@@ -5,17 +5,22 @@
 //! of ProofBatches; the runtime's outbox delivers them.
 
 mod app;
+mod auth;
+mod gpu;
 pub(crate) mod http;
 mod jobs;
 mod listener;
 pub(crate) mod node;
 mod router;
 mod serverless;
+mod signature;
 #[cfg(test)]
 mod tests;
 
 pub use app::{App, PluginKind};
+pub use auth::{Access, ApiKey};
 pub use router::router;
+pub use signature::SignerKey;
 
 use crate::runtime::Runtime;
 use crate::runtime::shutdown::ShutdownBudget;
@@ -48,6 +53,8 @@ pub struct ServeConfig {
     pub flush_timeout: Duration,
     /// Where results still undelivered at the end are appended.
     pub undelivered: Option<PathBuf>,
+    /// The signer key and API key requests must show.
+    pub access: Access,
 }
 
 /// Serve with the `serverless` and `validator` plugins until a signal, then stop: no new
@@ -83,6 +90,7 @@ async fn serve(app: Arc<App>) -> Result<ExitCode> {
             format!("cannot listen on {listen}; is the address free and valid (HOST:PORT)?")
         })?;
     let addr = listener.local_addr()?;
+    warn_if_open(&app.config.access, addr);
     {
         // Programs starting powhost read the address (port 0 picks one) from this line.
         let mut out = std::io::stdout().lock();
@@ -158,6 +166,23 @@ async fn serve(app: Arc<App>) -> Result<ExitCode> {
             "callbacks",
         )
         .await)
+}
+
+/// Beyond loopback, anyone who reaches the port may drive what is left unguarded: say so.
+fn warn_if_open(access: &Access, addr: std::net::SocketAddr) {
+    if addr.ip().is_loopback() {
+        return;
+    }
+    if access.signer.is_none() {
+        log::warn!(
+            "listening on {addr} without a signer key: anyone who reaches it may start, stop and redirect PoC work (/api/v1/pow/*); set SIGNER_PUBKEY or --signer-pubkey to the node's key"
+        );
+    }
+    if access.api_key.is_none() {
+        log::warn!(
+            "listening on {addr} without an API key: anyone who reaches it may run jobs (/run, /runsync); set POWHOST_API_KEY or --api-key"
+        );
+    }
 }
 
 /// The outbox's sender, until the final flush takes over, and the ProofBatch sealer, until

@@ -3,7 +3,7 @@
 
 use super::app::App;
 use super::http::ApiError;
-use super::{node, serverless};
+use super::{auth, gpu, node, serverless};
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -21,6 +21,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/pow/validate", post(node::validate))
         .route("/api/v1/pow/status", get(node::status))
         .route("/api/v1/pow/stop", post(node::stop_pow))
+        .route("/api/v1/gpu/devices", get(gpu::devices))
+        .route("/api/v1/gpu/driver", get(gpu::driver))
         .route("/api/v1/state", get(node::state))
         .route("/api/v1/stop", post(node::stop_all))
         .route("/runsync", post(serverless::runsync))
@@ -42,6 +44,11 @@ pub fn router(app: Arc<App>) -> Router {
                 "Method Not Allowed: see `powhost serve --help` for each endpoint's method",
             )
         })
+        // Every request, routed or not, passes its route's access check first.
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::check_access,
+        ))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(app)
 }

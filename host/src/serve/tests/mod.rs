@@ -5,6 +5,7 @@
 //! What needs the process itself (signals, exit codes, the listener's timeouts) is tested in
 //! tests/serve.rs.
 
+mod auth;
 mod jobs;
 mod node;
 mod serverless;
@@ -43,6 +44,7 @@ fn config() -> ServeConfig {
         callback_interval: Duration::from_millis(200),
         flush_timeout: Duration::from_secs(5),
         undelivered: None,
+        access: Default::default(),
     }
 }
 
