@@ -59,6 +59,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         callback_interval: args.callback_interval,
         flush_timeout: args.delivery.flush_timeout,
         undelivered: args.delivery.undelivered,
+        metrics: args.metrics == "on",
     };
     crate::serve::run(runtime, &args.plugin, &args.validator, serve)
 }
@@ -79,6 +80,8 @@ fn worker(args: WorkerArgs) -> Result<ExitCode> {
         aggregate_stream: args.aggregate_stream,
         flush_timeout: args.delivery.flush_timeout,
         undelivered: args.delivery.undelivered,
+        metrics_listen: args.metrics_listen,
+        metrics: args.metrics == "on",
     };
     crate::worker::run(runtime, platform, &args.plugin, worker)
 }

@@ -74,12 +74,15 @@ struct Delivery {
     post: Post,
     attempts: u32,
     next_try: Instant,
+    added: Instant,
 }
 
 #[derive(Default)]
 struct State {
     unsent: VecDeque<Delivery>,
     delivered: u64,
+    refused: u64,
+    retried: u64,
 }
 
 pub struct Outbox {
@@ -92,10 +95,16 @@ pub struct Outbox {
 }
 
 /// What `/health` and the logs report.
-#[derive(Serialize)]
+#[derive(Serialize, Debug)]
 pub struct OutboxStats {
     pub pending: usize,
     pub delivered: u64,
+    /// Attempts answered with an HTTP error status.
+    pub refused: u64,
+    /// Failed attempts scheduled again.
+    pub retried: u64,
+    /// How long the oldest result still to deliver has waited (0 when none).
+    pub oldest_pending_seconds: f64,
 }
 
 /// Whether results can be POSTed to `url`: an http:// or https:// URL with a host. Says why not.
@@ -148,6 +157,7 @@ impl Outbox {
             post,
             attempts: 0,
             next_try: Instant::now(),
+            added: Instant::now(),
         });
         self.wake.notify_one();
     }
@@ -168,9 +178,13 @@ impl Outbox {
 
     pub fn stats(&self) -> OutboxStats {
         let state = self.state();
+        let oldest = state.unsent.iter().map(|d| d.added).min();
         OutboxStats {
             pending: state.unsent.len(),
             delivered: state.delivered,
+            refused: state.refused,
+            retried: state.retried,
+            oldest_pending_seconds: oldest.map_or(0.0, |t| t.elapsed().as_secs_f64()),
         }
     }
 
@@ -266,11 +280,12 @@ impl Outbox {
                         state.unsent.remove(pos);
                         continue;
                     }
-                    let wait = self.backoff.after(d.attempts);
+                    let (attempts, wait) = (d.attempts, self.backoff.after(d.attempts));
                     d.next_try = Instant::now() + wait;
+                    state.retried += 1;
                     log::warn!(
                         "POST to {url} failed ({e}); {what} kept, retry {} in {:.1} s",
-                        d.attempts,
+                        attempts,
                         wait.as_secs_f64()
                     );
                 }
@@ -305,6 +320,7 @@ impl Outbox {
         if status.is_success() {
             Ok(())
         } else {
+            self.state().refused += 1;
             Err(format!("HTTP {status}"))
         }
     }

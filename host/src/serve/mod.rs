@@ -5,6 +5,7 @@
 //! of ProofBatches; the runtime's outbox delivers them.
 
 mod app;
+mod health;
 pub(crate) mod http;
 mod jobs;
 mod listener;
@@ -47,6 +48,8 @@ pub struct ServeConfig {
     pub flush_timeout: Duration,
     /// Where results still undelivered at the end are appended.
     pub undelivered: Option<PathBuf>,
+    /// Serve `/metrics` (else 404).
+    pub metrics: bool,
 }
 
 /// Serve with the `serverless` and `validator` plugins until a signal, then stop: no new

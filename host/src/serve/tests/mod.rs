@@ -43,6 +43,7 @@ fn config() -> ServeConfig {
         callback_interval: Duration::from_millis(200),
         flush_timeout: Duration::from_secs(5),
         undelivered: None,
+        metrics: true,
     }
 }
 
