@@ -62,8 +62,11 @@ impl Verdict {
     }
 }
 
-#[derive(Default)]
 struct State {
+    /// How long a verdict is reused, and when a running check counts as hung
+    /// ([`FRESH_FOR`], [`HUNG_AFTER`]; shorter in tests).
+    fresh_for: Duration,
+    hung_after: Duration,
     last: Option<Verdict>,
     /// When the check in flight started.
     running_since: Option<Instant>,
@@ -90,11 +93,22 @@ impl DeviceHealth {
             probe,
             metrics,
             state: Mutex::new(State {
+                fresh_for: FRESH_FOR,
+                hung_after: HUNG_AFTER,
                 last,
-                ..State::default()
+                running_since: None,
+                done: 0,
             }),
             finished: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Shorter times, so that tests see a verdict expire or a check hang.
+    #[cfg(test)]
+    pub fn set_timing(&self, fresh_for: Duration, hung_after: Duration) {
+        let mut state = self.state();
+        state.fresh_for = fresh_for;
+        state.hung_after = hung_after;
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -108,14 +122,14 @@ impl DeviceHealth {
         let started = {
             let mut state = self.state();
             if let Some(since) = state.running_since {
-                if now.duration_since(since) > HUNG_AFTER {
+                if now.duration_since(since) > state.hung_after {
                     return hung(since);
                 }
                 None
             } else if let Some(last) = state
                 .last
                 .as_ref()
-                .filter(|v| now.duration_since(v.at) < FRESH_FOR)
+                .filter(|v| now.duration_since(v.at) < state.fresh_for)
             {
                 return last.clone();
             } else {
@@ -207,4 +221,95 @@ pub fn gpu_json(verdict: &Verdict, compute: &crate::compute_service::ComputeServ
 /// The reference's words for the overall state.
 pub fn status_word(healthy: bool) -> &'static str {
     if healthy { "healthy" } else { "unhealthy" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    fn passed() -> Report {
+        Report {
+            backend: "cpu".into(),
+            device: "test".into(),
+            preset: "small".into(),
+            nonces: vec![0],
+            reference: vec![1.0],
+            computed: vec![1.0],
+            max_abs_diff: 1e-7,
+            budget: crate::selftest::MAX_DIST_DIFF,
+            passed: true,
+            seconds: 0.0,
+        }
+    }
+
+    /// A check that blocks until the test sends its result.
+    fn held_check() -> (Arc<DeviceHealth>, mpsc::Sender<anyhow::Result<Report>>) {
+        let (send, receive) = mpsc::channel::<anyhow::Result<Report>>();
+        let receive = Mutex::new(receive);
+        let probe: Probe = Box::new(move || {
+            let receive = receive.lock().unwrap();
+            receive
+                .recv()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("test over")))
+        });
+        let health = DeviceHealth::new(probe, Arc::default(), Some(&passed()));
+        health.set_timing(Duration::ZERO, Duration::from_secs(60));
+        (health, send)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_check_still_running_is_answered_from_the_last_verdict() {
+        let (health, send) = held_check();
+        let start = Instant::now();
+        let first = health.verdict().await;
+        // Waited for the check a moment, then answered from the start-up verdict.
+        assert!(first.healthy);
+        assert!(start.elapsed() < WAIT_FOR_CHECK + Duration::from_secs(5));
+        let again = Instant::now();
+        assert!(health.verdict().await.healthy);
+        assert!(
+            again.elapsed() < Duration::from_millis(500),
+            "a check already running is not waited for"
+        );
+        send.send(Err(anyhow::anyhow!("device lost"))).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let v = health.verdict().await;
+            if !v.healthy {
+                assert!(v.reason.unwrap().contains("cannot compute: device lost"));
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the failed check was not recorded"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(send);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_check_that_never_returns_is_a_failure() {
+        let (health, send) = held_check();
+        health.set_timing(Duration::ZERO, Duration::from_millis(100));
+        assert!(health.verdict().await.healthy);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let v = health.verdict().await;
+        assert!(!v.healthy);
+        assert!(
+            v.reason.as_deref().unwrap().contains("has not answered"),
+            "{v:?}"
+        );
+        send.send(Ok(passed())).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fresh_verdict_is_reused_without_a_check() {
+        let probe: Probe = Box::new(|| panic!("no check while the verdict is fresh"));
+        let health = DeviceHealth::new(probe, Arc::default(), Some(&passed()));
+        for _ in 0..3 {
+            assert!(health.verdict().await.healthy);
+        }
+    }
 }

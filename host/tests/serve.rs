@@ -332,6 +332,7 @@ fn bad_flags_fail_before_serving() {
         (&["--callback-interval", "0"], "--callback-interval"),
         (&["--flush-timeout=-1"], "--flush-timeout"),
         (&["--backend", "abacus"], "unknown backend"),
+        (&["--metrics", "maybe"], "--metrics"),
     ];
     for (args, says) in cases {
         let listen: &[&str] = if args.contains(&"--listen") {
@@ -363,4 +364,18 @@ fn a_device_that_fails_the_self_test_serves_nothing() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("failed the self-test"), "{stderr}");
     assert!(out.stdout.is_empty(), "it never listened");
+}
+
+#[test]
+fn metrics_turned_off_by_flag_answer_404_and_the_help_names_the_variable() {
+    let server = Server::start(&["--metrics", "off"]);
+    assert_eq!(server.get("/metrics").0, 404);
+    assert_eq!(server.get("/health").0, 200);
+    assert_eq!(server.get("/readyz"), (200, json!({"ready": true})));
+    let help = Command::new(env!("CARGO_BIN_EXE_powhost"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("[env: POWHOST_METRICS"), "{help}");
 }

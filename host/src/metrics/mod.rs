@@ -5,6 +5,8 @@
 //! tests running side by side each count only their own work. The Prometheus text format
 //! (0.0.4, as the network's own engine serves it) is written by `prometheus-client`.
 
+#[cfg(test)]
+pub mod exposition;
 mod live;
 pub mod server;
 #[cfg(test)]

@@ -28,7 +28,9 @@ pub struct Monitor {
 /// bound is an error saying so.
 pub async fn start(addr: SocketAddr, monitor: Monitor) -> Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
-        format!("cannot listen on {addr} for --metrics-listen; is the address free and on this machine?")
+        format!(
+            "cannot listen on {addr} for --metrics-listen; is the address free and on this machine?"
+        )
     })?;
     let bound = listener.local_addr()?;
     let app = router(Arc::new(monitor));

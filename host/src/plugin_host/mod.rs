@@ -110,7 +110,9 @@ impl PluginFailure {
         let m = &self.message;
         if m.contains("ran past its time limit") {
             "time_limit"
-        } else if m.contains("ran out of its memory limit") || m.contains("passed more than its memory limit") {
+        } else if m.contains("ran out of its memory limit")
+            || m.contains("passed more than its memory limit")
+        {
             "memory"
         } else if m.contains(" trapped (") {
             "trap"

@@ -9,15 +9,15 @@ pub mod stop;
 
 use crate::backends::backend_by_name;
 use crate::compute_service::ComputeService;
+use crate::delivery::{DeliveryConfig, Outbox};
 use crate::health::DeviceHealth;
 use crate::metrics::Metrics;
-use powhost_core::Backend;
-use crate::delivery::{DeliveryConfig, Outbox};
 use crate::plugin_host::{
     CallContext, Plugin, PluginFailure, PluginHost, PluginLimits, PluginReply,
 };
 use crate::progress::{Bars, Silent};
 use anyhow::{Context, Result};
+use powhost_core::Backend;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;

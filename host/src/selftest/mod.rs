@@ -7,9 +7,9 @@
 use crate::compute_service::{ComputeService, Task};
 use crate::model::{LoadedModel, choose_batch};
 use crate::progress::Silent;
-use powhost_core::poc::compute_distances_until;
 use anyhow::{Context, Result};
 use powhost_core::params::{ModelParams, PartialParams};
+use powhost_core::poc::compute_distances_until;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 

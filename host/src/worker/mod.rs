@@ -214,7 +214,10 @@ impl Worker {
                     status: status.into(),
                     jobs: jobs as u64,
                 };
-                vec![count("in_progress", computing), count("delivering", delivering)]
+                vec![
+                    count("in_progress", computing),
+                    count("delivering", delivering),
+                ]
             }),
         }
     }

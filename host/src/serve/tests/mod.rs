@@ -5,7 +5,9 @@
 //! What needs the process itself (signals, exit codes, the listener's timeouts) is tested in
 //! tests/serve.rs.
 
+mod health;
 mod jobs;
+mod metrics;
 mod node;
 mod serverless;
 
