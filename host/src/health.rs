@@ -218,6 +218,23 @@ pub fn gpu_json(verdict: &Verdict, compute: &crate::compute_service::ComputeServ
     })
 }
 
+/// 200 when `ok`, else 503.
+pub fn http_status(ok: bool) -> axum::http::StatusCode {
+    if ok {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+/// `/readyz`'s answer: `{"ready": true}`, or false with why not.
+pub fn readiness(why_not: Option<String>) -> (axum::http::StatusCode, Value) {
+    match why_not {
+        None => (http_status(true), json!({ "ready": true })),
+        Some(why) => (http_status(false), json!({ "ready": false, "reason": why })),
+    }
+}
+
 /// The reference's words for the overall state.
 pub fn status_word(healthy: bool) -> &'static str {
     if healthy { "healthy" } else { "unhealthy" }

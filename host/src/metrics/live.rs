@@ -38,13 +38,12 @@ impl Collector for LiveCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let live = self.now.lock().unwrap_or_else(|p| p.into_inner());
         if !live.jobs.is_empty() {
-            let family = encoder.encode_descriptor(
+            let mut family = encoder.encode_descriptor(
                 "jobs",
-                "Jobs now, by status",
+                "Jobs now, by status.",
                 None,
                 prometheus_client::metrics::MetricType::Gauge,
             )?;
-            let mut family = family;
             for count in &live.jobs {
                 let labels = [("status", count.status.as_str())];
                 ConstGauge::new(count.jobs as i64).encode(family.encode_family(&labels)?)?;
@@ -54,32 +53,32 @@ impl Collector for LiveCollector {
             counter(
                 &mut encoder,
                 "callbacks_delivered",
-                "Results POSTed and answered 2xx",
+                "Results POSTed and answered 2xx.",
                 stats.delivered,
             )?;
             counter(
                 &mut encoder,
                 "callbacks_refused",
-                "Result POSTs answered with an HTTP error status (each is retried)",
+                "Result POSTs answered with an HTTP error status (each is retried).",
                 stats.refused,
             )?;
             counter(
                 &mut encoder,
                 "callbacks_retried",
-                "Result POSTs that failed (refused, timed out, unreachable) and were scheduled again",
+                "Result POSTs that failed (refused, timed out, unreachable) and were scheduled again.",
                 stats.retried,
             )?;
             gauge(
                 &mut encoder,
                 "callbacks_pending",
-                "Results not yet delivered (in serve: with the ProofBatches still filling)",
+                "Results not yet delivered (in serve: with the ProofBatches still filling).",
                 None,
                 stats.pending as f64,
             )?;
             gauge(
                 &mut encoder,
                 "callbacks_oldest_pending_age",
-                "How long the oldest undelivered result has waited (0: none)",
+                "How long the oldest undelivered result has waited (0: none).",
                 Some(&prometheus_client::registry::Unit::Seconds),
                 stats.oldest_pending_seconds,
             )?;
@@ -88,7 +87,7 @@ impl Collector for LiveCollector {
             gauge(
                 &mut encoder,
                 "process_resident_memory",
-                "Resident memory of the powhost process",
+                "Resident memory of the powhost process.",
                 Some(&prometheus_client::registry::Unit::Bytes),
                 bytes as f64,
             )?;

@@ -50,6 +50,17 @@ struct BuildLabels {
     device: String,
 }
 
+/// How a plugin call ended, as the metrics count it.
+#[derive(Clone, Copy, Debug)]
+pub enum PluginOutcome {
+    /// An OK reply.
+    Answered,
+    /// An error response (a refused or failed request): the plugin did its job.
+    ErrorReply,
+    /// No answer, by kind (`PluginFailure::kind`).
+    Failed(&'static str),
+}
+
 /// The runtime's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -223,18 +234,18 @@ impl Metrics {
         self.model_block_height.set(height);
     }
 
-    /// One plugin call and how it ended: `None` answered OK, else the reply's error kind.
-    pub fn plugin_call(&self, plugin: &str, failure: Option<&str>) {
+    /// One plugin call and how it ended.
+    pub fn plugin_call(&self, plugin: &str, outcome: PluginOutcome) {
         let name = PluginLabel {
             plugin: plugin.into(),
         };
         self.plugin_calls.get_or_create(&name).inc();
-        match failure {
-            None => {}
-            Some("error_reply") => {
+        match outcome {
+            PluginOutcome::Answered => {}
+            PluginOutcome::ErrorReply => {
                 self.plugin_error_replies.get_or_create(&name).inc();
             }
-            Some(kind) => {
+            PluginOutcome::Failed(kind) => {
                 self.plugin_failures
                     .get_or_create(&PluginFailureLabels {
                         plugin: plugin.into(),

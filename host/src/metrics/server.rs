@@ -3,7 +3,7 @@
 //! (`/livez`) and `/readyz` on the device's self-test, unauthenticated.
 
 use super::{JobCount, Live};
-use crate::health::{gpu_json, status_word};
+use crate::health::{gpu_json, http_status, readiness, status_word};
 use crate::runtime::Host;
 use anyhow::{Context, Result};
 use axum::Router;
@@ -72,14 +72,6 @@ async fn metrics(State(m): State<Arc<Monitor>>) -> Response {
     ([(header::CONTENT_TYPE, super::CONTENT_TYPE)], text).into_response()
 }
 
-fn code(ok: bool) -> StatusCode {
-    if ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    }
-}
-
 fn json_reply(status: StatusCode, body: &serde_json::Value) -> Response {
     (
         status,
@@ -106,7 +98,7 @@ async fn health(State(m): State<Arc<Monitor>>) -> Response {
     if let Some(reason) = &verdict.reason {
         body["reason"] = json!(reason);
     }
-    json_reply(code(verdict.healthy), &body)
+    json_reply(http_status(verdict.healthy), &body)
 }
 
 async fn readyz(State(m): State<Arc<Monitor>>) -> Response {
@@ -115,9 +107,6 @@ async fn readyz(State(m): State<Arc<Monitor>>) -> Response {
     } else {
         m.host.health.verdict().await.reason
     };
-    let mut body = json!({ "ready": why.is_none() });
-    if let Some(why) = &why {
-        body["reason"] = json!(why);
-    }
-    json_reply(code(why.is_none()), &body)
+    let (status, body) = readiness(why);
+    json_reply(status, &body)
 }

@@ -29,9 +29,9 @@ fn the_exposition_passes_the_strict_reader_and_says_what_was_counted() {
     timer.batch_done();
     m.model_built("cpu", 0.25);
     m.model_block_height(42);
-    m.plugin_call("runpod", None);
-    m.plugin_call("runpod", Some("error_reply"));
-    m.plugin_call("runpod", Some("time_limit"));
+    m.plugin_call("runpod", PluginOutcome::Answered);
+    m.plugin_call("runpod", PluginOutcome::ErrorReply);
+    m.plugin_call("runpod", PluginOutcome::Failed("time_limit"));
     m.selftest(true, Some(2.5e-7));
     let text = m.render(live());
     let e = parse(&text).unwrap_or_else(|why| panic!("{why}\n{text}"));

@@ -11,7 +11,7 @@ use crate::backends::backend_by_name;
 use crate::compute_service::ComputeService;
 use crate::delivery::{DeliveryConfig, Outbox};
 use crate::health::DeviceHealth;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PluginOutcome};
 use crate::plugin_host::{
     CallContext, Plugin, PluginFailure, PluginHost, PluginLimits, PluginReply,
 };
@@ -180,11 +180,11 @@ impl Host {
     }
 }
 
-/// How a plugin call ended, as `powhost_plugin_*` counts it: None for an OK reply.
-fn plugin_outcome(reply: &Result<PluginReply, PluginFailure>) -> Option<&'static str> {
+/// How a plugin call ended, as `powhost_plugin_*` counts it.
+fn plugin_outcome(reply: &Result<PluginReply, PluginFailure>) -> PluginOutcome {
     match reply {
-        Ok(PluginReply::Ok(_)) => None,
-        Ok(PluginReply::Error(_)) => Some("error_reply"),
-        Err(failure) => Some(failure.kind()),
+        Ok(PluginReply::Ok(_)) => PluginOutcome::Answered,
+        Ok(PluginReply::Error(_)) => PluginOutcome::ErrorReply,
+        Err(failure) => PluginOutcome::Failed(failure.kind()),
     }
 }

@@ -6,21 +6,13 @@
 
 use super::app::App;
 use super::http::{ApiError, json_response};
-use crate::health::{gpu_json, status_word};
+use crate::health::{gpu_json, http_status, readiness, status_word};
 use crate::metrics::{JobCount, Live};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::sync::Arc;
-
-fn code(ok: bool) -> StatusCode {
-    if ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    }
-}
 
 /// `/health` and `/livez`.
 pub async fn health(State(app): State<Arc<App>>) -> Response {
@@ -44,7 +36,7 @@ pub async fn health(State(app): State<Arc<App>>) -> Response {
     if let Some(reason) = &verdict.reason {
         body["reason"] = json!(reason);
     }
-    json_response(code(verdict.healthy), body)
+    json_response(http_status(verdict.healthy), body)
 }
 
 /// Why the server takes no work now, if it does not.
@@ -58,12 +50,8 @@ async fn not_ready(app: &Arc<App>) -> Option<String> {
 /// `/readyz`: the plugins are loaded (the server listens only then), the self-test passed and
 /// the server is not stopping.
 pub async fn readyz(State(app): State<Arc<App>>) -> Response {
-    let why = not_ready(&app).await;
-    let mut body = json!({ "ready": why.is_none() });
-    if let Some(why) = why {
-        body["reason"] = json!(why);
-    }
-    json_response(code(body["ready"] == json!(true)), body)
+    let (status, body) = readiness(not_ready(&app).await);
+    json_response(status, body)
 }
 
 /// `/ping`, for the serverless platform's load balancer: 200 when ready; 503 (not routed to)
