@@ -123,6 +123,7 @@ impl DeviceHealth {
             let mut state = self.state();
             if let Some(since) = state.running_since {
                 if now.duration_since(since) > state.hung_after {
+                    self.metrics.selftest_unanswered();
                     return hung(since);
                 }
                 None
@@ -261,7 +262,9 @@ mod tests {
     }
 
     /// A check that blocks until the test sends its result.
-    fn held_check() -> (Arc<DeviceHealth>, mpsc::Sender<anyhow::Result<Report>>) {
+    fn held_check(
+        metrics: Arc<Metrics>,
+    ) -> (Arc<DeviceHealth>, mpsc::Sender<anyhow::Result<Report>>) {
         let (send, receive) = mpsc::channel::<anyhow::Result<Report>>();
         let receive = Mutex::new(receive);
         let probe: Probe = Box::new(move || {
@@ -270,14 +273,14 @@ mod tests {
                 .recv()
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("test over")))
         });
-        let health = DeviceHealth::new(probe, Arc::default(), Some(&passed()));
+        let health = DeviceHealth::new(probe, metrics, Some(&passed()));
         health.set_timing(Duration::ZERO, Duration::from_secs(60));
         (health, send)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_check_still_running_is_answered_from_the_last_verdict() {
-        let (health, send) = held_check();
+        let (health, send) = held_check(Arc::default());
         let start = Instant::now();
         let first = health.verdict().await;
         // Waited for the check a moment, then answered from the start-up verdict.
@@ -308,7 +311,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_check_that_never_returns_is_a_failure() {
-        let (health, send) = held_check();
+        let metrics = Arc::new(Metrics::new());
+        let (health, send) = held_check(metrics.clone());
         health.set_timing(Duration::ZERO, Duration::from_millis(100));
         assert!(health.verdict().await.healthy);
         tokio::time::sleep(Duration::from_millis(150)).await;
@@ -318,6 +322,8 @@ mod tests {
             v.reason.as_deref().unwrap().contains("has not answered"),
             "{v:?}"
         );
+        let text = metrics.render(crate::metrics::Live::default());
+        assert!(text.contains("\npowhost_selftest_passed 0\n"), "{text}");
         send.send(Ok(passed())).unwrap();
     }
 

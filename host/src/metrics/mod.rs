@@ -265,6 +265,11 @@ impl Metrics {
         }
     }
 
+    /// The device has not answered a self-test for too long: failing, with nothing compared.
+    pub fn selftest_unanswered(&self) {
+        self.selftest_passed.set(0);
+    }
+
     /// The exposition, with `live` as what the scrape-time series say.
     pub fn render(&self, live: Live) -> String {
         let _one_at_a_time = self.render.lock().unwrap_or_else(|p| p.into_inner());
