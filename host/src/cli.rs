@@ -238,7 +238,13 @@ pub struct ServeArgs {
     pub callback_interval: Duration,
     /// `GET /metrics` (Prometheus text format) on or off; off answers 404. /health, /livez,
     /// /readyz and /ping are always served, without authentication.
-    #[arg(long, env = "POWHOST_METRICS", default_value = "on", value_name = "on|off", value_parser = ["on", "off"])]
+    #[arg(
+        long,
+        env = "POWHOST_METRICS",
+        default_value = "on",
+        value_name = "on|off",
+        value_parser = ["on", "off"]
+    )]
     pub metrics: String,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
@@ -295,7 +301,13 @@ pub struct WorkerArgs {
     #[arg(long, env = "POWHOST_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// /metrics on or off (with --metrics-listen); off answers 404.
-    #[arg(long, env = "POWHOST_METRICS", default_value = "on", value_name = "on|off", value_parser = ["on", "off"])]
+    #[arg(
+        long,
+        env = "POWHOST_METRICS",
+        default_value = "on",
+        value_name = "on|off",
+        value_parser = ["on", "off"]
+    )]
     pub metrics: String,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
