@@ -40,8 +40,8 @@ pub enum Command {
     Run(RunArgs),
     /// Serve HTTP: the network node's PoC API under /api/v1 (generate with callbacks,
     /// validate, status, stop) and serverless-style endpoints (/runsync, /run, /status/ID,
-    /// /stream/ID, /cancel/ID, /health). Stops on SIGINT/SIGTERM after delivering pending
-    /// callbacks.
+    /// /stream/ID, /cancel/ID) and, for monitoring, /health, /livez, /readyz, /ping and
+    /// /metrics (Prometheus). Stops on SIGINT/SIGTERM after delivering pending callbacks.
     Serve(ServeArgs),
     /// Be the serverless platform's worker: take jobs from it (configured by the environment
     /// it gives its workers: RUNPOD_WEBHOOK_GET_JOB, RUNPOD_WEBHOOK_POST_OUTPUT, …), handle
@@ -257,6 +257,16 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub api_key: Option<String>,
+    /// `GET /metrics` (Prometheus text format) on or off; off answers 404. /health, /livez,
+    /// /readyz and /ping are always served, without authentication.
+    #[arg(
+        long,
+        env = "POWHOST_METRICS",
+        default_value = "on",
+        value_name = "on|off",
+        value_parser = ["on", "off"]
+    )]
+    pub metrics: String,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
     #[command(flatten)]
@@ -319,6 +329,21 @@ pub struct WorkerArgs {
     /// version asks of the SDK) or `[]` (`false`, its first streaming version).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub aggregate_stream: bool,
+    /// Serve Prometheus metrics (`GET /metrics`) and the device's health (`GET /health`,
+    /// /livez, /readyz) on this address, e.g. `0.0.0.0:9090`; off by default. An address that
+    /// cannot be bound stops the worker at start (exit 2). POWHOST_METRICS=off turns
+    /// /metrics into 404.
+    #[arg(long, env = "POWHOST_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// /metrics on or off (with --metrics-listen); off answers 404.
+    #[arg(
+        long,
+        env = "POWHOST_METRICS",
+        default_value = "on",
+        value_name = "on|off",
+        value_parser = ["on", "off"]
+    )]
+    pub metrics: String,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
     #[command(flatten)]

@@ -1,6 +1,7 @@
 //! The one path from a task to distances, for the plugins and the commands alike: typed
 //! failures, one backend, the built model reused while the block hash and params stay the same.
 
+use crate::metrics::Metrics;
 use crate::model::{LoadedModel, choose_batch};
 use crate::nonce_list::MAX_NONCES;
 use crate::progress::{Progress, Silent};
@@ -70,6 +71,7 @@ pub struct ComputeService {
     cache: Mutex<Option<Arc<CachedModel>>>,
     /// Who watches model builds and calls (the commands draw bars; servers watch nothing).
     progress: Box<dyn Progress>,
+    metrics: Arc<Metrics>,
 }
 
 /// What building a model took, for the benchmarks.
@@ -89,7 +91,14 @@ impl ComputeService {
             batch,
             cache: Mutex::new(None),
             progress: Box::new(Silent),
+            metrics: Arc::default(),
         }
+    }
+
+    /// Count nonces, forward passes and model builds in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Report model builds and calls to `progress`.
@@ -168,18 +177,23 @@ impl ComputeService {
         let cached = self.model_for(task)?;
         let batch = self.model_batch(&task.params).min(nonces.len().max(1));
         let counter = self.progress.counter("nonces", nonces.len() as u64);
+        let timer = self.metrics.batch_timer(self.backend.name());
         let out = compute_distances_until(
             &*cached.model.forward,
             &cached.model.weights,
             &task.public_key,
             nonces,
             batch,
-            &|done| counter.set(done as u64),
+            &|done| {
+                counter.set(done as u64);
+                timer.batch_done();
+            },
             &|| stop.interrupted(),
         )
         .map_err(|e| ComputeFailure::new(FailureKind::BackendFailed, format!("{e:#}")));
         drop(counter);
         let out = out?;
+        self.metrics.nonces_computed(self.backend.name(), out.len());
         if out.len() < nonces.len() {
             let why = match stop.reason() {
                 Some(StopReason::Deadline) => "the request's time limit passed",
@@ -254,6 +268,8 @@ impl ComputeService {
             &*self.progress,
         )
         .map_err(|e| ComputeFailure::new(FailureKind::BackendFailed, format!("{e:#}")))?;
+        self.metrics
+            .model_built(self.backend.name(), start.elapsed().as_secs_f64());
         log::info!(
             "built the model for block hash {} on {} in {:.2} s",
             task.block_hash,

@@ -11,7 +11,9 @@ mod delivery;
 mod error_reply;
 #[doc(hidden)]
 pub mod fuzzing;
+mod health;
 mod input;
+mod metrics;
 mod model;
 mod nonce_list;
 mod plugin_host;

@@ -332,6 +332,7 @@ fn bad_flags_fail_before_serving() {
         (&["--callback-interval", "0"], "--callback-interval"),
         (&["--flush-timeout=-1"], "--flush-timeout"),
         (&["--backend", "abacus"], "unknown backend"),
+        (&["--metrics", "maybe"], "--metrics"),
     ];
     for (args, says) in cases {
         let listen: &[&str] = if args.contains(&"--listen") {
@@ -437,4 +438,16 @@ fn bad_receivers_lose_nothing_delay_nothing_and_sigterm_keeps_the_deadline() {
             .all(|r| r.method == "POST" && r.path != "/elsewhere")
     );
     let _ = std::fs::remove_file(&kept);
+#[test]
+fn metrics_turned_off_by_flag_answer_404_and_the_help_names_the_variable() {
+    let server = Server::start(&["--metrics", "off"]);
+    assert_eq!(server.get("/metrics").0, 404);
+    assert_eq!(server.get("/health").0, 200);
+    assert_eq!(server.get("/readyz"), (200, json!({"ready": true})));
+    let help = Command::new(env!("CARGO_BIN_EXE_powhost"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("[env: POWHOST_METRICS"), "{help}");
 }

@@ -73,6 +73,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         flush_timeout: args.delivery.flush_timeout,
         undelivered: args.delivery.undelivered,
         access,
+        metrics: args.metrics == "on",
     };
     crate::serve::run(runtime, &args.plugin, &args.validator, serve)
 }
@@ -97,6 +98,8 @@ fn worker(args: WorkerArgs) -> Result<ExitCode> {
         aggregate_stream: args.aggregate_stream,
         flush_timeout: args.delivery.flush_timeout,
         undelivered: args.delivery.undelivered,
+        metrics_listen: args.metrics_listen,
+        metrics: args.metrics == "on",
     };
     crate::worker::run(runtime, platform, &args.plugin, worker)
 }

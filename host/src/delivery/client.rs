@@ -64,6 +64,7 @@ impl Outbox {
         if status.is_success() {
             return Ok(());
         }
+        self.state().refused += 1;
         if status.is_redirection() {
             let location = response
                 .headers()

@@ -100,6 +100,8 @@ struct State {
     unsent: VecDeque<Delivery>,
     delivered: u64,
     failed_attempts: u64,
+    refused: u64,
+    retried: u64,
 }
 
 pub struct Outbox {
@@ -120,6 +122,10 @@ pub struct OutboxStats {
     pub in_flight: usize,
     /// Attempts that failed (refused, redirected, timed out, unreachable), each retried.
     pub failed_attempts: u64,
+    /// Attempts answered with a status other than 2xx (redirects included).
+    pub refused: u64,
+    /// Failed attempts scheduled again.
+    pub retried: u64,
     /// How long the oldest pending result has waited, in seconds (0 when none).
     pub oldest_pending_seconds: f64,
 }
@@ -197,6 +203,8 @@ impl Outbox {
                 .filter(|d| d.in_flight.is_some())
                 .count(),
             failed_attempts: state.failed_attempts,
+            refused: state.refused,
+            retried: state.retried,
             oldest_pending_seconds: state
                 .unsent
                 .iter()

@@ -184,6 +184,7 @@ impl Outbox {
                         );
                         state.unsent.remove(pos);
                     } else {
+                        state.retried += 1;
                         let d = &mut state.unsent[pos];
                         d.attempts += 1;
                         let wait = self.backoff.after(d.attempts);

@@ -102,6 +102,28 @@ pub struct PluginFailure {
     pub message: String,
 }
 
+impl PluginFailure {
+    /// What kind of failure, for the metrics: `time_limit`, `memory`, `trap`, `host` (the
+    /// host could not run the call) or `failed`. Read from the sentence [`PluginHost`]
+    /// writes for each (its `failure`), so that the two cannot disagree.
+    pub fn kind(&self) -> &'static str {
+        let m = &self.message;
+        if m.contains("ran past its time limit") {
+            "time_limit"
+        } else if m.contains("ran out of its memory limit")
+            || m.contains("passed more than its memory limit")
+        {
+            "memory"
+        } else if m.contains(" trapped (") {
+            "trap"
+        } else if m.starts_with("the plugin call failed in the host") {
+            "host"
+        } else {
+            "failed"
+        }
+    }
+}
+
 impl fmt::Display for PluginFailure {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str(&self.message)

@@ -37,6 +37,7 @@ fn a_plugin_past_its_memory_limit_is_stopped_and_the_next_call_served() {
             .starts_with("plugin `misbehave` ran out of its memory limit (64 MiB)"),
         "{failure}"
     );
+    assert_eq!(failure.kind(), "memory");
     assert_eq!(
         call(&host, &plugin, "hello").unwrap(),
         PluginReply::Ok("{\"echo\": \"hello\"}".into())
@@ -52,6 +53,7 @@ fn a_plugin_past_its_time_limit_is_stopped() {
         failure.message.contains("ran past its time limit (0.2 s"),
         "{failure}"
     );
+    assert_eq!(failure.kind(), "time_limit");
     assert!(started.elapsed() < Duration::from_secs(5));
     let failure = call(&host, &plugin, "host-loop").unwrap_err();
     assert!(
@@ -65,6 +67,7 @@ fn a_trap_is_a_failure_that_quotes_the_panic() {
     let (host, plugin) = host(64, 5_000);
     let failure = call(&host, &plugin, "trap").unwrap_err();
     assert!(failure.message.contains("trapped"), "{failure}");
+    assert_eq!(failure.kind(), "trap");
     assert!(
         failure.message.contains("misbehaving on purpose"),
         "{failure}"

@@ -11,11 +11,14 @@ pub mod stop;
 use crate::backends::backend_by_name;
 use crate::compute_service::ComputeService;
 use crate::delivery::{DeliveryConfig, Outbox};
+use crate::health::DeviceHealth;
+use crate::metrics::{Metrics, PluginOutcome};
 use crate::plugin_host::{
     CallContext, Plugin, PluginFailure, PluginHost, PluginLimits, PluginReply,
 };
 use crate::progress::{Bars, Silent};
 use anyhow::{Context, Result};
+use powhost_core::Backend;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -47,6 +50,9 @@ pub struct Host {
     pub outbox: Arc<Outbox>,
     /// The root of the stop tree: the process.
     pub stop: Stop,
+    pub metrics: Arc<Metrics>,
+    /// Whether the device still passes its self-test (`/health`).
+    pub health: Arc<DeviceHealth>,
 }
 
 /// The services and the async runtime they run on.
@@ -104,23 +110,38 @@ impl Host {
     /// The services alone, without an async runtime of their own (the tests run them on
     /// theirs).
     pub fn start(config: &RuntimeConfig) -> Result<Arc<Self>> {
+        Self::start_on(config, backend_by_name(&config.backend)?)
+    }
+
+    /// The services on a backend already opened (`config.backend` is not read).
+    pub fn start_on(config: &RuntimeConfig, backend: Box<dyn Backend>) -> Result<Arc<Self>> {
         let plugins = PluginHost::new(config.plugin_limits)?;
-        let backend = backend_by_name(&config.backend)?;
-        let compute = ComputeService::new(backend, config.batch);
+        let metrics = Arc::new(Metrics::new());
+        metrics.set_build_info(backend.name(), &backend.device_description());
+        let compute = ComputeService::new(backend, config.batch).with_metrics(metrics.clone());
         let compute = Arc::new(if config.progress {
             compute.with_progress(Box::new(Bars))
         } else {
             compute.with_progress(Box::new(Silent))
         });
-        if config.self_test {
+        let first_check = if config.self_test {
             let report = crate::selftest::require(&compute)?;
             eprintln!("powhost: {}", report.summary());
-        }
+            Some(report)
+        } else {
+            None
+        };
+        let probe = {
+            let compute = compute.clone();
+            Box::new(move || crate::selftest::run(&compute))
+        };
         Ok(Arc::new(Host {
             plugins,
             compute,
             outbox: Arc::new(Outbox::new(config.delivery.clone())?),
             stop: Stop::new(),
+            health: DeviceHealth::new(probe, metrics.clone(), first_check.as_ref()),
+            metrics,
         }))
     }
 
@@ -139,7 +160,8 @@ impl Host {
         slot: Option<OwnedSemaphorePermit>,
     ) -> Result<PluginReply, PluginFailure> {
         let (host, plugin) = (self.clone(), plugin.clone());
-        tokio::task::spawn_blocking(move || {
+        let name = plugin.info.name.clone();
+        let reply = tokio::task::spawn_blocking(move || {
             let _slot = slot;
             host.plugins.handle(&plugin, &request, call)
         })
@@ -148,7 +170,9 @@ impl Host {
             Err(PluginFailure {
                 message: format!("the plugin call failed in the host: {e}"),
             })
-        })
+        });
+        self.metrics.plugin_call(&name, plugin_outcome(&reply));
+        reply
     }
 
     /// Deliver what the outbox holds for at most `within` (posts still in flight then are
@@ -173,5 +197,14 @@ impl Host {
         }
         eprintln!("powhost: stopped; every one of the {what} was delivered");
         ExitCode::SUCCESS
+    }
+}
+
+/// How a plugin call ended, as `powhost_plugin_*` counts it.
+fn plugin_outcome(reply: &Result<PluginReply, PluginFailure>) -> PluginOutcome {
+    match reply {
+        Ok(PluginReply::Ok(_)) => PluginOutcome::Answered,
+        Ok(PluginReply::Error(_)) => PluginOutcome::ErrorReply,
+        Err(failure) => PluginOutcome::Failed(failure.kind()),
     }
 }

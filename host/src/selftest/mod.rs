@@ -5,9 +5,11 @@
 //! fraud; a crash is easy to notice, a wrong answer is not.
 
 use crate::compute_service::{ComputeService, Task};
-use crate::runtime::stop::Stop;
+use crate::model::{LoadedModel, choose_batch};
+use crate::progress::Silent;
 use anyhow::{Context, Result};
 use powhost_core::params::{ModelParams, PartialParams};
+use powhost_core::poc::compute_distances_until;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -30,7 +32,7 @@ struct Reference {
 }
 
 /// What the self-test compared, for `powhost selftest` and the logs.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, Clone)]
 pub struct Report {
     pub backend: String,
     pub device: String,
@@ -73,8 +75,22 @@ pub fn run(compute: &ComputeService) -> Result<Report> {
         params: ModelParams::from_partial(&reference.params),
         devices: Vec::new(),
     };
-    let computed = compute
-        .distances(&task, &reference.nonces, &Stop::new())
+    // A model of its own, not the service's cached one: a health check run while serving
+    // must not evict the model the work is using.
+    let backend = compute.backend();
+    let batch = choose_batch(None, backend, &task.params, reference.nonces.len());
+    let computed = LoadedModel::new(backend, &task.params, &task.block_hash, batch, &Silent)
+        .and_then(|model| {
+            compute_distances_until(
+                &*model.forward,
+                &model.weights,
+                &task.public_key,
+                &reference.nonces,
+                batch,
+                &|_| {},
+                &|| false,
+            )
+        })
         .context("the self-test could not compute its nonces")?;
     // A NaN compares as a failure (f64::max would skip it).
     let max_abs_diff = computed
@@ -86,7 +102,6 @@ pub fn run(compute: &ComputeService) -> Result<Report> {
             |m: f64, d| if d.is_nan() { f64::INFINITY } else { m.max(d) },
         );
     let complete = computed.len() == reference.nonces.len();
-    let backend = compute.backend();
     Ok(Report {
         backend: backend.name().to_string(),
         device: backend.device_description(),

@@ -7,6 +7,7 @@
 mod app;
 mod auth;
 mod gpu;
+mod health;
 pub(crate) mod http;
 mod jobs;
 mod listener;
@@ -55,6 +56,8 @@ pub struct ServeConfig {
     pub undelivered: Option<PathBuf>,
     /// The signer key and API key requests must show.
     pub access: Access,
+    /// Serve `/metrics` (else 404).
+    pub metrics: bool,
 }
 
 /// Serve with the `serverless` and `validator` plugins until a signal, then stop: no new

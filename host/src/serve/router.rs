@@ -3,7 +3,7 @@
 
 use super::app::App;
 use super::http::ApiError;
-use super::{auth, gpu, node, serverless};
+use super::{auth, gpu, health, node, serverless};
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -36,7 +36,12 @@ pub fn router(app: Arc<App>) -> Router {
             get(serverless::stream).post(serverless::stream),
         )
         .route("/cancel/{id}", post(serverless::cancel))
-        .route("/health", get(serverless::health))
+        // For the operator's monitoring: never behind authentication.
+        .route("/health", get(health::health))
+        .route("/livez", get(health::health))
+        .route("/readyz", get(health::readyz))
+        .route("/ping", get(health::ping))
+        .route("/metrics", get(health::metrics))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "Not Found: no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

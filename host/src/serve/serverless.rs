@@ -1,5 +1,5 @@
 //! Serverless-style endpoints (docs/spec/PROTOCOLS.md §B2): `/runsync`, `/run`,
-//! `/status/{id}`, `/stream/{id}`, `/cancel/{id}`, `/health`. The request plugin (default
+//! `/status/{id}`, `/stream/{id}`, `/cancel/{id}` (`/health`: health.rs). The request plugin (default
 //! `runpod`) handles each job's `{"input": {...}}`; the host keeps the jobs.
 
 use super::app::{App, BackgroundTask, PluginKind, Ticket};
@@ -243,13 +243,4 @@ pub async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> Resp
         Status::Cancelled
     };
     ok(json!({"id": id, "status": shown.name()}))
-}
-
-pub async fn health(State(app): State<Arc<App>>) -> Response {
-    let (running, idle) = app.slots.usage();
-    ok(json!({
-        "jobs": app.jobs.counts(),
-        "workers": {"running": running, "idle": idle},
-        "callbacks": app.callback_stats(),
-    }))
 }

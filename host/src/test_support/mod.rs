@@ -2,6 +2,7 @@
 //! golden files, a stand-in HTTP server (receiver.rs) and what generation delivered to it
 //! (proof_batches.rs).
 
+pub mod failing_device;
 pub mod golden_response;
 pub mod proof_batches;
 // The serverless platform's stand-in in the worker tests uses what the lib's tests do not.
@@ -32,6 +33,23 @@ pub fn host_with(plugin_limits: PluginLimits) -> Arc<Host> {
         thread_name: "test",
     })
     .expect("the CPU host starts")
+}
+
+/// The services on `backend`, without self-test or progress.
+pub fn host_on(backend: Box<dyn powhost_core::Backend>) -> Arc<Host> {
+    Host::start_on(
+        &RuntimeConfig {
+            backend: "cpu".into(),
+            batch: None,
+            plugin_limits: PluginLimits::default(),
+            self_test: false,
+            progress: false,
+            delivery: delivery(),
+            thread_name: "test",
+        },
+        backend,
+    )
+    .expect("the host starts")
 }
 
 /// Short timeouts, and refused posts retried after half a second at most, so that a failing

@@ -45,6 +45,10 @@ pub struct WorkerConfig {
     pub flush_timeout: Duration,
     /// Where results still undelivered at the end are appended.
     pub undelivered: Option<PathBuf>,
+    /// Where to serve `/metrics` and `/health` (metrics/server.rs), if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// `/metrics` on (else 404).
+    pub metrics: bool,
 }
 
 /// Largest answer taken from the platform (a job-take holds at most a few jobs' requests):
@@ -132,6 +136,15 @@ pub fn run(
         running: Mutex::new(HashMap::new()),
         changed: Notify::new(),
     });
+    if let Some(addr) = worker.config.metrics_listen {
+        match runtime.block_on(crate::metrics::server::start(addr, worker.monitor())) {
+            Ok(bound) => eprintln!("powhost: metrics and health on http://{bound}/metrics"),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return Ok(ExitCode::from(2));
+            }
+        }
+    }
     runtime.stop_on_signals(
         "powhost: stopping: no new jobs; ending the jobs in flight at their next batch (interrupt again to quit now)",
     )?;
@@ -216,6 +229,27 @@ impl Worker {
                 return;
             }
             changed.await;
+        }
+    }
+
+    /// What the monitoring server reads of this worker: its jobs computing and delivering.
+    fn monitor(self: &Arc<Self>) -> crate::metrics::server::Monitor {
+        let worker = self.clone();
+        crate::metrics::server::Monitor {
+            host: self.host.clone(),
+            metrics: self.config.metrics,
+            jobs: Box::new(move || {
+                let computing = worker.jobs().len();
+                let delivering = worker.in_progress().len().saturating_sub(computing);
+                let count = |status: &str, jobs: usize| crate::metrics::JobCount {
+                    status: status.into(),
+                    jobs: jobs as u64,
+                };
+                vec![
+                    count("in_progress", computing),
+                    count("delivering", delivering),
+                ]
+            }),
         }
     }
 

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 #[path = "../common/mod.rs"]
 mod common;
 mod jobs;
+mod monitoring;
 mod platform;
 mod platform_faults;
 mod shutdown;

@@ -111,6 +111,8 @@ pub(super) fn generate(init: &InitRequest, shared: &Shared, app: &App) {
                 shared
                     .valid
                     .fetch_add(valid_nonces.len() as u64, Ordering::Relaxed);
+                let metrics = &app.host.metrics;
+                metrics.nonces_valid(app.host.compute.backend().name(), valid_nonces.len());
                 app.proof_batches.add(&to, &valid_nonces, &valid_dist);
             }
             // A phase change or stop before the batch started: it is computed when

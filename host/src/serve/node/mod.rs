@@ -121,6 +121,7 @@ impl Controller {
                 })
                 .ok()
         };
+        app.host.metrics.model_block_height(init.block_height);
         log::info!(
             "PoC initialised: block {} (height {}), node {} of {}, callbacks to {}",
             init.block_hash,
@@ -170,6 +171,13 @@ pub struct Node {
 impl Node {
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Controller>> {
         self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// None when no PoC is initialised, else its generation's failure, if any (`/health`).
+    pub fn health(&self) -> Option<Option<String>> {
+        let current = self.lock();
+        let failure = |c: &Controller| c.shared.failure.lock().unwrap().clone();
+        current.as_ref().map(failure)
     }
 
     /// Stop generating; returns the worker to wait for.
@@ -280,7 +288,10 @@ pub async fn stop_pow(State(app): State<Arc<App>>) -> Response {
 
 pub async fn state(State(app): State<Arc<App>>) -> Response {
     let running = app.node.lock().is_some();
-    ok(json!({"state": if running { "POW" } else { "STOPPED" }}))
+    ok(json!({
+        "state": if running { "POW" } else { "STOPPED" },
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
 }
 
 pub async fn stop_all(State(app): State<Arc<App>>) -> Response {

@@ -6,7 +6,9 @@
 //! tests/serve.rs.
 
 mod auth;
+mod health;
 mod jobs;
+mod metrics;
 mod node;
 mod serverless;
 
@@ -45,6 +47,7 @@ fn config() -> ServeConfig {
         flush_timeout: Duration::from_secs(5),
         undelivered: None,
         access: Default::default(),
+        metrics: true,
     }
 }
 

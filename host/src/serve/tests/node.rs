@@ -61,7 +61,10 @@ async fn generation_delivers_this_nodes_sequence_despite_refused_callbacks() {
     );
     assert_eq!(
         get("/api/v1/state").await,
-        (StatusCode::OK, json!({"state": "STOPPED"}))
+        (
+            StatusCode::OK,
+            json!({"state": "STOPPED", "version": env!("CARGO_PKG_VERSION")})
+        )
     );
 
     // Unset node ids are refused as by the reference.
@@ -87,7 +90,7 @@ async fn generation_delivers_this_nodes_sequence_despite_refused_callbacks() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], json!("OK"));
     assert_eq!(body["pow_status"]["status"], json!("GENERATING"));
-    assert_eq!(get("/api/v1/state").await.1, json!({"state": "POW"}));
+    assert_eq!(get("/api/v1/state").await.1["state"], json!("POW"));
 
     wait_for_nonces(&receiver, &init, 500).await;
     let (_, text) = send(&app, "GET", "/api/v1/pow/status", None).await;
@@ -99,7 +102,10 @@ async fn generation_delivers_this_nodes_sequence_despite_refused_callbacks() {
     // Stop: what was computed is still delivered.
     let (status, body) = send_json(&app, "POST", "/api/v1/pow/stop", Some("")).await;
     assert_eq!((status, &body["status"]), (StatusCode::OK, &json!("OK")));
-    assert_eq!(get("/api/v1/state").await.1, json!({"state": "STOPPED"}));
+    assert_eq!(
+        get("/api/v1/state").await.1,
+        json!({"state": "STOPPED", "version": env!("CARGO_PKG_VERSION")})
+    );
     wait_until_delivered(&app).await;
 
     let received = receiver.received();
