@@ -72,7 +72,18 @@ fn worker(args: WorkerArgs) -> Result<ExitCode> {
         &args.limits,
         Some(&args.delivery),
         "worker",
-    ))?;
+    ))
+    .inspect_err(|e| {
+        // A device that failed (to open, or the self-test) is reported before the exit, so
+        // that the platform replaces the worker instead of sending it jobs.
+        let failed = e.downcast_ref::<crate::selftest::SelfTestFailed>();
+        let check = if failed.is_some() {
+            "selftest"
+        } else {
+            "device"
+        };
+        crate::worker::report_unhealthy(&platform, check, &format!("{e:#}"));
+    })?;
     let worker = WorkerConfig {
         concurrency: args.concurrency,
         time_limit: args.time_limit,
