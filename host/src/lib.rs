@@ -21,6 +21,7 @@ mod selftest;
 mod serve;
 #[cfg(test)]
 mod test_support;
+mod usage;
 mod worker;
 
 use clap::Parser;
@@ -35,7 +36,11 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            if usage::is_usage(&e) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

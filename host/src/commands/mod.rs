@@ -19,7 +19,7 @@ use crate::plugin_host::PluginLimits;
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::serve::ServeConfig;
 use crate::worker::{Platform, WorkerConfig};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::process::ExitCode;
 
 /// Run a command; `Ok` carries the exit code of a command that reported its own failure
@@ -42,6 +42,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn serve(args: ServeArgs) -> Result<ExitCode> {
+    // The address first: one taken or not ours fails at once, not after the self-test.
+    let listener = std::net::TcpListener::bind(&args.listen).with_context(|| {
+        format!(
+            "cannot listen on {}; is the address free and this machine's?",
+            args.listen
+        )
+    })?;
     let runtime = Runtime::start(runtime_config(
         &args.backend.name,
         args.batch,
@@ -60,7 +67,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         flush_timeout: args.delivery.flush_timeout,
         undelivered: args.delivery.undelivered,
     };
-    crate::serve::run(runtime, &args.plugin, &args.validator, serve)
+    crate::serve::run(runtime, listener, &args.plugin, &args.validator, serve)
 }
 
 fn worker(args: WorkerArgs) -> Result<ExitCode> {

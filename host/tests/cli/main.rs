@@ -2,7 +2,8 @@
 //! - results.rs: golden results through the CLI (fingerprints, distances, bench's figures);
 //! - bad_inputs.rs: every kind of bad input answered with one clear error line and a non-zero
 //!   exit, never a panic;
-//! - hostile_inputs.rs: unbounded, hanging, malformed and overflowing inputs.
+//! - hostile_inputs.rs: unbounded, hanging, malformed and overflowing inputs;
+//! - usage_errors.rs: exit 2 for a command line no command can use, one test per command.
 
 use serde_json::Value;
 use std::process::{Command, Output};
@@ -10,6 +11,7 @@ use std::process::{Command, Output};
 mod bad_inputs;
 mod hostile_inputs;
 mod results;
+mod usage_errors;
 
 const HASH: &str = "0000000000000000000000000000000000000000000000000000000000000001";
 const KEY: &str = "test_public_key_12345678901234567890";

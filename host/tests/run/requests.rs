@@ -208,25 +208,20 @@ fn bad_requests_get_error_responses() {
 #[test]
 fn bad_flags_and_unknown_plugins() {
     let request = json!({ "input": tiny_input() }).to_string();
-    let out = run(&["--plugin", "/no/such/plugin.wasm"], &request);
-    assert_eq!(out.status.code(), Some(1));
-    let response = one_response(&out);
-    assert_eq!(response["error_type"], json!("HostError"));
-    assert!(
-        response["error"]
-            .as_str()
-            .unwrap()
-            .contains("/no/such/plugin.wasm")
-    );
-
-    let out = run(&["--backend", "quantum"], &request);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        one_response(&out)["error"]
-            .as_str()
-            .unwrap()
-            .contains("quantum")
-    );
+    // A plugin or backend that names nothing is a usage error too: exit 2, saying which.
+    for (bad, says) in [
+        (
+            ["--plugin", "/no/such/plugin.wasm"],
+            "unknown plugin `/no/such/plugin.wasm`",
+        ),
+        (["--backend", "quantum"], "unknown backend `quantum`"),
+    ] {
+        let out = run(&bad, &request);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says) && stderr.contains(bad[0]), "{stderr}");
+        assert!(out.stdout.is_empty(), "{bad:?}");
+    }
 
     // A bad flag value is a usage error, named by clap before anything loads: exit 2.
     for bad in [
