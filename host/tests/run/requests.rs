@@ -158,6 +158,8 @@ fn bad_requests_get_error_responses() {
         ("nonce_float", with("nonces", json!([1, 2.5]))),
         ("nonce_string", with("nonces", json!([1, "2"]))),
         ("nonce_out_of_range", r#"{"input": {"block_hash": "a", "block_height": 1, "public_key": "k", "r_target": 1.4, "nonces": [9223372036854775808]}}"#.into()),
+        ("nonce_2_pow_64", r#"{"input": {"block_hash": "a", "block_height": 1, "public_key": "k", "r_target": 1.4, "nonces": [18446744073709551616]}}"#.into()),
+        ("r_target_beyond_float", r#"{"input": {"block_hash": "a", "block_height": 1, "public_key": "k", "r_target": 1e999, "nonces": [1]}}"#.into()),
         ("nonces_empty", with("nonces", json!([]))),
         ("r_target_nan", r#"{"input": {"block_hash": "a", "block_height": 1, "public_key": "k", "r_target": NaN, "nonces": [1]}}"#.into()),
         ("r_target_negative", with("r_target", json!(-1.4))),
