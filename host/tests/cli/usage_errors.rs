@@ -81,6 +81,14 @@ fn compare_names_a_repeated_backend() {
 fn bench_fingerprint_and_selftest_name_what_names_nothing() {
     assert_usage_error(&["bench", "--preset", "nosuch"], "unknown preset");
     assert_usage_error(&["bench", "--plugin", "nosuch"], "unknown plugin");
+    assert_usage_error(
+        &["bench", "--block-hash", "", "--backend", "cpu"],
+        "--block-hash must not be empty",
+    );
+    assert_usage_error(
+        &["bench", "--plugin", "runpod", "--block-hash", ""],
+        "--block-hash must not be empty",
+    );
     assert_usage_error(&["selftest", "--backend", "nosuch"], "unknown backend");
     assert_usage_error(
         &["fingerprint", "--preset", "nosuch", "--block-hash", HASH],
