@@ -164,3 +164,32 @@ fn jobs_still_waiting_at_shutdown_are_answered_with_an_error() {
     assert!(platform.chunks("job-later").is_empty());
     assert_eq!(platform.results("job-long").len(), 1);
 }
+
+#[test]
+fn a_waiting_job_the_platform_stops_is_never_run() {
+    let platform = Platform::start();
+    let endless = stream_input(json!({"start_nonce": 0, "batch_size": 4096}));
+    platform.script().answers.push_back(json!([
+        job("job-run", endless),
+        job("job-wait", tiny_input())
+    ]));
+    let _worker = Worker::start(&platform, &["--concurrency", "1"]);
+    platform.wait_for("a chunk", 60, |p| !p.chunks("job-run").is_empty());
+    let stops_answered = |p: &Platform| {
+        p.seen()
+            .iter()
+            .filter(|s| s.is("job-stop") && s.answered == 200)
+            .count()
+    };
+    platform.script().stop.push("job-wait".into());
+    platform.wait_for("the first stop", 10, |p| stops_answered(p) == 1);
+    platform.script().stop.push("job-run".into());
+    platform.wait_for("the second stop", 10, |p| stops_answered(p) == 2);
+    // The worker is free again: the next job taken is answered, the stopped one never.
+    platform.add_job("job-next", tiny_input());
+    platform.wait_for("the next job's result", 60, |p| {
+        !p.results("job-next").is_empty()
+    });
+    assert!(platform.results("job-wait").is_empty());
+    assert!(platform.results("job-run").is_empty());
+}
