@@ -1,5 +1,6 @@
 //! The command line, documented for `--help`.
 
+use crate::cli_names as names;
 use clap::{Args, Parser, Subcommand};
 use std::time::Duration;
 
@@ -75,7 +76,7 @@ pub struct BackendArg {
     /// through wgpu, then the CPU (a software Vulkan driver is passed over); or `cpu`, `wgpu`,
     /// `cuda` (every device; `cuda:0,cuda:1` for some). With several devices, each batch is
     /// spread over them.
-    #[arg(long = "backend", default_value = "auto", value_name = "NAME", value_parser = backend_name)]
+    #[arg(long = "backend", default_value = "auto", value_name = "NAME", value_parser = names::backend_name)]
     pub name: String,
 }
 
@@ -84,7 +85,7 @@ pub struct BackendArg {
 #[group(required = true, multiple = false)]
 pub struct ModelArgs {
     /// A named preset (see `powhost presets`), e.g. `tiny`, `devtest`, `mainnet`.
-    #[arg(long, value_parser = preset_name)]
+    #[arg(long, value_parser = names::preset_name)]
     pub preset: Option<String>,
     /// A params JSON object (inline, or a path to a file holding one); missing fields take
     /// the `reference-default` values.
@@ -135,7 +136,7 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub backend: BackendArg,
     /// The preset to measure.
-    #[arg(long, default_value = "cpu-bench", value_parser = preset_name)]
+    #[arg(long, default_value = "cpu-bench", value_parser = names::preset_name)]
     pub preset: String,
     /// How many nonces to compute (default: enough for a few seconds on a CPU; at most
     /// 10,000,000).
@@ -153,7 +154,7 @@ pub struct BenchArgs {
     /// Measure the per-request overhead of this plugin instead (a runpod-contract plugin,
     /// built-in name or path): the same requests through the plugin and straight to the
     /// backend, the model built once.
-    #[arg(long, value_name = "NAME|PATH", value_parser = plugin_source)]
+    #[arg(long, value_name = "NAME|PATH", value_parser = names::plugin_source)]
     pub plugin: Option<String>,
     /// With --plugin: how many requests to time each way.
     #[arg(long, default_value_t = 300, value_parser = request_count)]
@@ -169,7 +170,7 @@ pub struct RunArgs {
     #[arg(value_name = "INPUT", default_value = "-")]
     pub input: String,
     /// The plugin: a built-in name (see `powhost plugins`) or the path of a component (.wasm).
-    #[arg(long, default_value = "runpod", value_name = "NAME|PATH", value_parser = plugin_source)]
+    #[arg(long, default_value = "runpod", value_name = "NAME|PATH", value_parser = names::plugin_source)]
     pub plugin: String,
     #[command(flatten)]
     pub backend: BackendArg,
@@ -202,14 +203,14 @@ pub struct PluginLimitArgs {
 pub struct ServeArgs {
     /// Address to listen on, e.g. `127.0.0.1:8080` or `0.0.0.0:8080` (port 0 picks a free
     /// one). The bound address is printed on stdout as `{"listening": "ADDR"}`.
-    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR", value_parser = listen_address)]
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR", value_parser = names::listen_address)]
     pub listen: String,
     /// The plugin for the serverless-style endpoints (/runsync, /run): a built-in name or a
     /// component path.
-    #[arg(long, default_value = "runpod", value_name = "NAME|PATH", value_parser = plugin_source)]
+    #[arg(long, default_value = "runpod", value_name = "NAME|PATH", value_parser = names::plugin_source)]
     pub plugin: String,
     /// The plugin that validates ProofBatches (POST /api/v1/pow/validate).
-    #[arg(long, default_value = "validator", value_name = "NAME|PATH", value_parser = plugin_source)]
+    #[arg(long, default_value = "validator", value_name = "NAME|PATH", value_parser = names::plugin_source)]
     pub validator: String,
     #[command(flatten)]
     pub backend: BackendArg,
@@ -266,7 +267,7 @@ pub struct DeliveryArgs {
 #[derive(Args, Debug)]
 pub struct WorkerArgs {
     /// The plugin that handles each job's request: a built-in name or a component path.
-    #[arg(long, default_value = "runpod", value_name = "NAME|PATH", value_parser = plugin_source)]
+    #[arg(long, default_value = "runpod", value_name = "NAME|PATH", value_parser = names::plugin_source)]
     pub plugin: String,
     #[command(flatten)]
     pub backend: BackendArg,
@@ -307,11 +308,11 @@ pub struct CompareArgs {
         value_delimiter = ',',
         default_value = "cpu,wgpu",
         value_name = "LIST",
-        value_parser = backend_name
+        value_parser = names::backend_name
     )]
     pub backends: Vec<String>,
     /// A named preset; with --golden, it must be the golden file's model (the default).
-    #[arg(long, conflicts_with = "params", value_parser = preset_name)]
+    #[arg(long, conflicts_with = "params", value_parser = names::preset_name)]
     pub preset: Option<String>,
     /// A params JSON object (inline or a file); missing fields take `reference-default`.
     /// With --golden, it must be the golden file's model.
@@ -348,40 +349,6 @@ pub struct CompareArgs {
 
 // Flag values are checked here, once, as the command line is parsed: a bad one is a usage
 // error (exit 2) naming the flag, before anything is loaded.
-
-fn backend_name(text: &str) -> Result<String, String> {
-    crate::backends::check_name(text)
-        .map(|()| text.to_string())
-        .map_err(|e| format!("{e:#}"))
-}
-
-fn plugin_source(text: &str) -> Result<String, String> {
-    crate::plugin_host::check_source(text)
-        .map(|()| text.to_string())
-        .map_err(|e| format!("{e:#}"))
-}
-
-fn preset_name(text: &str) -> Result<String, String> {
-    powhost_core::ModelParams::preset(text)
-        .map(|_| text.to_string())
-        .map_err(|e| format!("{e:#}"))
-}
-
-/// `HOST:PORT`, resolved now (binding it is the server's, before its self-test).
-fn listen_address(text: &str) -> Result<String, String> {
-    use std::net::ToSocketAddrs;
-    let example = "write HOST:PORT with a port from 0 to 65535, e.g. 127.0.0.1:8080";
-    match text
-        .to_socket_addrs()
-        .map(|mut addrs| addrs.next().is_some())
-    {
-        Ok(true) => Ok(text.to_string()),
-        Ok(false) => Err(format!("`{text}` resolves to no address; {example}")),
-        Err(e) => Err(format!(
-            "`{text}` is not an address to listen on ({e}); {example}"
-        )),
-    }
-}
 
 fn at_least_one(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
@@ -452,34 +419,5 @@ mod tests {
         }
         assert_eq!(non_negative_seconds("0"), Ok(Duration::ZERO));
         assert!(non_negative_seconds("-1").is_err());
-        // Names that name nothing, and addresses no socket takes, are usage errors too.
-        assert!(
-            backend_name("nosuch")
-                .unwrap_err()
-                .contains("unknown backend")
-        );
-        assert!(backend_name("cuda:x").unwrap_err().contains("cuda:0"));
-        for good in ["cpu", "wgpu", "auto", "cuda", "cuda:0,cuda:1"] {
-            assert_eq!(backend_name(good).as_deref(), Ok(good));
-        }
-        assert!(
-            plugin_source("nosuch")
-                .unwrap_err()
-                .contains("unknown plugin")
-        );
-        assert!(plugin_source("runpod").is_ok());
-        assert!(
-            preset_name("nosuch")
-                .unwrap_err()
-                .contains("unknown preset")
-        );
-        assert!(preset_name("tiny").is_ok());
-        assert!(
-            listen_address("127.0.0.1:99999")
-                .unwrap_err()
-                .contains("65535")
-        );
-        assert!(listen_address("nonsense").is_err());
-        assert!(listen_address("127.0.0.1:0").is_ok());
     }
 }
