@@ -25,6 +25,15 @@ pub fn backend_by_name(name: &str) -> Result<Box<dyn Backend>> {
     })
 }
 
+/// Whether `name` names a backend (opening nothing): what the command line checks.
+pub fn check_name(name: &str) -> Result<()> {
+    match name {
+        "cpu" | "wgpu" | "auto" => Ok(()),
+        cuda if cuda.starts_with("cuda") => CudaBackend::parse_devices(cuda).map(|_| ()),
+        other => bail!("unknown backend `{other}`; choose one of: {NAMES}"),
+    }
+}
+
 fn open(name: &str) -> Result<Box<dyn Backend>> {
     match name {
         "cpu" => Ok(Box::new(CpuBackend)),

@@ -1,5 +1,6 @@
 //! The command line, documented for `--help`.
 
+use crate::cli_names as names;
 use clap::{Args, Parser, Subcommand};
 use std::time::Duration;
 
@@ -75,7 +76,7 @@ pub struct BackendArg {
     /// through wgpu, then the CPU (a software Vulkan driver is passed over); or `cpu`, `wgpu`,
     /// `cuda` (every device; `cuda:0,cuda:1` for some). With several devices, each batch is
     /// spread over them.
-    #[arg(long = "backend", default_value = "auto", value_name = "NAME")]
+    #[arg(long = "backend", default_value = "auto", value_name = "NAME", value_parser = names::backend_name)]
     pub name: String,
 }
 
@@ -84,7 +85,7 @@ pub struct BackendArg {
 #[group(required = true, multiple = false)]
 pub struct ModelArgs {
     /// A named preset (see `powhost presets`), e.g. `tiny`, `devtest`, `mainnet`.
-    #[arg(long)]
+    #[arg(long, value_parser = names::preset_name)]
     pub preset: Option<String>,
     /// A params JSON object (inline, or a path to a file holding one); missing fields take
     /// the `reference-default` values.
@@ -135,7 +136,7 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub backend: BackendArg,
     /// The preset to measure.
-    #[arg(long, default_value = "cpu-bench")]
+    #[arg(long, default_value = "cpu-bench", value_parser = names::preset_name)]
     pub preset: String,
     /// How many nonces to compute (default: enough for a few seconds on a CPU; at most
     /// 10,000,000).
@@ -153,7 +154,7 @@ pub struct BenchArgs {
     /// Measure the per-request overhead of this plugin instead (a runpod-contract plugin,
     /// built-in name or path): the same requests through the plugin and straight to the
     /// backend, the model built once.
-    #[arg(long, value_name = "NAME|PATH")]
+    #[arg(long, value_name = "NAME|PATH", value_parser = names::plugin_source)]
     pub plugin: Option<String>,
     /// With --plugin: how many requests to time each way.
     #[arg(long, default_value_t = 300, value_parser = request_count)]
@@ -169,7 +170,7 @@ pub struct RunArgs {
     #[arg(value_name = "INPUT", default_value = "-")]
     pub input: String,
     /// The plugin: a built-in name (see `powhost plugins`) or the path of a component (.wasm).
-    #[arg(long, default_value = "runpod", value_name = "NAME|PATH")]
+    #[arg(long, default_value = "runpod", value_name = "NAME|PATH", value_parser = names::plugin_source)]
     pub plugin: String,
     #[command(flatten)]
     pub backend: BackendArg,
@@ -202,14 +203,14 @@ pub struct PluginLimitArgs {
 pub struct ServeArgs {
     /// Address to listen on, e.g. `127.0.0.1:8080` or `0.0.0.0:8080` (port 0 picks a free
     /// one). The bound address is printed on stdout as `{"listening": "ADDR"}`.
-    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR", value_parser = names::listen_address)]
     pub listen: String,
     /// The plugin for the serverless-style endpoints (/runsync, /run): a built-in name or a
     /// component path.
-    #[arg(long, default_value = "runpod", value_name = "NAME|PATH")]
+    #[arg(long, default_value = "runpod", value_name = "NAME|PATH", value_parser = names::plugin_source)]
     pub plugin: String,
     /// The plugin that validates ProofBatches (POST /api/v1/pow/validate).
-    #[arg(long, default_value = "validator", value_name = "NAME|PATH")]
+    #[arg(long, default_value = "validator", value_name = "NAME|PATH", value_parser = names::plugin_source)]
     pub validator: String,
     #[command(flatten)]
     pub backend: BackendArg,
@@ -311,7 +312,7 @@ pub struct DeliveryArgs {
 #[derive(Args, Debug)]
 pub struct WorkerArgs {
     /// The plugin that handles each job's request: a built-in name or a component path.
-    #[arg(long, default_value = "runpod", value_name = "NAME|PATH")]
+    #[arg(long, default_value = "runpod", value_name = "NAME|PATH", value_parser = names::plugin_source)]
     pub plugin: String,
     #[command(flatten)]
     pub backend: BackendArg,
@@ -366,13 +367,15 @@ pub struct CompareArgs {
         long,
         value_delimiter = ',',
         default_value = "cpu,wgpu",
-        value_name = "LIST"
+        value_name = "LIST",
+        value_parser = names::backend_name
     )]
     pub backends: Vec<String>,
-    /// A named preset; with --golden, the golden file's params are the default.
-    #[arg(long, conflicts_with = "params")]
+    /// A named preset; with --golden, it must be the golden file's model (the default).
+    #[arg(long, conflicts_with = "params", value_parser = names::preset_name)]
     pub preset: Option<String>,
     /// A params JSON object (inline or a file); missing fields take `reference-default`.
+    /// With --golden, it must be the golden file's model.
     #[arg(long, value_name = "JSON")]
     pub params: Option<String>,
     /// The block hash (default: the golden file's, else 00…01).

@@ -5,6 +5,7 @@
 mod backends;
 mod backoff;
 mod cli;
+mod cli_names;
 mod commands;
 mod compute_service;
 mod delivery;
@@ -23,6 +24,7 @@ mod selftest;
 mod serve;
 #[cfg(test)]
 mod test_support;
+mod usage;
 mod worker;
 
 use clap::Parser;
@@ -37,7 +39,11 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            if usage::is_usage(&e) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

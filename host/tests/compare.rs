@@ -103,9 +103,69 @@ fn bad_compare_arguments() {
         ),
     ] {
         let out = compare(&args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        // A golden file that cannot be read is the work's failure; the rest are usage errors.
+        let code = if expect.contains("golden.json") { 1 } else { 2 };
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(expect), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"));
     }
+}
+
+/// A golden file holds one model's distances: compared with another model's, a healthy
+/// device would look broken. Refused before anything is computed, saying what differs.
+#[test]
+fn a_golden_file_is_compared_only_with_its_own_model() {
+    let tiny = golden("forward_tiny.json");
+    for (args, says) in [
+        (
+            vec!["--preset", "devtest"],
+            vec![
+                "--preset devtest is not the model of --golden",
+                "dim 512, the golden's 64",
+                "leave --preset out",
+            ],
+        ),
+        (
+            vec!["--params", r#"{"dim": 64, "n_layers": 3}"#],
+            vec!["--params is not the model of --golden", "n_layers 3"],
+        ),
+        (
+            vec!["--nonces", "0..3"],
+            vec!["--nonces (the file has 64 nonces, 0 to 63) differs"],
+        ),
+        (
+            vec!["--block-hash", "ab", "--public-key", "k"],
+            vec![
+                "--block-hash (the file's is",
+                "--public-key (the file's is",
+                "differ;",
+            ],
+        ),
+    ] {
+        let mut all = vec!["--backends", "cpu", "--golden", tiny.as_str()];
+        all.extend(&args);
+        let out = compare(&all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        for s in says {
+            assert!(stderr.contains(s), "{args:?}: `{stderr}` lacks `{s}`");
+        }
+        assert!(out.stdout.is_empty(), "{args:?}: nothing was compared");
+    }
+    // The golden's own preset, named, is the same model: compared, and within the budget.
+    let out = compare(&[
+        "--backends",
+        "cpu",
+        "--golden",
+        &tiny,
+        "--preset",
+        "tiny",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

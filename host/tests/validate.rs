@@ -199,6 +199,27 @@ fn bad_batches_are_refused_with_the_reason() {
             "{request}: {v}"
         );
     }
+    // Numbers no field holds are named as sent, with what they exceed: not "an array", nor
+    // the float 2^64 rounds to.
+    for (request, says) in [
+        (
+            r#"{"public_key": "p", "block_hash": "b", "block_height": 1, "nonces": [1], "dist": [1e999]}"#,
+            "`dist[0]` is out of range: 1e999 is not a finite number",
+        ),
+        (
+            r#"{"public_key": "p", "block_hash": "b", "block_height": 1, "nonces": [18446744073709551616], "dist": [1.0]}"#,
+            "`nonces[0]` is out of range for a nonce: 18446744073709551616 does not fit; a nonce is an integer from -9223372036854775808 to 9223372036854775807",
+        ),
+    ] {
+        let out = powhost_with_stdin(
+            &["run", "--plugin", "validator", "--backend", "cpu"],
+            request,
+        );
+        assert_eq!(out.status.code(), Some(1), "{request}");
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["error_type"], json!("ValueError"), "{v}");
+        assert!(v["error"].as_str().unwrap().contains(says), "{v}");
+    }
 }
 
 #[test]

@@ -35,6 +35,7 @@ struct BenchReport {
 const BENCH_PUBLIC_KEY: &str = "powhost-bench";
 
 pub fn run(args: BenchArgs) -> Result<()> {
+    super::model_args::check_seed_text("--block-hash", &args.block_hash)?;
     let backend = backend_by_name(&args.backend.name)?;
     let params = ModelParams::preset(&args.preset)?;
     // About 2 s of CPU work by default: one batch at least.

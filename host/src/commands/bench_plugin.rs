@@ -29,6 +29,7 @@ struct OverheadReport {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
+    super::model_args::check_seed_text("--block-hash", &args.block_hash)?;
     let plugin_name = args.plugin.clone().unwrap_or_default();
     let nonces = args.nonces.unwrap_or(1);
     let params = ModelParams::preset(&args.preset)?;

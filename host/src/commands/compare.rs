@@ -9,7 +9,8 @@ use crate::model::{build_weights, choose_batch};
 use crate::nonce_list::parse_nonce_list;
 use crate::progress::Bars;
 use crate::runtime::stop::Stop;
-use anyhow::{Context, Result, bail, ensure};
+use crate::usage::{usage, usage_error};
+use anyhow::{Context, Result};
 use powhost_core::ModelParams;
 use powhost_core::agreement::Agreement;
 use serde::Serialize;
@@ -55,6 +56,7 @@ struct Pair {
 
 /// What a golden file fixes: model, seeds, nonces and the reference's distances.
 struct Golden {
+    path: String,
     params: Value,
     block_hash: String,
     public_key: String,
@@ -63,22 +65,36 @@ struct Golden {
 }
 
 pub fn run(args: CompareArgs) -> Result<ExitCode> {
-    ensure!(!args.backends.is_empty(), "--backends names no backend");
-    ensure!(
-        args.r_target.is_finite() && args.r_target > 0.0,
-        "--r-target must be a positive number"
-    );
-    ensure!(
-        args.budget_max >= 0.0 && args.budget_median >= 0.0,
-        "budgets must be 0 or more"
-    );
+    // The command line first (usage errors, exit 2), then the devices.
+    if args.backends.is_empty() {
+        usage_error!("--backends names no backend");
+    }
+    if !(args.r_target.is_finite() && args.r_target > 0.0) {
+        usage_error!("--r-target must be a positive number");
+    }
+    if !(args.budget_max >= 0.0 && args.budget_median >= 0.0) {
+        usage_error!("--budget-max and --budget-median must be 0 or more");
+    }
+    for (i, name) in args.backends.iter().enumerate() {
+        if args.backends[..i].contains(name) {
+            usage_error!(
+                "--backends lists `{name}` twice: a backend agrees with itself; name two different ones (e.g. cpu,wgpu)"
+            );
+        }
+    }
     let golden = args.golden.as_deref().map(read_golden).transpose()?;
 
     let params = match (&args.preset, &args.params, &golden) {
-        (None, None, Some(g)) => ModelParams::from_json(&g.params.to_string())?,
-        (None, None, None) => bail!("give --preset NAME, --params JSON or --golden FILE"),
+        (None, None, Some(g)) => ModelParams::from_json(&g.params.to_string())
+            .with_context(|| format!("the params of --golden {}", g.path))?,
+        (None, None, None) => usage_error!("give --preset NAME, --params JSON or --golden FILE"),
         _ => params_from(args.preset.as_deref(), args.params.as_deref())?,
     };
+    if args.backends.len() < 2 && args.golden.is_none() {
+        usage_error!(
+            "--backends names one backend and there is no --golden file: that compares nothing; name two backends (e.g. cpu,wgpu) or give --golden tests/golden/forward_<preset>.json"
+        );
+    }
     let block_hash = args
         .block_hash
         .clone()
@@ -92,28 +108,18 @@ pub fn run(args: CompareArgs) -> Result<ExitCode> {
     check_seed_text("--block-hash", &block_hash)?;
     check_seed_text("--public-key", &public_key)?;
     let nonces = match (&args.nonces, &golden) {
-        (Some(list), _) => parse_nonce_list(list)?,
+        (Some(list), _) => parse_nonce_list(list).context("--nonces").map_err(usage)?,
         (None, Some(g)) => g.nonces.clone(),
         (None, None) => (0..64).collect(),
     };
     if let Some(g) = &golden {
-        ensure!(
-            nonces == g.nonces && block_hash == g.block_hash && public_key == g.public_key,
-            "--golden fixes the block hash, public key and nonces; leave those flags out or match the file"
-        );
+        check_matches_golden(g, &args, &params, &block_hash, &public_key, &nonces)?;
     }
 
     let mut backends = Vec::new();
     for name in &args.backends {
-        if backends.iter().any(|(b, _): &(String, _)| b == name) {
-            bail!("--backends lists `{name}` twice");
-        }
         backends.push((name.clone(), backend_by_name(name)?));
     }
-    ensure!(
-        args.backends.len() >= 2 || args.golden.is_some(),
-        "--backends names one backend and there is no --golden file: that compares nothing; name two backends (e.g. cpu,wgpu) or give --golden tests/golden/forward_<preset>.json"
-    );
     // One batch size for all, so that every backend sees the same groups of nonces.
     let mut batch = nonces.len().max(1);
     for (_, backend) in &backends {
@@ -241,6 +247,77 @@ fn print_table(r: &Report) {
     }
 }
 
+/// A golden file's distances are one model's, for one block hash, key and nonce list:
+/// compared with anything else they would call a healthy device broken. Which flag differs,
+/// and how to fix it, is a usage error.
+fn check_matches_golden(
+    g: &Golden,
+    args: &CompareArgs,
+    params: &ModelParams,
+    block_hash: &str,
+    public_key: &str,
+    nonces: &[i64],
+) -> Result<()> {
+    let path = &g.path;
+    if args.preset.is_some() || args.params.is_some() {
+        let golden_params = ModelParams::from_json(&g.params.to_string())
+            .with_context(|| format!("the params of --golden {path}"))?;
+        if *params != golden_params {
+            let flag = match &args.preset {
+                Some(name) => format!("--preset {name}"),
+                None => "--params".to_string(),
+            };
+            usage_error!(
+                "{flag} is not the model of --golden {path} ({}): its distances are that model's; leave {} out to use the golden file's model, or give the golden file of this model",
+                params_differences(params, &golden_params),
+                flag.split(' ').next().unwrap_or_default()
+            );
+        }
+    }
+    let mut differ = Vec::new();
+    if block_hash != g.block_hash {
+        differ.push(format!("--block-hash (the file's is {})", g.block_hash));
+    }
+    if public_key != g.public_key {
+        differ.push(format!("--public-key (the file's is {})", g.public_key));
+    }
+    if nonces != g.nonces {
+        differ.push(format!(
+            "--nonces (the file has {} nonces{})",
+            g.nonces.len(),
+            match (g.nonces.first(), g.nonces.last()) {
+                (Some(a), Some(b)) => format!(", {a} to {b}"),
+                _ => String::new(),
+            }
+        ));
+    }
+    if !differ.is_empty() {
+        usage_error!(
+            "--golden {path} fixes the block hash, public key and nonces, and {} differ{}; leave those flags out or match the file",
+            differ.join(", "),
+            if differ.len() == 1 { "s" } else { "" }
+        );
+    }
+    Ok(())
+}
+
+/// The fields two models differ in: `dim 512 (the golden's 64), …`.
+fn params_differences(ours: &ModelParams, golden: &ModelParams) -> String {
+    let (a, b) = (
+        serde_json::to_value(ours).unwrap_or_default(),
+        serde_json::to_value(golden).unwrap_or_default(),
+    );
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return "the params differ".into();
+    };
+    let fields: Vec<String> = a
+        .iter()
+        .filter(|(k, v)| b.get(*k) != Some(*v))
+        .map(|(k, v)| format!("{k} {v}, the golden's {}", b.get(k).unwrap_or(&Value::Null)))
+        .collect();
+    fields.join("; ")
+}
+
 fn read_golden(path: &str) -> Result<Golden> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading --golden {path}"))?;
     let g: Value =
@@ -263,6 +340,7 @@ fn read_golden(path: &str) -> Result<Golden> {
         dist.push(d);
     }
     Ok(Golden {
+        path: path.to_string(),
         params: g["params"].clone(),
         block_hash: g["block_hash"].as_str().with_context(shape)?.to_string(),
         public_key: g["public_key"].as_str().with_context(shape)?.to_string(),

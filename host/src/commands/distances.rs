@@ -8,14 +8,18 @@ use crate::model::choose_batch;
 use crate::nonce_list::parse_nonce_list;
 use crate::progress::Bars;
 use crate::runtime::stop::Stop;
-use anyhow::Result;
+use crate::usage::usage;
+use anyhow::{Context, Result};
 
 pub fn run(args: DistancesArgs) -> Result<()> {
-    let backend = backend_by_name(&args.backend.name)?;
+    // The command line first (usage errors), then the device.
     let params = params_from_args(&args.model)?;
     check_seed_text("--block-hash", &args.block_hash)?;
     check_seed_text("--public-key", &args.public_key)?;
-    let nonces = parse_nonce_list(&args.nonces)?;
+    let nonces = parse_nonce_list(&args.nonces)
+        .context("--nonces")
+        .map_err(usage)?;
+    let backend = backend_by_name(&args.backend.name)?;
     // Never more per forward pass than there are nonces (the memory check counts a batch).
     let batch = choose_batch(args.batch, &*backend, &params, nonces.len());
     let compute = ComputeService::new(backend, Some(batch)).with_progress(Box::new(Bars));

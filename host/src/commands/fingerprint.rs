@@ -4,7 +4,8 @@ use super::model_args::{check_seed_text, params_from_args};
 use crate::cli::FingerprintArgs;
 use crate::model::build_weights;
 use crate::progress::Bars;
-use anyhow::{Result, bail};
+use crate::usage::usage_error;
+use anyhow::Result;
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -38,7 +39,7 @@ pub fn run(args: FingerprintArgs) -> Result<()> {
             for name in names {
                 match weights.table.get(name) {
                     Some(p) => out.push(p),
-                    None => bail!(
+                    None => usage_error!(
                         "this model has no parameter named `{name}`; names look like `layers.0.attention.wq.weight` or `output.weight` (see `powhost fingerprint` without --only)"
                     ),
                 }

@@ -20,7 +20,7 @@ use crate::plugin_host::PluginLimits;
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::serve::ServeConfig;
 use crate::worker::{Platform, WorkerConfig};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::process::ExitCode;
 
 /// Run a command; `Ok` carries the exit code of a command that reported its own failure
@@ -55,6 +55,13 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    // The address first: one taken or not ours fails at once, not after the self-test.
+    let listener = std::net::TcpListener::bind(&args.listen).with_context(|| {
+        format!(
+            "cannot listen on {}; is the address free and this machine's?",
+            args.listen
+        )
+    })?;
     let runtime = Runtime::start(runtime_config(
         &args.backend.name,
         args.batch,
@@ -75,7 +82,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         access,
         metrics: args.metrics == "on",
     };
-    crate::serve::run(runtime, &args.plugin, &args.validator, serve)
+    crate::serve::run(runtime, listener, &args.plugin, &args.validator, serve)
 }
 
 fn worker(args: WorkerArgs) -> Result<ExitCode> {
@@ -91,7 +98,18 @@ fn worker(args: WorkerArgs) -> Result<ExitCode> {
         &args.limits,
         Some(delivery),
         "worker",
-    ))?;
+    ))
+    .inspect_err(|e| {
+        // A device that failed (to open, or the self-test) is reported before the exit, so
+        // that the platform replaces the worker instead of sending it jobs.
+        let failed = e.downcast_ref::<crate::selftest::SelfTestFailed>();
+        let check = if failed.is_some() {
+            "selftest"
+        } else {
+            "device"
+        };
+        crate::worker::report_unhealthy(&platform, check, &format!("{e:#}"));
+    })?;
     let worker = WorkerConfig {
         concurrency: args.concurrency,
         time_limit: args.time_limit,

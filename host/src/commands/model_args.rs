@@ -1,6 +1,7 @@
 //! Turning `--preset` / `--params` into validated model params.
 
 use crate::cli::ModelArgs;
+use crate::usage::{usage, usage_error};
 use anyhow::{Context, Result};
 use powhost_core::ModelParams;
 
@@ -8,8 +9,13 @@ pub fn params_from_args(args: &ModelArgs) -> Result<ModelParams> {
     params_from(args.preset.as_deref(), args.params.as_deref())
 }
 
-/// A named preset, else a params JSON object given inline or as a file.
+/// A named preset, else a params JSON object given inline or as a file; what is wrong with
+/// either is a usage error.
 pub fn params_from(preset: Option<&str>, params: Option<&str>) -> Result<ModelParams> {
+    read_params(preset, params).map_err(usage)
+}
+
+fn read_params(preset: Option<&str>, params: Option<&str>) -> Result<ModelParams> {
     match (preset, params) {
         (Some(name), _) => ModelParams::preset(name),
         (None, Some(text)) => {
@@ -34,6 +40,8 @@ pub fn params_from(preset: Option<&str>, params: Option<&str>) -> Result<ModelPa
 }
 
 pub fn check_seed_text(name: &str, value: &str) -> Result<()> {
-    anyhow::ensure!(!value.is_empty(), "{name} must not be empty");
+    if value.is_empty() {
+        usage_error!("{name} must not be empty");
+    }
     Ok(())
 }

@@ -199,6 +199,20 @@ fn check_imports(source: &str, component: &Component, engine: &Engine) -> Result
     Ok(())
 }
 
+/// Whether `name_or_path` names a built-in plugin or a file (loading nothing): what the
+/// command line checks.
+pub fn check_source(name_or_path: &str) -> Result<()> {
+    if BUILTIN.iter().any(|b| b.name == name_or_path) || std::path::Path::new(name_or_path).exists()
+    {
+        return Ok(());
+    }
+    let names: Vec<&str> = BUILTIN.iter().map(|b| b.name).collect();
+    bail!(
+        "unknown plugin `{name_or_path}`: it is neither a built-in plugin ({}) nor a file",
+        names.join(", ")
+    );
+}
+
 impl PluginHost {
     pub fn new(limits: PluginLimits) -> Result<Self> {
         let mut config = Config::new();
@@ -238,14 +252,8 @@ impl PluginHost {
         if let Some(b) = BUILTIN.iter().find(|b| b.name == name_or_path) {
             return self.load_bytes(b.name, b.wasm);
         }
+        check_source(name_or_path)?;
         let path = std::path::Path::new(name_or_path);
-        if !path.exists() {
-            let names: Vec<&str> = BUILTIN.iter().map(|b| b.name).collect();
-            bail!(
-                "unknown plugin `{name_or_path}`: it is neither a built-in plugin ({}) nor a file",
-                names.join(", ")
-            );
-        }
         let bytes =
             crate::input::read_file_bounded(path, crate::input::MAX_PLUGIN_BYTES, "plugin file")?;
         self.load_bytes(name_or_path, &bytes)

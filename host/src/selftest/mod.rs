@@ -116,17 +116,30 @@ pub fn run(compute: &ComputeService) -> Result<Report> {
     })
 }
 
+/// A device that computes, but not what validators accept: the one sentence saying so.
+#[derive(Debug)]
+pub struct SelfTestFailed(pub String);
+
+impl std::fmt::Display for SelfTestFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SelfTestFailed {}
+
 /// Run the self-test and refuse a backend that fails it, in one sentence.
 pub fn require(compute: &ComputeService) -> Result<Report> {
     let report = run(compute)?;
     if !report.passed {
-        anyhow::bail!(
+        return Err(SelfTestFailed(format!(
             "the {} backend ({}) failed the self-test: its distances for the reference's nonces differ by up to {:.2e}, over the {:.0e} a validator accepts, so its proofs would be flagged as fraud; check the device (or run `powhost selftest --backend cpu` to compare)",
             report.backend,
             report.device,
             report.max_abs_diff,
             report.budget
-        );
+        ))
+        .into());
     }
     Ok(report)
 }

@@ -64,6 +64,7 @@ pub struct ServeConfig {
 /// requests, jobs finish their batch in flight, callbacks are delivered.
 pub fn run(
     runtime: Runtime,
+    listener: std::net::TcpListener,
     serverless: &str,
     validator: &str,
     config: ServeConfig,
@@ -82,16 +83,14 @@ pub fn run(
         "powhost: stopping: no new requests; jobs finish the batch in flight; delivering callbacks for up to {:.0} s (interrupt again to quit now)",
         app.config.flush_timeout.as_secs_f64()
     ))?;
-    runtime.block_on(serve(app))
+    runtime.block_on(serve(app, listener))
 }
 
-async fn serve(app: Arc<App>) -> Result<ExitCode> {
-    let listen = &app.config.listen;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| {
-            format!("cannot listen on {listen}; is the address free and valid (HOST:PORT)?")
-        })?;
+/// Serve on `listener`, bound before the self-test so that a bad address fails at once.
+async fn serve(app: Arc<App>, listener: std::net::TcpListener) -> Result<ExitCode> {
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)
+        .with_context(|| format!("listening on {}", app.config.listen))?;
     let addr = listener.local_addr()?;
     warn_if_open(&app.config.access, addr);
     {

@@ -55,6 +55,13 @@ impl Worker {
                     match serde_json::from_str::<Stops>(&body) {
                         Ok(stops) => {
                             for id in stops.jobs_to_stop {
+                                let before = self.waiting().len();
+                                self.waiting().retain(|job| job.id != id);
+                                if self.waiting().len() < before {
+                                    log::info!(
+                                        "the platform stopped job {id} before it started: it is not run"
+                                    );
+                                }
                                 if let Some(job) = self.jobs().get(&id) {
                                     log::info!(
                                         "the platform stopped job {id}: it ends after its batch in flight"

@@ -1,6 +1,17 @@
 //! Taking jobs from the platform and answering each: the long-poll job-take, the plugin
 //! call, every streamed chunk and the final result handed to the outbox.
+//!
+//! At most `--concurrency` jobs compute at once: a job-take answering more jobs than there is
+//! room for (a platform may) leaves the rest waiting, in order, and nothing more is asked
+//! until they have started. An id is computing or waiting once at most: a job taken again
+//! under an id the worker holds is the same job handed out twice, and is dropped (logged),
+//! so that the platform gets one result per id, from the job that holds it; the SDK would
+//! compute both and post two results under the one id. A job whose id cannot be sent back
+//! (job_ids.rs) is refused once: answered with an error when the URL can carry its id, else
+//! logged and dropped. Jobs still waiting at shutdown are answered with an error saying
+//! they did not start, so that they can be sent again.
 
+use super::job_ids::{self, IdCheck};
 use super::{LONG_POLL, MIN_POLL_SPACING, RunningJob, TOO_MANY_REQUESTS_WAIT, Worker, result};
 use crate::delivery::Post;
 use crate::plugin_host::CallContext;
@@ -9,6 +20,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+/// A job taken from the platform: its id, and the plugin's request.
+pub(super) struct Taken {
+    pub id: String,
+    pub request: String,
+}
+
 impl Worker {
     /// Take jobs by long-poll while there is room, until shutdown.
     pub(super) async fn take_jobs(self: Arc<Self>) {
@@ -16,14 +33,16 @@ impl Worker {
         let concurrency = self.config.concurrency;
         loop {
             if self.stop.is_stopping() {
+                self.answer_waiting_at_shutdown();
                 return;
             }
             // Listening before looking, so that a job ending in between is not missed.
             let ended = self.changed.notified();
             tokio::pin!(ended);
             ended.as_mut().enable();
+            self.start_waiting();
             let room = concurrency.saturating_sub(self.jobs().len());
-            if room == 0 {
+            if room == 0 || !self.waiting().is_empty() {
                 tokio::select! {
                     _ = ended => {}
                     _ = self.stop.stopping() => {}
@@ -35,15 +54,15 @@ impl Worker {
             let asked = Instant::now();
             let answer = tokio::select! {
                 a = self.get(&url, LONG_POLL) => a,
-                _ = self.stop.stopping() => return,
+                _ = self.stop.stopping() => continue,
             };
             let wait = match answer {
                 Ok((200, body)) => {
                     failures = 0;
                     let jobs = self.parse_jobs(&body);
                     let none = jobs.is_empty();
-                    for (id, request) in jobs {
-                        self.start(id, request);
+                    for job in jobs {
+                        self.admit(job);
                     }
                     if none {
                         MIN_POLL_SPACING.saturating_sub(asked.elapsed())
@@ -86,16 +105,16 @@ impl Worker {
             if !wait.is_zero() {
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
-                    _ = self.stop.stopping() => return,
+                    _ = self.stop.stopping() => {}
                 }
             }
         }
     }
 
     /// A job-take answer: one job object or an array of them (job-take-batch). Each becomes
-    /// (id, the plugin's request `{"id", "input"}`); a job without a string `id` cannot be
-    /// answered and is logged.
-    fn parse_jobs(&self, body: &str) -> Vec<(String, String)> {
+    /// the plugin's request `{"id", "input"}`; a job without a string `id` cannot be answered
+    /// and is logged.
+    fn parse_jobs(&self, body: &str) -> Vec<Taken> {
         if body.trim().is_empty() {
             return Vec::new();
         }
@@ -142,20 +161,90 @@ impl Worker {
                 Some(input) => format!("{{\"id\":{id_json},\"input\":{}}}", input.get()),
                 None => format!("{{\"id\":{id_json}}}"),
             };
-            jobs.push((id, request));
+            jobs.push(Taken { id, request });
         }
         jobs
     }
 
-    fn start(self: &Arc<Self>, id: String, request: String) {
+    /// A job taken: queued to start, unless its id cannot be answered or is held already.
+    fn admit(&self, job: Taken) {
+        match job_ids::check(&job.id) {
+            IdCheck::Fits => {}
+            IdCheck::AnswerOnly(why) => {
+                log::error!("{why}; answered with this error");
+                let body = crate::error_reply::build(&why, "ValueError");
+                self.post_result(&job.id, result::error_body(&body), false);
+                return;
+            }
+            IdCheck::Unanswerable(why) => {
+                log::error!(
+                    "job-take answered with a job that cannot be answered, dropped: {why}: {:.200}",
+                    job.request
+                );
+                return;
+            }
+        }
+        let mut waiting = self.waiting();
+        if self.jobs().contains_key(&job.id) || waiting.iter().any(|w| w.id == job.id) {
+            log::warn!(
+                "job {} was taken again while this worker holds it: the second copy is dropped, the first answers the id",
+                job_ids::quoted(&job.id)
+            );
+            return;
+        }
+        waiting.push_back(job);
+    }
+
+    /// Start waiting jobs, in order, while fewer than `--concurrency` compute.
+    fn start_waiting(self: &Arc<Self>) {
+        loop {
+            if self.jobs().len() >= self.config.concurrency {
+                return;
+            }
+            let Some(job) = self.waiting().pop_front() else {
+                return;
+            };
+            self.start(job);
+        }
+    }
+
+    /// Jobs taken but not started when the worker stops are answered, not lost: with an
+    /// error saying so, which the platform's client may send again.
+    fn answer_waiting_at_shutdown(&self) {
+        let waiting = std::mem::take(&mut *self.waiting());
+        for job in waiting {
+            log::warn!(
+                "job {}: not started, the worker is stopping; answered with an error",
+                job.id
+            );
+            let body = crate::error_reply::build(
+                "the worker stopped before this job started; send it again",
+                "WorkerStopping",
+            );
+            self.post_result(&job.id, result::error_body(&body), false);
+        }
+    }
+
+    /// A job's final result, handed to the outbox.
+    fn post_result(&self, id: &str, body: String, is_stream: bool) {
+        self.host.outbox.add_post(Post {
+            headers: self.platform.post_headers(id),
+            queue: Some(id.to_string()),
+            ..Post::new(
+                self.platform.output_url(id, is_stream),
+                body,
+                format!("the result of job {}", job_ids::quoted(id)),
+            )
+        });
+    }
+
+    fn start(self: &Arc<Self>, Taken { id, request }: Taken) {
         let job = RunningJob {
             stop: self.stop.child(),
             stopped_by_platform: CancellationToken::new(),
         };
         let (stop, stopped) = (job.stop.clone(), job.stopped_by_platform.clone());
-        if self.jobs().insert(id.clone(), job).is_some() {
-            log::warn!("job {id} was taken again while it runs; both are answered");
-        }
+        self.jobs().insert(id.clone(), job);
         log::info!("job {id}: started");
         self.changed.notify_waiters();
         let worker = self.clone();

@@ -11,11 +11,14 @@
 //! (through the stop tree), delivers, and keeps what could not be delivered.
 
 mod channels;
+mod job_ids;
 mod jobs;
 mod platform;
 mod result;
+mod unhealthy;
 
 pub use platform::Platform;
+pub use unhealthy::report_unhealthy;
 
 use crate::backoff::Backoff;
 use crate::delivery::{error_text, send_error};
@@ -24,7 +27,7 @@ use crate::runtime::shutdown::ShutdownBudget;
 use crate::runtime::stop::Stop;
 use crate::runtime::{Host, Runtime};
 use anyhow::{Context, Result};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -97,7 +100,11 @@ struct Worker {
     backoff: Backoff,
     /// The worker's node of the stop tree.
     stop: Stop,
+    /// Jobs computing, by id: an id is running once at most (jobs.rs refuses a duplicate).
     running: Mutex<HashMap<String, RunningJob>>,
+    /// Jobs taken but not started, in the order taken: a job-take may answer more jobs than
+    /// `--concurrency` leaves room for.
+    waiting: Mutex<VecDeque<jobs::Taken>>,
     /// A job started or ended.
     changed: Notify,
 }
@@ -134,6 +141,7 @@ pub fn run(
         config,
         backoff: Backoff::up_to(BACKOFF_MAX),
         running: Mutex::new(HashMap::new()),
+        waiting: Mutex::new(VecDeque::new()),
         changed: Notify::new(),
     });
     if let Some(addr) = worker.config.metrics_listen {
@@ -217,6 +225,10 @@ impl Worker {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn waiting(&self) -> std::sync::MutexGuard<'_, VecDeque<jobs::Taken>> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Resolves once `running(number of jobs running)` holds.
     async fn until_jobs(&self, running: impl Fn(usize) -> bool) {
         loop {
@@ -240,12 +252,17 @@ impl Worker {
             metrics: self.config.metrics,
             jobs: Box::new(move || {
                 let computing = worker.jobs().len();
-                let delivering = worker.in_progress().len().saturating_sub(computing);
+                let waiting = worker.waiting().len();
+                let delivering = worker
+                    .in_progress()
+                    .len()
+                    .saturating_sub(computing + waiting);
                 let count = |status: &str, jobs: usize| crate::metrics::JobCount {
                     status: status.into(),
                     jobs: jobs as u64,
                 };
                 vec![
+                    count("in_queue", waiting),
                     count("in_progress", computing),
                     count("delivering", delivering),
                 ]
@@ -253,10 +270,16 @@ impl Worker {
         }
     }
 
-    /// Jobs computing, and jobs whose results are still being delivered.
+    /// Jobs computing or waiting to (as the SDK's heartbeat names its queued jobs), and jobs
+    /// whose results are still being delivered.
     fn in_progress(&self) -> Vec<String> {
         let mut ids: Vec<String> = self.jobs().keys().cloned().collect();
-        for queue in self.host.outbox.pending_queues() {
+        let waiting = self
+            .waiting()
+            .iter()
+            .map(|job| job.id.clone())
+            .collect::<Vec<_>>();
+        for queue in waiting.into_iter().chain(self.host.outbox.pending_queues()) {
             if !ids.contains(&queue) {
                 ids.push(queue);
             }

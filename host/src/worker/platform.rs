@@ -2,6 +2,7 @@
 //! it hands a worker in the environment, and the requests the platform's own SDK makes with
 //! them, query parameters and headers included.
 
+use super::job_ids;
 use anyhow::{Result, bail};
 use std::time::Duration;
 
@@ -24,6 +25,8 @@ pub struct Platform {
     /// The heartbeat URL, when the platform asked for heartbeats (the SDK pings only with
     /// an API key and a pod id).
     ping: Option<String>,
+    /// Where a failed device is reported (the ping URL: the SDK reports with a key alone).
+    unhealthy: Option<String>,
     pub api_key: Option<String>,
     pub ping_interval: Duration,
 }
@@ -68,6 +71,10 @@ impl Platform {
             );
             output.clone()
         });
+        let unhealthy = match (var("RUNPOD_WEBHOOK_PING"), &api_key) {
+            (Some(url), Some(_)) => Some(url.replace("$RUNPOD_POD_ID", &worker_id)),
+            _ => None,
+        };
         let ping = match (var("RUNPOD_WEBHOOK_PING"), &api_key, &pod_id) {
             (Some(url), Some(_), Some(_)) => Some(url.replace("$RUNPOD_POD_ID", &worker_id)),
             (Some(_), _, _) => {
@@ -85,6 +92,7 @@ impl Platform {
             output: output.replace("$RUNPOD_POD_ID", &worker_id),
             stream: stream.replace("$RUNPOD_POD_ID", &worker_id),
             ping,
+            unhealthy,
             worker_id,
             api_key,
             ping_interval,
@@ -125,14 +133,17 @@ impl Platform {
     /// A job's final result: the output URL with `isStream=true` after a stream.
     pub fn output_url(&self, job: &str, is_stream: bool) -> String {
         with_query(
-            &self.output.replace("$ID", job),
+            &self.output.replace("$ID", &job_ids::in_url(job)),
             &[("isStream", if is_stream { "true" } else { "false" })],
         )
     }
 
     /// One streamed chunk: the stream URL, `isStream=false` (as the SDK sends it).
     pub fn stream_url(&self, job: &str) -> String {
-        with_query(&self.stream.replace("$ID", job), &[("isStream", "false")])
+        with_query(
+            &self.stream.replace("$ID", &job_ids::in_url(job)),
+            &[("isStream", "false")],
+        )
     }
 
     /// The heartbeat, naming the jobs in progress (none: no `job_id`).
@@ -147,6 +158,23 @@ impl Platform {
         Some(with_query(ping, &pairs))
     }
 
+    /// The report of a device that failed a startup check (SDK ≥ 1.11): one heartbeat GET with
+    /// `status=unhealthy`, the check's name and the reason (its first 256 characters), so that
+    /// the platform replaces the worker; none without the ping URL and the key.
+    pub fn unhealthy_url(&self, check: &str, reason: &str) -> Option<String> {
+        let url = self.unhealthy.as_ref()?;
+        let reason: String = reason.chars().take(256).collect();
+        Some(with_query(
+            url,
+            &[
+                ("status", "unhealthy"),
+                ("check", check),
+                ("reason", &reason),
+                ("runpod_version", SDK_VERSION),
+            ],
+        ))
+    }
+
     /// Headers of the worker's GETs (job-take, job-stop, heartbeat).
     pub fn get_headers(&self) -> Vec<(&'static str, String)> {
         let mut headers = vec![("Content-Type", "application/json".to_string())];
@@ -157,7 +185,8 @@ impl Platform {
     }
 
     /// Headers of a result POST, as the SDK sends them: its form Content-Type (the body is
-    /// JSON all the same), the raw key, the job id.
+    /// JSON all the same), the raw key, the job id (left out when it cannot be a header value:
+    /// such a job is only answered with an error, job_ids.rs).
     pub fn post_headers(&self, job: &str) -> Vec<(&'static str, String)> {
         let mut headers = vec![
             (
@@ -165,8 +194,10 @@ impl Platform {
                 "application/x-www-form-urlencoded".to_string(),
             ),
             ("charset", "utf-8".to_string()),
-            ("X-Request-ID", job.to_string()),
         ];
+        if job_ids::fits_header(job) {
+            headers.push(("X-Request-ID", job.to_string()));
+        }
         if let Some(key) = &self.api_key {
             headers.push(("Authorization", key.clone()));
         }
@@ -258,6 +289,38 @@ mod tests {
             p.post_headers("job-1")
                 .contains(&("Authorization", "test-api-key".into()))
         );
+        // Ids keep their characters in a URL; one that no header takes goes without it.
+        assert_eq!(
+            p.output_url("a/b?c", false),
+            "http://h/v2/ep/job-done/pod-s/a%2Fb%3Fc?gpu=test&isStream=false"
+        );
+        assert!(
+            !p.post_headers("a\nb")
+                .iter()
+                .any(|(name, _)| *name == "X-Request-ID")
+        );
+    }
+
+    #[test]
+    fn a_failed_device_is_reported_as_the_sdk_does() {
+        let p = platform(&capture_env()).unwrap();
+        let long = "x".repeat(300);
+        let url = p.unhealthy_url("selftest", &format!("é{long}")).unwrap();
+        let parsed = reqwest::Url::parse(&url).unwrap();
+        let pairs: Vec<(String, String)> = parsed.query_pairs().into_owned().collect();
+        assert_eq!(parsed.path(), "/v2/ep/ping/pod-s");
+        assert_eq!(pairs[0], ("gpu".into(), "test".into()));
+        assert_eq!(pairs[1], ("status".into(), "unhealthy".into()));
+        assert_eq!(pairs[2], ("check".into(), "selftest".into()));
+        assert_eq!(pairs[3].1.chars().count(), 256, "256 characters, not bytes");
+        assert!(pairs[3].1.starts_with("éx"));
+        assert_eq!(pairs[4], ("runpod_version".into(), SDK_VERSION.into()));
+        // The SDK reports with the key alone (no pod id needed); without the key, not at all.
+        let mut env = capture_env();
+        env.remove("RUNPOD_POD_ID");
+        assert!(platform(&env).unwrap().unhealthy_url("c", "r").is_some());
+        env.remove("RUNPOD_AI_API_KEY");
+        assert!(platform(&env).unwrap().unhealthy_url("c", "r").is_none());
     }
 
     #[test]

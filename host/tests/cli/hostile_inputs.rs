@@ -44,7 +44,8 @@ fn hostile_inputs_get_one_sentence_each() {
         "--nonces",
         "0",
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    // A --params file no model fits in is the command line's fault: a usage error.
+    assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("larger than 1 MiB"),
         "{}",
@@ -126,9 +127,9 @@ fn hostile_inputs_get_one_sentence_each() {
         );
     }
 
-    // One backend and no golden compares nothing.
+    // One backend and no golden compares nothing: a usage error.
     let out = timed(&["compare", "--backends", "cpu", "--preset", "tiny"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("compares nothing"));
 
     // Params whose arithmetic overflows: every distance NaN, said so, and never valid.

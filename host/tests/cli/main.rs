@@ -4,6 +4,7 @@
 //!   exit, never a panic;
 //! - hostile_inputs.rs: unbounded, hanging, malformed and overflowing inputs;
 //! - mtls_flags.rs: the mutual-TLS files, all three or none, refused at start-up when bad.
+//! - usage_errors.rs: exit 2 for a command line no command can use, one test per command.
 
 use serde_json::Value;
 use std::process::{Command, Output};
@@ -12,6 +13,7 @@ mod bad_inputs;
 mod hostile_inputs;
 mod mtls_flags;
 mod results;
+mod usage_errors;
 
 const HASH: &str = "0000000000000000000000000000000000000000000000000000000000000001";
 const KEY: &str = "test_public_key_12345678901234567890";

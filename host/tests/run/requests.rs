@@ -158,6 +158,8 @@ fn bad_requests_get_error_responses() {
         ("nonce_float", with("nonces", json!([1, 2.5]))),
         ("nonce_string", with("nonces", json!([1, "2"]))),
         ("nonce_out_of_range", r#"{"input": {"block_hash": "a", "block_height": 1, "public_key": "k", "r_target": 1.4, "nonces": [9223372036854775808]}}"#.into()),
+        ("nonce_2_pow_64", r#"{"input": {"block_hash": "a", "block_height": 1, "public_key": "k", "r_target": 1.4, "nonces": [18446744073709551616]}}"#.into()),
+        ("r_target_beyond_float", r#"{"input": {"block_hash": "a", "block_height": 1, "public_key": "k", "r_target": 1e999, "nonces": [1]}}"#.into()),
         ("nonces_empty", with("nonces", json!([]))),
         ("r_target_nan", r#"{"input": {"block_hash": "a", "block_height": 1, "public_key": "k", "r_target": NaN, "nonces": [1]}}"#.into()),
         ("r_target_negative", with("r_target", json!(-1.4))),
@@ -208,25 +210,20 @@ fn bad_requests_get_error_responses() {
 #[test]
 fn bad_flags_and_unknown_plugins() {
     let request = json!({ "input": tiny_input() }).to_string();
-    let out = run(&["--plugin", "/no/such/plugin.wasm"], &request);
-    assert_eq!(out.status.code(), Some(1));
-    let response = one_response(&out);
-    assert_eq!(response["error_type"], json!("HostError"));
-    assert!(
-        response["error"]
-            .as_str()
-            .unwrap()
-            .contains("/no/such/plugin.wasm")
-    );
-
-    let out = run(&["--backend", "quantum"], &request);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        one_response(&out)["error"]
-            .as_str()
-            .unwrap()
-            .contains("quantum")
-    );
+    // A plugin or backend that names nothing is a usage error too: exit 2, saying which.
+    for (bad, says) in [
+        (
+            ["--plugin", "/no/such/plugin.wasm"],
+            "unknown plugin `/no/such/plugin.wasm`",
+        ),
+        (["--backend", "quantum"], "unknown backend `quantum`"),
+    ] {
+        let out = run(&bad, &request);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says) && stderr.contains(bad[0]), "{stderr}");
+        assert!(out.stdout.is_empty(), "{bad:?}");
+    }
 
     // A bad flag value is a usage error, named by clap before anything loads: exit 2.
     for bad in [

@@ -3,12 +3,15 @@
 //! The stand-in (platform.rs) and the worker process are here; the tests, by concept:
 //! - jobs.rs: single-shot jobs against the golden responses, the bad-input battery as jobs, a
 //!   trapping plugin, and the throughput measurement;
+//! - concurrency.rs: `--concurrency` held when a job-take answers more jobs than asked, a
+//!   duplicate id, ids that cannot be sent back, jobs still waiting at shutdown;
 //! - streams.rs: streams with max_batches, without aggregation, ended by job-stop (and the
 //!   heartbeat naming them), and two at once;
 //! - platform_faults.rs: 429s, refused result POSTs, an unreachable platform, an oversized
 //!   answer;
 //! - shutdown.rs: SIGTERM mid-stream, and undeliverable results kept on SIGTERM;
-//! - startup.rs: the self-test refusing a bad device, the platform's environment missing.
+//! - startup.rs: the self-test refusing a bad device (and reporting it to the platform), the
+//!   platform's environment missing.
 
 use serde_json::Value;
 use std::process::{Child, Command, Stdio};
@@ -16,6 +19,7 @@ use std::time::{Duration, Instant};
 
 #[path = "../common/mod.rs"]
 mod common;
+mod concurrency;
 mod jobs;
 mod monitoring;
 mod platform;

@@ -22,6 +22,9 @@ pub struct Script {
     pub stop: Vec<String>,
     /// The next job-takes answer with this many bytes of body (a broken platform).
     pub huge_take: Option<usize>,
+    /// The next job-takes answer with these bodies, whatever they asked for (a platform
+    /// handing out more jobs than asked, or the same id twice).
+    pub answers: VecDeque<Value>,
 }
 
 impl Script {
@@ -56,6 +59,9 @@ impl Script {
         }
         if let Some(bytes) = self.huge_take.take() {
             return Answer::new(200, " ".repeat(bytes));
+        }
+        if let Some(body) = self.answers.pop_front() {
+            return Answer::new(200, body.to_string());
         }
         if path.contains("/job-take-batch/") {
             let n: usize = query(path, "batch_size").parse().unwrap_or(1);

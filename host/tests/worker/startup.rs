@@ -17,7 +17,25 @@ fn the_self_test_refuses_a_device_whose_answers_are_off() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("failed the self-test"), "{stderr}");
     assert!(!stderr.contains("panicked"));
-    assert!(platform.seen().is_empty(), "a refused device takes no job");
+    // One request: the heartbeat saying the worker is unhealthy, as the SDK's after a failed
+    // fitness check; no job taken.
+    let seen = platform.seen();
+    assert_eq!(seen.len(), 1, "a refused device takes no job");
+    let report = &seen[0];
+    assert_eq!(report.method, "GET");
+    assert_eq!(report.header("authorization"), crate::API_KEY);
+    let url = reqwest::Url::parse(&format!("http://h{}", report.path)).unwrap();
+    assert_eq!(url.path(), format!("/v2/ep/ping/{}", crate::POD));
+    let query: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+    assert_eq!(query["status"], "unhealthy");
+    assert_eq!(query["check"], "selftest");
+    assert!(
+        query["reason"].contains("failed the self-test"),
+        "{query:?}"
+    );
+    assert!(query["reason"].chars().count() <= 256);
+    assert_eq!(query["runpod_version"], "1.12.0");
+    assert!(!query.contains_key("job_id"));
 
     // `powhost selftest` alone: what it compared, and the verdict.
     let run = |fault: Option<&str>| {

@@ -67,6 +67,11 @@ pub fn kind_of_text(text: &str) -> String {
     match text.trim_start().as_bytes().first() {
         Some(b'[') => "an array".into(),
         Some(b'{') => "an object".into(),
+        _ if crate::numbers::is_beyond_float(text) => format!(
+            "the number {}, beyond any float ({})",
+            crate::numbers::as_sent(text),
+            crate::numbers::FLOAT_LIMIT
+        ),
         _ => serde_json::from_str::<Value>(text)
             .map(|v| kind_of(&v))
             .unwrap_or_else(|_| "something else".into()),

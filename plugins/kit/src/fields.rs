@@ -3,6 +3,7 @@
 
 use crate::errors::{RequestError, kind_of, kind_of_text};
 use crate::limits::MAX_TEXT_BYTES;
+use crate::numbers;
 use serde::de;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -105,19 +106,22 @@ pub fn integer_field(input: &Fields, field: &str, what: &str) -> Result<i64, Req
 /// An integer that fits in 64 bits; `1.0`, `"1"` and `1e3` are refused, `-0` is 0 (as
 /// Python's json reads it).
 pub fn integer(text: &str, field: &str) -> Result<i64, RequestError> {
-    if text.trim() == "-0" {
+    let text = text.trim();
+    if text == "-0" {
         return Ok(0);
     }
+    // An integer literal is read as sent: one past the range is named by its digits.
+    if numbers::is_integer_literal(text) {
+        return text
+            .parse::<i64>()
+            .map_err(|_| numbers::integer_out_of_range(field, text, "a 64-bit integer"));
+    }
     match serde_json::from_str::<Value>(text) {
-        Ok(Value::Number(n)) => n.as_i64().ok_or_else(|| {
-            if n.is_f64() {
-                RequestError::wrong_type(field, "an integer", &format!("the number {n}"))
-            } else {
-                RequestError::value(format!(
-                    "`{field}` is out of range: {n} does not fit in a signed 64-bit integer"
-                ))
-            }
-        }),
+        Ok(Value::Number(n)) => Err(RequestError::wrong_type(
+            field,
+            "an integer",
+            &format!("the number {n}"),
+        )),
         _ => Err(RequestError::wrong_type(
             field,
             "an integer",
@@ -142,6 +146,7 @@ pub fn boolean(text: &str, field: &str) -> Result<bool, RequestError> {
 pub fn positive_number(raw: &RawValue, field: &str) -> Result<f64, RequestError> {
     let x = match serde_json::from_str::<Value>(raw.get()) {
         Ok(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
+        _ if numbers::is_beyond_float(raw.get()) => return Err(beyond_float(field, raw.get())),
         _ => {
             return Err(RequestError::wrong_type(
                 field,
@@ -158,9 +163,19 @@ pub fn positive_number(raw: &RawValue, field: &str) -> Result<f64, RequestError>
     Ok(x)
 }
 
+/// A number beyond every float, as a field's value: what is wrong with it.
+fn beyond_float(field: &str, text: &str) -> RequestError {
+    RequestError::value(format!(
+        "`{field}` is out of range: {} is not a finite number ({}); give finite numbers",
+        numbers::as_sent(text),
+        numbers::FLOAT_LIMIT
+    ))
+}
+
 /// A list of finite numbers (claimed distances), at most `max`.
 pub fn number_list(raw: &RawValue, field: &str, max: usize) -> Result<Vec<f64>, RequestError> {
-    let list: Vec<Value> = serde_json::from_str(raw.get()).map_err(|_| {
+    // Each element kept raw until read: one past every float is named, not the whole list.
+    let list: Vec<&RawValue> = serde_json::from_str(raw.get()).map_err(|_| {
         RequestError::wrong_type(field, "an array of numbers", &kind_of_text(raw.get()))
     })?;
     if list.len() > max {
@@ -170,13 +185,21 @@ pub fn number_list(raw: &RawValue, field: &str, max: usize) -> Result<Vec<f64>, 
     }
     list.iter()
         .enumerate()
-        .map(|(i, v)| match v.as_f64() {
-            Some(x) if x.is_finite() => Ok(x),
-            _ => Err(RequestError::wrong_type(
-                &format!("{field}[{i}]"),
-                "a finite number",
-                &kind_of(v),
-            )),
+        .map(|(i, element)| {
+            let text = element.get();
+            match serde_json::from_str::<Value>(text) {
+                Ok(Value::Number(n)) if n.as_f64().is_some_and(f64::is_finite) => {
+                    Ok(n.as_f64().unwrap_or_default())
+                }
+                _ if numbers::is_beyond_float(text) => {
+                    Err(beyond_float(&format!("{field}[{i}]"), text))
+                }
+                _ => Err(RequestError::wrong_type(
+                    &format!("{field}[{i}]"),
+                    "a finite number",
+                    &kind_of_text(text),
+                )),
+            }
         })
         .collect()
 }
@@ -271,6 +294,39 @@ mod tests {
         assert_eq!(optional(&fields, "b").unwrap().get(), "0");
         assert_eq!(optional(&fields, "c").unwrap().get(), "false");
         assert_eq!(optional(&fields, "d").unwrap().get(), "\"null\"");
+    }
+
+    /// Numbers no field holds are named as sent, with what they exceed.
+    #[test]
+    fn out_of_range_numbers_say_so() {
+        let e = number_list(&raw("[1.0, 1e999]"), "dist", 10).unwrap_err();
+        assert_eq!(e.error_type, "ValueError");
+        assert!(
+            e.message.contains("`dist[1]` is out of range: 1e999"),
+            "{e:?}"
+        );
+        assert!(e.message.contains("1.8e308"), "{e:?}");
+        let e = positive_number(&raw("1e999"), "r_target").unwrap_err();
+        assert!(
+            e.message.contains("`r_target` is out of range: 1e999"),
+            "{e:?}"
+        );
+        for (text, field) in [
+            ("18446744073709551616", "start_nonce"),
+            ("-9223372036854775809", "x"),
+        ] {
+            let e = integer(text, field).unwrap_err();
+            assert_eq!(e.error_type, "ValueError");
+            assert!(
+                e.message.contains(&format!("`{field}` is out of range")),
+                "{e:?}"
+            );
+            assert!(e.message.contains(text), "printed as sent: {e:?}");
+            assert!(e.message.contains(numbers::I64_RANGE), "{e:?}");
+        }
+        assert_eq!(integer("9223372036854775807", "x").unwrap(), i64::MAX);
+        let e = integer("1.5", "x").unwrap_err();
+        assert_eq!(e.message, "`x` must be an integer, got the number 1.5");
     }
 
     #[test]

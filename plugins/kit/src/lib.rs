@@ -20,7 +20,7 @@
 //!
 //! One module per concept: [`RequestError`] and the words errors use (`errors`), the request
 //! limits (`limits`), field checks (`fields`, and `nonce_list` for the one list decoded element
-//! by element), the model params (`params`), the ProofBatch's fields (`proof_batch`), the WIT
+//! by element; `numbers` for number literals no field can hold), the model params (`params`), the ProofBatch's fields (`proof_batch`), the WIT
 //! bindings (`bindings`), the handler wrapper (`handler`), compute failures as Python-style
 //! errors (`compute_errors`), and the fuzz round trips (`round_trip`). Everything is used from
 //! the crate root.
@@ -35,6 +35,7 @@ mod fields;
 mod handler;
 mod limits;
 mod nonce_list;
+mod numbers;
 mod params;
 mod proof_batch;
 mod round_trip;

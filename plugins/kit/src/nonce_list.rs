@@ -3,67 +3,14 @@
 //! first bad element by its index.
 
 use crate::errors::{RequestError, kind_of_text};
+use crate::numbers;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use std::fmt;
 
 /// A list of nonces (`field`, at most `max`): decoded element by element into integers, so
 /// that an error names the first bad element by its index.
 pub fn nonce_list(text: &str, field: &'static str, max: usize) -> Result<Vec<i64>, RequestError> {
-    /// One element: an integer, or what it was instead.
-    enum Element {
-        Nonce(i64),
-        Bad(String),
-    }
-    impl<'de> serde::Deserialize<'de> for Element {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = Element;
-                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                    f.write_str("an integer")
-                }
-                fn visit_i64<E: de::Error>(self, v: i64) -> Result<Element, E> {
-                    Ok(Element::Nonce(v))
-                }
-                fn visit_u64<E: de::Error>(self, v: u64) -> Result<Element, E> {
-                    Ok(i64::try_from(v).map(Element::Nonce).unwrap_or_else(|_| {
-                        Element::Bad(format!(
-                            "{v}, which does not fit in a signed 64-bit integer"
-                        ))
-                    }))
-                }
-                fn visit_f64<E: de::Error>(self, v: f64) -> Result<Element, E> {
-                    // serde_json reads the integer `-0` as the float -0.0 (Python: 0); the
-                    // literal `-0.0` cannot be told from it here and is taken as 0 too.
-                    if v == 0.0 && v.is_sign_negative() {
-                        return Ok(Element::Nonce(0));
-                    }
-                    Ok(Element::Bad(format!("the number {v}")))
-                }
-                fn visit_str<E: de::Error>(self, v: &str) -> Result<Element, E> {
-                    Ok(Element::Bad(format!("the string {v:?}")))
-                }
-                fn visit_bool<E: de::Error>(self, v: bool) -> Result<Element, E> {
-                    Ok(Element::Bad(v.to_string()))
-                }
-                fn visit_unit<E: de::Error>(self) -> Result<Element, E> {
-                    Ok(Element::Bad("null".into()))
-                }
-                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Element, A::Error> {
-                    while seq.next_element::<de::IgnoredAny>()?.is_some() {}
-                    Ok(Element::Bad("an array".into()))
-                }
-                fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Element, A::Error> {
-                    while map
-                        .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
-                        .is_some()
-                    {}
-                    Ok(Element::Bad("an object".into()))
-                }
-            }
-            d.deserialize_any(V)
-        }
-    }
     /// The list, or the first problem found in it.
     struct Nonces {
         field: &'static str,
@@ -77,23 +24,24 @@ pub fn nonce_list(text: &str, field: &'static str, max: usize) -> Result<Vec<i64
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
             let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max));
             let mut problem = None;
-            while let Some(element) = seq.next_element::<Element>()? {
+            // Each element borrowed as its text: read as sent, never as the float a number
+            // past the range rounds to.
+            while let Some(element) = seq.next_element::<&'de RawValue>()? {
                 let i = out.len();
-                problem = match element {
-                    Element::Nonce(_) if i == self.max => Some(RequestError::value(format!(
+                let element = match nonce(element.get(), self.field, i) {
+                    Ok(_) if i == self.max => Err(RequestError::value(format!(
                         "`{}` lists more than {} nonces; split the request",
                         self.field, self.max
                     ))),
-                    Element::Nonce(n) => {
-                        out.push(n);
-                        continue;
-                    }
-                    Element::Bad(what) => Some(RequestError::new(
-                        "TypeError",
-                        format!("`{}[{i}]` must be an integer, got {what}", self.field),
-                    )),
+                    other => other,
                 };
-                break;
+                match element {
+                    Ok(n) => out.push(n),
+                    Err(e) => {
+                        problem = Some(e);
+                        break;
+                    }
+                }
             }
             // The rest of the array is skipped, not decoded: the parser must still reach its end.
             while seq.next_element::<de::IgnoredAny>()?.is_some() {}
@@ -109,6 +57,28 @@ pub fn nonce_list(text: &str, field: &'static str, max: usize) -> Result<Vec<i64
             &kind_of_text(text),
         )),
     }
+}
+
+/// Element `i` of the list `field`, from its JSON text.
+fn nonce(text: &str, field: &str, i: usize) -> Result<i64, RequestError> {
+    if let Ok(n) = text.parse::<i64>() {
+        return Ok(n);
+    }
+    let name = format!("{field}[{i}]");
+    if numbers::is_integer_literal(text) {
+        return Err(numbers::integer_out_of_range(&name, text, "a nonce"));
+    }
+    // serde_json reads `-0.0` as the float -0.0; taken as 0 as the integer `-0` (Python: 0).
+    if text
+        .parse::<f64>()
+        .is_ok_and(|x| x == 0.0 && x.is_sign_negative())
+    {
+        return Ok(0);
+    }
+    Err(RequestError::new(
+        "TypeError",
+        format!("`{name}` must be an integer, got {}", kind_of_text(text)),
+    ))
 }
 
 #[cfg(test)]
@@ -130,5 +100,47 @@ mod tests {
         );
         let e = nonce_list("[1, 2, 3]", "nonces", 2).unwrap_err();
         assert!(e.message.contains("more than 2"), "{e:?}");
+        for (text, want) in [
+            ("[1, true]", "`nonces[1]` must be an integer, got true"),
+            (
+                "[1.5]",
+                "`nonces[0]` must be an integer, got the number 1.5",
+            ),
+            ("[[1]]", "`nonces[0]` must be an integer, got an array"),
+            ("[null]", "`nonces[0]` must be an integer, got null"),
+        ] {
+            assert_eq!(nonce_list(text, "nonces", 10).unwrap_err().message, want);
+        }
+    }
+
+    /// 2^64 is named as sent, with the range a nonce has: not as the float it rounds to.
+    #[test]
+    fn a_nonce_past_the_range_is_named_as_sent() {
+        for text in [
+            "18446744073709551616",
+            "9223372036854775808",
+            "-9223372036854775809",
+        ] {
+            let e = nonce_list(&format!("[0, {text}]"), "nonces", 10).unwrap_err();
+            assert_eq!(e.error_type, "ValueError");
+            assert_eq!(
+                e.message,
+                format!(
+                    "`nonces[1]` is out of range for a nonce: {text} does not fit; a nonce is an integer {}",
+                    numbers::I64_RANGE
+                )
+            );
+        }
+        let e = nonce_list("[1e999]", "nonces", 10).unwrap_err();
+        assert!(e.message.contains("1e999, beyond any float"), "{e:?}");
+        assert_eq!(
+            nonce_list(
+                "[9223372036854775807, -9223372036854775808, -0]",
+                "nonces",
+                10
+            )
+            .unwrap(),
+            vec![i64::MAX, i64::MIN, 0]
+        );
     }
 }

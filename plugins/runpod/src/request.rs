@@ -259,8 +259,13 @@ mod tests {
         );
         let e = err(&format!(r#"{{{OK}, "nonces": [[1], 2]}}"#));
         assert_eq!(e.message, "`nonces[0]` must be an integer, got an array");
-        let e = err(&format!(r#"{{{OK}, "nonces": [18446744073709551615]}}"#));
-        assert!(e.message.contains("64-bit"), "{e:?}");
+        // Past the range: named as sent (2^64 is not the float it rounds to), with the range.
+        for big in ["18446744073709551615", "18446744073709551616"] {
+            let e = err(&format!(r#"{{{OK}, "nonces": [{big}]}}"#));
+            assert!(e.message.contains("out of range for a nonce"), "{e:?}");
+            assert!(e.message.contains(big), "{e:?}");
+            assert!(e.message.contains("9223372036854775807"), "{e:?}");
+        }
         let e = err(&format!(r#"{{{OK}, "nonces": []}}"#));
         assert!(e.message.contains("empty"), "{e:?}");
         let e = err(&format!(r#"{{{OK}, "nonces": 5}}"#));
