@@ -438,6 +438,8 @@ fn bad_receivers_lose_nothing_delay_nothing_and_sigterm_keeps_the_deadline() {
             .all(|r| r.method == "POST" && r.path != "/elsewhere")
     );
     let _ = std::fs::remove_file(&kept);
+}
+
 #[test]
 fn metrics_turned_off_by_flag_answer_404_and_the_help_names_the_variable() {
     let server = Server::start(&["--metrics", "off"]);

@@ -114,7 +114,7 @@ pub struct Outbox {
 }
 
 /// What `/health` and the logs report.
-#[derive(Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct OutboxStats {
     pub pending: usize,
     pub delivered: u64,

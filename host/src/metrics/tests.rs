@@ -14,6 +14,7 @@ fn live() -> Live {
             refused: 4,
             retried: 5,
             oldest_pending_seconds: 1.5,
+            ..Default::default()
         }),
     }
 }

@@ -163,14 +163,14 @@ async fn unsigned_control_requests_are_refused_and_change_nothing() {
 
     // The open routes answer anyone, as in the reference.
     let (code, v, _) = send_with(&app, "GET", "/api/v1/state", "", &[]).await;
-    assert_eq!((code, v), (StatusCode::OK, json!({"state": "POW"})));
+    assert_eq!((code, &v["state"]), (StatusCode::OK, &json!("POW")));
     let (code, _, _) = send_with(&app, "GET", "/health", "", &[]).await;
     assert_eq!(code, StatusCode::OK);
 
     let (code, v) = send_signed(&app, "POST", "/api/v1/pow/stop", "").await;
     assert_eq!((code, &v["status"]), (StatusCode::OK, &json!("OK")));
     let (_, v, _) = send_with(&app, "GET", "/api/v1/state", "", &[]).await;
-    assert_eq!(v, json!({"state": "STOPPED"}));
+    assert_eq!(v["state"], json!("STOPPED"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
