@@ -8,13 +8,16 @@ mod app;
 pub(crate) mod http;
 mod jobs;
 mod listener;
+mod memory_budget;
 pub(crate) mod node;
+mod own_address;
 mod router;
 mod serverless;
 #[cfg(test)]
 mod tests;
 
 pub use app::{App, PluginKind};
+pub use memory_budget::default_budget as default_memory_budget;
 pub use router::router;
 
 use crate::runtime::Runtime;
@@ -37,6 +40,10 @@ pub struct ServeConfig {
     pub queue: usize,
     /// Largest request body, in bytes.
     pub max_body: usize,
+    /// Bytes the requests in flight and queued may hold, counted as their bodies
+    /// `memory_budget::BODY_COPIES` times over; finished jobs' results are kept within a
+    /// quarter of it.
+    pub memory_budget: u64,
     /// What one request may compute for.
     pub time_limit: Duration,
     /// For headers, idle connections and stalled bodies.
@@ -67,6 +74,20 @@ pub fn run(
         host.compute.backend().device_description()
     );
     let app = App::new(host, serverless, validator, config);
+    let (budget, largest) = (app.memory.limit(), app.config.max_body as u64);
+    log::info!(
+        "admitting requests within a memory budget of {} MiB (--memory-budget)",
+        budget >> 20
+    );
+    if largest.saturating_mul(memory_budget::BODY_COPIES) > budget {
+        log::warn!(
+            "bodies over {} MiB will be refused (413): --memory-budget ({} MiB) holds a body {} times over, and --max-body allows {} MiB",
+            budget / memory_budget::BODY_COPIES >> 20,
+            budget >> 20,
+            memory_budget::BODY_COPIES,
+            largest >> 20
+        );
+    }
     runtime.stop_on_signals(format!(
         "powhost: stopping: no new requests; jobs finish the batch in flight; delivering callbacks for up to {:.0} s (interrupt again to quit now)",
         app.config.flush_timeout.as_secs_f64()
@@ -82,6 +103,7 @@ async fn serve(app: Arc<App>) -> Result<ExitCode> {
             format!("cannot listen on {listen}; is the address free and valid (HOST:PORT)?")
         })?;
     let addr = listener.local_addr()?;
+    let _ = app.listening.set(addr);
     {
         // Programs starting powhost read the address (port 0 picks one) from this line.
         let mut out = std::io::stdout().lock();

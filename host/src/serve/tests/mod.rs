@@ -5,8 +5,13 @@
 //! What needs the process itself (signals, exit codes, the listener's timeouts) is tested in
 //! tests/serve.rs.
 
+mod admission;
 mod jobs;
+mod model_build;
 mod node;
+mod node_checks;
+mod node_requests;
+mod own_address;
 mod serverless;
 
 use super::{App, ServeConfig, router};
@@ -38,6 +43,7 @@ fn config() -> ServeConfig {
         concurrency: 4,
         queue: 1024,
         max_body: 64 << 20,
+        memory_budget: 4 << 30,
         time_limit: Duration::from_secs(420),
         idle_timeout: Duration::from_secs(30),
         callback_interval: Duration::from_millis(200),
