@@ -226,7 +226,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 64, value_name = "MIB", value_parser = at_least_one)]
     pub max_body: usize,
     /// Memory, in MiB, that the requests in flight and queued may hold, all told, each counted
-    /// as its body five times over (read, parsed, copied for the plugin). A request the budget
+    /// as its body six times over (read, parsed, copied for the plugin). A request the budget
     /// cannot hold now is refused before its body is read (503 with Retry-After; 413 when it
     /// alone is over the budget). Finished jobs' results are kept within a quarter of it, the
     /// oldest forgotten first. Default: a quarter of the memory available at start

@@ -2,7 +2,7 @@
 //! on stdout, SIGTERM finishing the work in flight and delivering the pending callbacks, the
 //! exit code and the `--undelivered` file when callbacks cannot be delivered, the listener's
 //! timeouts for idle connections and stalled bodies, and bad flags or a device failing its
-//! self-test refused before serving. Everything else the server does is tested in-process
+//! self-test refused before serving, callbacks to the address it bound refused. Everything else the server does is tested in-process
 //! (src/serve/tests/).
 
 use serde_json::{Value, json};
@@ -363,4 +363,26 @@ fn a_device_that_fails_the_self_test_serves_nothing() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("failed the self-test"), "{stderr}");
     assert!(out.stdout.is_empty(), "it never listened");
+}
+
+/// A callback URL that reaches the server itself (here by name, on the port it picked) is
+/// refused at init: its callbacks would come back to its own endpoints without end.
+#[test]
+fn a_callback_url_reaching_the_server_itself_is_refused() {
+    let server = Server::start(&[]);
+    let port = server.addr.port();
+    for url in [
+        format!("http://localhost:{port}/api/v1/pow/validate?"),
+        format!("http://127.0.0.1:{port}/api/v1/pow/stop?"),
+    ] {
+        let init = init_request(&url, 0, 1, 10.0);
+        let (code, v) = server.post("/api/v1/pow/init/validate", &init.to_string());
+        assert_eq!(code, 400, "{url}: {v}");
+        let detail = v["detail"].as_str().unwrap();
+        assert!(
+            detail.starts_with("`url` reaches this server itself"),
+            "{url}: {detail}"
+        );
+    }
+    assert_eq!(server.get("/api/v1/state").1, json!({"state": "STOPPED"}));
 }
