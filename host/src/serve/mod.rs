@@ -82,7 +82,7 @@ pub fn run(
     if largest.saturating_mul(memory_budget::BODY_COPIES) > budget {
         log::warn!(
             "bodies over {} MiB will be refused (413): --memory-budget ({} MiB) holds a body {} times over, and --max-body allows {} MiB",
-            budget / memory_budget::BODY_COPIES >> 20,
+            (budget / memory_budget::BODY_COPIES) >> 20,
             budget >> 20,
             memory_budget::BODY_COPIES,
             largest >> 20
