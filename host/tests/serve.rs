@@ -2,7 +2,8 @@
 //! on stdout, SIGTERM finishing the work in flight and delivering the pending callbacks, the
 //! exit code and the `--undelivered` file when callbacks cannot be delivered, the listener's
 //! timeouts for idle connections and stalled bodies, and bad flags or a device failing its
-//! self-test refused before serving, callbacks to the address it bound refused. Everything else the server does is tested in-process
+//! self-test refused before serving, callbacks to the address it bound refused, the server
+//! answering while a model builds (its async threads are the real ones). Everything else the server does is tested in-process
 //! (src/serve/tests/).
 
 use serde_json::{Value, json};
@@ -385,4 +386,63 @@ fn a_callback_url_reaching_the_server_itself_is_refused() {
         );
     }
     assert_eq!(server.get("/api/v1/state").1, json!({"state": "STOPPED"}));
+}
+
+/// While a large model builds (a weight pool of about 600 MB: seconds on a CPU), two more
+/// inits with it, whose params are checked against the model cache, must not hold the
+/// server's async threads: `/health` answers in less than half the build's time (waiting for
+/// the build, it would take nearly all of it).
+#[test]
+fn the_server_answers_while_a_model_builds() {
+    let server = Server::start(&[]);
+    let mut init = init_request("http://127.0.0.1:9/x", 0, 1, 1.4);
+    init["params"] = json!({"n_layers": 96});
+    let init = init.to_string();
+    let started = Instant::now();
+    assert_eq!(server.post("/api/v1/pow/init", &init).0, 200);
+    // The build is under way; as many more inits as the server has async threads.
+    std::thread::sleep(Duration::from_millis(300));
+    let more: Vec<_> = (0..2)
+        .map(|_| {
+            let request = server
+                .client
+                .post(server.url("/api/v1/pow/init"))
+                .body(init.clone());
+            server
+                .runtime
+                .spawn(async move { request.send().await.map(|r| r.status()) })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let asked = Instant::now();
+    let (code, _) = server.get("/health");
+    let waited = asked.elapsed();
+    assert_eq!(code, 200);
+    let (_, then) = server.get("/api/v1/pow/status");
+    for init in more {
+        assert_eq!(server.block_on(init).unwrap().unwrap().as_u16(), 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, status) = server.get("/api/v1/pow/status");
+        if status["status"] != json!("LOADING") {
+            assert_eq!(status["is_model_initialized"], json!(true), "{status}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the model was not built: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let built = started.elapsed();
+    assert!(
+        waited * 2 < built,
+        "/health took {waited:?} while the model built (in {built:?})"
+    );
+    assert_eq!(
+        then["status"],
+        json!("LOADING"),
+        "the model was built before the test could look: {then}"
+    );
 }

@@ -7,7 +7,6 @@
 
 mod admission;
 mod jobs;
-mod model_build;
 mod node;
 mod node_checks;
 mod node_requests;
