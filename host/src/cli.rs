@@ -226,6 +226,14 @@ pub struct ServeArgs {
     /// Largest request body, in MiB (a 1-million-nonce ProofBatch is about 30 MiB).
     #[arg(long, default_value_t = 64, value_name = "MIB", value_parser = at_least_one)]
     pub max_body: usize,
+    /// Memory, in MiB, that the requests in flight and queued may hold, all told, each counted
+    /// as its body six times over (read, parsed, copied for the plugin). A request the budget
+    /// cannot hold now is refused before its body is read (503 with Retry-After; 413 when it
+    /// alone is over the budget). Finished jobs' results are kept within a quarter of it, the
+    /// oldest forgotten first. Default: a quarter of the memory available at start
+    /// (MemAvailable in /proc/meminfo).
+    #[arg(long, value_name = "MIB", value_parser = at_least_one)]
+    pub memory_budget: Option<usize>,
     /// Seconds a request may compute: a stream then stops, delivering its whole batches (a
     /// batch still computing is cut short); a list of nonces not done by then is a TimeoutError.
     #[arg(long, default_value = "420", value_name = "SECONDS", value_parser = positive_seconds)]

@@ -63,12 +63,23 @@ struct CachedModel {
     model: LoadedModel,
 }
 
+/// The model last built, and the params of the one being built, if any. Its lock is held
+/// only to look or swap, never across a build, so that a server's async threads asking
+/// whether params fit never wait for the seconds a large model takes to build.
+#[derive(Default)]
+struct Cache {
+    model: Option<Arc<CachedModel>>,
+    building: Option<ModelParams>,
+}
+
 /// One backend and the model last built on it.
 pub struct ComputeService {
     backend: Box<dyn Backend>,
     /// Nonces per forward pass, else chosen per model.
     batch: Option<usize>,
-    cache: Mutex<Option<Arc<CachedModel>>>,
+    cache: Mutex<Cache>,
+    /// Held for a whole build: one model is built at a time (two would need twice the memory).
+    build: Mutex<()>,
     /// Who watches model builds and calls (the commands draw bars; servers watch nothing).
     progress: Box<dyn Progress>,
     metrics: Arc<Metrics>,
@@ -89,7 +100,8 @@ impl ComputeService {
         Self {
             backend,
             batch,
-            cache: Mutex::new(None),
+            cache: Mutex::new(Cache::default()),
+            build: Mutex::new(()),
             progress: Box::new(Silent),
             metrics: Arc::default(),
         }
@@ -125,7 +137,7 @@ impl ComputeService {
         self.check_task(task, &[])?;
         let model = LoadedModel::load(&*self.backend, weights)
             .map_err(|e| ComputeFailure::new(FailureKind::BackendFailed, format!("{e:#}")))?;
-        *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(CachedModel {
+        self.cache().model = Some(Arc::new(CachedModel {
             block_hash: task.block_hash.clone(),
             params: task.params.clone(),
             model,
@@ -154,7 +166,8 @@ impl ComputeService {
             .validate()
             .map_err(|e| ComputeFailure::new(FailureKind::InvalidParams, format!("{e:#}")))?;
         if self.is_cached(params) {
-            // Built already: it fits (and /proc/meminfo need not be read per request).
+            // Built already, or being built (while it is, the memory it takes is no longer
+            // available): it fits (and /proc/meminfo need not be read per request).
             return Ok(());
         }
         let batch = self.model_batch(params);
@@ -237,9 +250,22 @@ impl ComputeService {
         Ok(())
     }
 
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn is_cached(&self, params: &ModelParams) -> bool {
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.as_ref().is_some_and(|c| &c.params == params)
+        let cache = self.cache();
+        cache.model.as_ref().is_some_and(|c| &c.params == params)
+            || cache.building.as_ref() == Some(params)
+    }
+
+    fn cached_for(&self, task: &Task) -> Option<Arc<CachedModel>> {
+        self.cache()
+            .model
+            .as_ref()
+            .filter(|c| c.block_hash == task.block_hash && c.params == task.params)
+            .cloned()
     }
 
     fn model_batch(&self, params: &ModelParams) -> usize {
@@ -249,16 +275,21 @@ impl ComputeService {
     /// The cached model when the task matches it, else a newly built one (replacing it:
     /// one model at a time keeps memory bounded, as the reference does).
     fn model_for(&self, task: &Task) -> Result<Arc<CachedModel>, ComputeFailure> {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(cached) = &*cache
-            && cached.block_hash == task.block_hash
-            && cached.params == task.params
-        {
+        if let Some(cached) = self.cached_for(task) {
             log::debug!("reusing the model for block hash {}", task.block_hash);
-            return Ok(cached.clone());
+            return Ok(cached);
         }
-        // Free the old model before building the new one.
-        *cache = None;
+        let _build = self.build.lock().unwrap_or_else(|p| p.into_inner());
+        // Another call may have built it while this one waited.
+        if let Some(cached) = self.cached_for(task) {
+            return Ok(cached);
+        }
+        {
+            // Free the old model before building the new one.
+            let mut cache = self.cache();
+            cache.model = None;
+            cache.building = Some(task.params.clone());
+        }
         let start = Instant::now();
         let model = LoadedModel::new(
             &*self.backend,
@@ -267,7 +298,10 @@ impl ComputeService {
             self.model_batch(&task.params),
             &*self.progress,
         )
-        .map_err(|e| ComputeFailure::new(FailureKind::BackendFailed, format!("{e:#}")))?;
+        .map_err(|e| ComputeFailure::new(FailureKind::BackendFailed, format!("{e:#}")));
+        let mut cache = self.cache();
+        cache.building = None;
+        let model = model?;
         self.metrics
             .model_built(self.backend.name(), start.elapsed().as_secs_f64());
         log::info!(
@@ -281,7 +315,7 @@ impl ComputeService {
             params: task.params.clone(),
             model,
         });
-        *cache = Some(cached.clone());
+        cache.model = Some(cached.clone());
         Ok(cached)
     }
 }

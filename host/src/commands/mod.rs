@@ -74,6 +74,11 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         concurrency: args.concurrency,
         queue: args.queue,
         max_body: args.max_body.saturating_mul(1 << 20),
+        memory_budget: args
+            .memory_budget
+            .map_or_else(crate::serve::default_memory_budget, |mib| {
+                (mib as u64).saturating_mul(1 << 20)
+            }),
         time_limit: args.time_limit,
         idle_timeout: args.idle_timeout,
         callback_interval: args.callback_interval,

@@ -3,6 +3,7 @@
 
 use super::ServeConfig;
 use super::jobs;
+use super::memory_budget::MemoryBudget;
 use super::node::{self, ProofBatches};
 use crate::plugin_host::{CallContext, Plugin, PluginFailure, PluginReply};
 use crate::runtime::Host;
@@ -30,6 +31,11 @@ pub struct App {
     validator: Arc<Plugin>,
     pub config: ServeConfig,
     pub slots: Slots,
+    /// The bytes requests in flight and queued may hold (`--memory-budget`).
+    pub memory: MemoryBudget,
+    /// The address the server listens on, once bound: callbacks and webhooks to it are
+    /// refused (own_address.rs).
+    pub listening: std::sync::OnceLock<std::net::SocketAddr>,
     pub jobs: jobs::Jobs,
     pub node: node::Node,
     pub proof_batches: ProofBatches,
@@ -53,12 +59,23 @@ impl App {
             serverless,
             validator,
             slots: Slots::new(config.concurrency, config.queue),
+            memory: MemoryBudget::new(config.memory_budget),
+            listening: std::sync::OnceLock::new(),
+            jobs: jobs::Jobs::new(config.memory_budget / jobs::FINISHED_SHARE),
             config,
-            jobs: jobs::Jobs::default(),
             node: node::Node::default(),
             proof_batches: ProofBatches::default(),
             background: Background::default(),
         })
+    }
+
+    /// What a request body may be: `--max-body`, `--idle-timeout`, the memory budget.
+    pub fn body_limits(&self) -> http::BodyLimits<'_> {
+        http::BodyLimits {
+            max: self.config.max_body,
+            idle: self.config.idle_timeout,
+            memory: &self.memory,
+        }
     }
 
     fn plugin(&self, kind: PluginKind) -> &Arc<Plugin> {

@@ -101,7 +101,9 @@ async fn signed(app: &App, signer: &SignerKey, request: Request) -> Result<Reque
         _ => return Err(forbidden("Missing signature")),
     };
     let (parts, body) = request.into_parts();
-    let body = collect_body(body, app.config.max_body, app.config.idle_timeout)
+    // Read within the memory budget like any body, so that an unsigned flood is refused
+    // before it is read; the handler charges the same bytes again when it takes them.
+    let (body, _charge) = collect_body(body, app.body_limits())
         .await
         .map_err(IntoResponse::into_response)?;
     if !signer.verifies(&body, &signature) {

@@ -1,5 +1,8 @@
-//! What every endpoint shares: JSON bodies read with or without a Content-Type header and
-//! under the size limit, JSON responses, and errors that say what to fix.
+//! What every endpoint shares: JSON bodies read with or without a Content-Type header, under
+//! the size limit and charged to the memory budget, JSON responses, and errors that say what
+//! to fix.
+
+use super::memory_budget::{MemoryBudget, MemoryCharge};
 
 use axum::body::Body;
 use axum::http::StatusCode;
@@ -35,13 +38,19 @@ fn json_text(status: StatusCode, json: String) -> Response {
 pub struct ApiError {
     pub status: StatusCode,
     pub detail: String,
+    /// Seconds after which a refused request may succeed (503s): the Retry-After header.
+    pub retry_after: Option<u32>,
 }
+
+/// What a busy server asks its clients to wait before retrying, in seconds.
+const RETRY_AFTER_SECONDS: u32 = 5;
 
 impl ApiError {
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
         Self {
             status,
             detail: detail.into(),
+            retry_after: None,
         }
     }
     pub fn bad_request(detail: impl Into<String>) -> Self {
@@ -51,32 +60,52 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, detail)
     }
     pub fn busy(what: &str) -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "the server is busy: {what}; retry later (or give the server more compute slots or a longer queue)"
-            ),
-        )
+        Self::unavailable(format!(
+            "the server is busy: {what}; retry later (or give the server more compute slots or a longer queue)"
+        ))
+    }
+    /// 503 with Retry-After: the request may succeed later, unchanged.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self {
+            retry_after: Some(RETRY_AFTER_SECONDS),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, detail)
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        json_response(self.status, json!({ "detail": self.detail }))
+        let mut response = json_response(self.status, json!({ "detail": self.detail }));
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
-/// The body as JSON, whatever the Content-Type says (the node software sends none). Larger
-/// than `limit` bytes: 413; not JSON: 422 naming the line and column; nothing arriving for
-/// `idle` (`--idle-timeout`): 408, so a client that stops mid-body cannot hold a connection,
-/// or the server's shutdown, for good.
+/// What a request body may be: at most `max` bytes, each piece arriving within `idle`
+/// (`--idle-timeout`) of the last, and charged to `memory` before it is read (by its
+/// Content-Length) or as it arrives (without one).
+#[derive(Clone, Copy)]
+pub struct BodyLimits<'a> {
+    pub max: usize,
+    pub idle: std::time::Duration,
+    pub memory: &'a MemoryBudget,
+}
+
+/// The body as JSON, whatever the Content-Type says (the node software sends none), and its
+/// charge to the memory budget, to be held while the request's data lives. Larger than the
+/// limit: 413; over the memory budget: 503 (413 when it alone is); not JSON: 422 naming the
+/// line and column; nothing arriving for the idle time: 408, so a client that stops mid-body
+/// cannot hold a connection, or the server's shutdown, for good.
 pub async fn read_json(
     body: Body,
-    limit: usize,
-    idle: std::time::Duration,
-) -> Result<Value, ApiError> {
-    let bytes = collect_body(body, limit, idle).await?;
-    parse_json_body(&bytes)
+    limits: BodyLimits<'_>,
+) -> Result<(Value, MemoryCharge), ApiError> {
+    let (bytes, charge) = collect_body(body, limits).await?;
+    Ok((parse_json_body(&bytes)?, charge))
 }
 
 /// A whole body as JSON: empty is 422, so is anything that is not JSON.
@@ -90,13 +119,13 @@ pub fn parse_json_body(bytes: &[u8]) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::unprocessable(format!("the request body is not valid JSON: {e}")))
 }
 
-/// The body as a JSON object.
+/// The body as a JSON object, and its charge to the memory budget.
 pub async fn read_object(
     body: Body,
-    limit: usize,
-    idle: std::time::Duration,
-) -> Result<serde_json::Map<String, Value>, ApiError> {
-    as_object(read_json(body, limit, idle).await?)
+    limits: BodyLimits<'_>,
+) -> Result<(serde_json::Map<String, Value>, MemoryCharge), ApiError> {
+    let (value, charge) = read_json(body, limits).await?;
+    Ok((as_object(value)?, charge))
 }
 
 /// A JSON object, or 422 naming what it is instead.
@@ -110,13 +139,17 @@ pub fn as_object(value: Value) -> Result<serde_json::Map<String, Value>, ApiErro
     }
 }
 
-/// The whole body, at most `limit` bytes, each piece arriving within `idle` of the last.
+/// The whole body, within `limits`, and its charge to the memory budget.
 pub async fn collect_body(
     body: Body,
-    limit: usize,
-    idle: std::time::Duration,
-) -> Result<Vec<u8>, ApiError> {
+    limits: BodyLimits<'_>,
+) -> Result<(Vec<u8>, MemoryCharge), ApiError> {
     use http_body_util::BodyExt;
+    let BodyLimits {
+        max: limit,
+        idle,
+        memory,
+    } = limits;
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -127,11 +160,16 @@ pub async fn collect_body(
         )
     };
     let mut body = body;
+    let hint = axum::body::HttpBody::size_hint(&body);
     // A declared length over the limit is refused before anything is read.
-    if axum::body::HttpBody::size_hint(&body).lower() > limit as u64 {
+    if hint.lower() > limit as u64 {
         return Err(too_large());
     }
-    let mut bytes = Vec::new();
+    // So is one the memory budget cannot hold now; without a declared length, the body is
+    // charged as it arrives.
+    let mut charge = memory.charge();
+    memory.cover(&mut charge, hint.exact().unwrap_or(0))?;
+    let mut bytes = Vec::with_capacity(hint.exact().unwrap_or(0) as usize);
     loop {
         let frame = match tokio::time::timeout(idle, body.frame()).await {
             Err(_) => {
@@ -143,7 +181,7 @@ pub async fn collect_body(
                     ),
                 ));
             }
-            Ok(None) => return Ok(bytes),
+            Ok(None) => return Ok((bytes, charge)),
             Ok(Some(Err(e))) => {
                 return Err(ApiError::bad_request(format!(
                     "the request body could not be read: {e}"
@@ -152,9 +190,11 @@ pub async fn collect_body(
             Ok(Some(Ok(frame))) => frame,
         };
         if let Ok(data) = frame.into_data() {
-            if bytes.len().saturating_add(data.len()) > limit {
+            let len = bytes.len().saturating_add(data.len());
+            if len > limit {
                 return Err(too_large());
             }
+            memory.cover(&mut charge, len as u64)?;
             bytes.extend_from_slice(&data);
         }
     }

@@ -9,8 +9,11 @@ use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-/// Finished jobs kept for `/status` and `/stream`; the oldest are forgotten first.
+/// Finished jobs kept for `/status` and `/stream`, at most; the oldest are forgotten first.
 const KEEP_FINISHED: usize = 10_000;
+
+/// Finished jobs' results are kept within this share of the memory budget (a quarter).
+pub(super) const FINISHED_SHARE: u64 = 4;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Status {
@@ -97,6 +100,15 @@ impl Job {
         })
     }
 
+    /// Bytes its results and error hold: what keeping it finished costs.
+    pub(super) fn result_bytes(&self) -> u64 {
+        let s = self.state();
+        let chunks: usize = s.chunks.iter().map(|c| c.get().len()).sum();
+        let output = s.output.as_ref().map_or(0, |o| o.get().len());
+        let error = s.error.as_ref().map_or(0, |(m, k)| m.len() + k.len());
+        (self.id.len() + chunks + output + error) as u64
+    }
+
     pub(super) fn finish(&self, result: Result<PluginReply, PluginFailure>) {
         let cancelled = self.stop.is_aborted();
         let mut s = self.state();
@@ -166,19 +178,29 @@ pub(super) fn to_text(view: &View) -> String {
     serde_json::to_string(view).expect("a job view serialises")
 }
 
-/// Every job this server knows of.
-#[derive(Default)]
+/// Every job this server knows of; the finished ones within a count and a byte budget.
 pub struct Jobs {
     inner: Mutex<JobsInner>,
+    /// Bytes the finished jobs' results may hold, all told.
+    keep_bytes: u64,
 }
 
 #[derive(Default)]
 struct JobsInner {
     by_id: HashMap<String, Arc<Job>>,
-    finished: VecDeque<String>,
+    /// Finished jobs, oldest first, with the bytes each holds.
+    finished: VecDeque<(String, u64)>,
+    finished_bytes: u64,
 }
 
 impl Jobs {
+    pub fn new(keep_bytes: u64) -> Self {
+        Self {
+            inner: Mutex::default(),
+            keep_bytes,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, JobsInner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -191,12 +213,23 @@ impl Jobs {
         self.lock().by_id.get(id).cloned()
     }
 
-    pub(super) fn finished(&self, id: &str) {
+    /// Keep `job`'s result for `/status` and `/stream`, forgetting the oldest finished jobs
+    /// beyond the count or the byte budget (a result larger than the whole budget is not kept).
+    pub(super) fn finished(&self, job: &Job) {
+        let bytes = job.result_bytes();
         let mut inner = self.lock();
-        inner.finished.push_back(id.to_string());
-        while inner.finished.len() > KEEP_FINISHED {
-            let old = inner.finished.pop_front().unwrap();
+        inner.finished.push_back((job.id.clone(), bytes));
+        inner.finished_bytes += bytes;
+        while inner.finished.len() > KEEP_FINISHED || inner.finished_bytes > self.keep_bytes {
+            let (old, old_bytes) = inner.finished.pop_front().expect("not empty");
+            inner.finished_bytes -= old_bytes;
             inner.by_id.remove(&old);
+            if old == job.id {
+                log::warn!(
+                    "the result of job {old} ({} MiB) is larger than the finished jobs' share of --memory-budget; it is not kept for /status",
+                    old_bytes >> 20
+                );
+            }
         }
     }
 

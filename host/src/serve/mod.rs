@@ -11,7 +11,9 @@ mod health;
 pub(crate) mod http;
 mod jobs;
 mod listener;
+mod memory_budget;
 pub(crate) mod node;
+mod own_address;
 mod router;
 mod serverless;
 mod signature;
@@ -20,6 +22,7 @@ mod tests;
 
 pub use app::{App, PluginKind};
 pub use auth::{Access, ApiKey};
+pub use memory_budget::default_budget as default_memory_budget;
 pub use router::router;
 pub use signature::SignerKey;
 
@@ -44,6 +47,10 @@ pub struct ServeConfig {
     pub queue: usize,
     /// Largest request body, in bytes.
     pub max_body: usize,
+    /// Bytes the requests in flight and queued may hold, counted as their bodies
+    /// `memory_budget::BODY_COPIES` times over; finished jobs' results are kept within a
+    /// quarter of it.
+    pub memory_budget: u64,
     /// What one request may compute for.
     pub time_limit: Duration,
     /// For headers, idle connections and stalled bodies.
@@ -79,6 +86,20 @@ pub fn run(
         host.compute.backend().device_description()
     );
     let app = App::new(host, serverless, validator, config);
+    let (budget, largest) = (app.memory.limit(), app.config.max_body as u64);
+    log::info!(
+        "admitting requests within a memory budget of {} MiB (--memory-budget)",
+        budget >> 20
+    );
+    if largest.saturating_mul(memory_budget::BODY_COPIES) > budget {
+        log::warn!(
+            "bodies over {} MiB will be refused (413): --memory-budget ({} MiB) holds a body {} times over, and --max-body allows {} MiB",
+            (budget / memory_budget::BODY_COPIES) >> 20,
+            budget >> 20,
+            memory_budget::BODY_COPIES,
+            largest >> 20
+        );
+    }
     runtime.stop_on_signals(format!(
         "powhost: stopping: no new requests; jobs finish the batch in flight; delivering callbacks for up to {:.0} s (interrupt again to quit now)",
         app.config.flush_timeout.as_secs_f64()
@@ -93,6 +114,7 @@ async fn serve(app: Arc<App>, listener: std::net::TcpListener) -> Result<ExitCod
         .with_context(|| format!("listening on {}", app.config.listen))?;
     let addr = listener.local_addr()?;
     warn_if_open(&app.config.access, addr);
+    let _ = app.listening.set(addr);
     {
         // Programs starting powhost read the address (port 0 picks one) from this line.
         let mut out = std::io::stdout().lock();

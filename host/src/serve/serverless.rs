@@ -5,6 +5,7 @@
 use super::app::{App, BackgroundTask, PluginKind, Ticket};
 use super::http::{ApiError, json_response, ok, ok_text, read_object};
 use super::jobs::{Item, Job, Status, View, raw, to_text};
+use super::memory_budget::MemoryCharge;
 use crate::runtime::stop::Stop;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
@@ -25,9 +26,17 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// A job as the plugin will get it, its webhook if any, and what it holds of the memory
+/// budget until it ends.
+struct JobRequest {
+    request: String,
+    webhook: Option<String>,
+    memory: MemoryCharge,
+}
+
 /// The request body as the plugin will get it, and its webhook if any.
-async fn job_request(app: &App, body: Body) -> Result<(String, Option<String>), ApiError> {
-    let request = read_object(body, app.config.max_body, app.config.idle_timeout).await?;
+async fn job_request(app: &App, body: Body) -> Result<JobRequest, ApiError> {
+    let (request, memory) = read_object(body, app.body_limits()).await?;
     match request.get("input") {
         Some(Value::Object(_)) => {}
         Some(other) => {
@@ -47,6 +56,10 @@ async fn job_request(app: &App, body: Body) -> Result<(String, Option<String>), 
         Some(Value::String(url)) => {
             crate::delivery::check_url(url)
                 .map_err(|why| ApiError::unprocessable(format!("`webhook` {why}")))?;
+            // A webhook to this server would post the job back to its own endpoints.
+            super::own_address::refuse_own(url, app.listening.get().copied())
+                .await
+                .map_err(|why| ApiError::unprocessable(format!("`webhook` {why}")))?;
             Some(url.clone())
         }
         Some(other) => {
@@ -56,7 +69,11 @@ async fn job_request(app: &App, body: Body) -> Result<(String, Option<String>), 
             )));
         }
     };
-    Ok((Value::Object(request).to_string(), webhook))
+    Ok(JobRequest {
+        request: Value::Object(request).to_string(),
+        webhook,
+        memory,
+    })
 }
 
 /// Run a job to its end: wait for a compute slot, run the plugin, record the result, post
@@ -68,6 +85,7 @@ async fn execute(
     job: Arc<Job>,
     request: String,
     ticket: Ticket,
+    memory: MemoryCharge,
     _background: BackgroundTask,
 ) {
     let emit = {
@@ -91,7 +109,9 @@ async fn execute(
         .call(PluginKind::Serverless, request, slot, stop, emit)
         .await;
     job.finish(result);
-    app.jobs.finished(&job.id);
+    // The request is done with; what is kept of the job is its result.
+    drop(memory);
+    app.jobs.finished(&job);
     if let Some(url) = &job.webhook {
         app.host.outbox.add(
             url.clone(),
@@ -132,8 +152,13 @@ pub async fn runsync(
     body: Body,
 ) -> Result<Response, ApiError> {
     let wait = runsync_wait(query.as_deref())?;
-    let (request, webhook) = job_request(&app, body).await?;
+    // A place in the queue before the body is read: a busy server reads nothing.
     let ticket = app.slots.reserve()?;
+    let JobRequest {
+        request,
+        webhook,
+        memory,
+    } = job_request(&app, body).await?;
     let job = Job::new(
         format!("sync-{}", uuid::Uuid::new_v4()),
         webhook,
@@ -147,6 +172,7 @@ pub async fn runsync(
         job.clone(),
         request,
         ticket,
+        memory,
         background,
     ));
     match wait {
@@ -163,8 +189,13 @@ pub async fn runsync(
 }
 
 pub async fn run(State(app): State<Arc<App>>, body: Body) -> Result<Response, ApiError> {
-    let (request, webhook) = job_request(&app, body).await?;
+    // A place in the queue before the body is read: a busy server reads nothing.
     let ticket = app.slots.reserve()?;
+    let JobRequest {
+        request,
+        webhook,
+        memory,
+    } = job_request(&app, body).await?;
     let job = Job::new(uuid::Uuid::new_v4().to_string(), webhook, app.job_stop());
     app.jobs.insert(job.clone());
     let background = app.background_task();
@@ -173,6 +204,7 @@ pub async fn run(State(app): State<Arc<App>>, body: Body) -> Result<Response, Ap
         job.clone(),
         request,
         ticket,
+        memory,
         background,
     ));
     Ok(ok(json!({"id": job.id, "status": Status::InQueue.name()})))

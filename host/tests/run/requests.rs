@@ -102,6 +102,34 @@ fn another_block_hash_or_params_rebuild_the_model() {
     assert_eq!(log.matches("reusing the model").count(), 1, "{log}");
 }
 
+/// An unknown field in `params` (a newer client's) is ignored, as the reference handler's
+/// pydantic `Params` ignores it, and logged at warn: the answer is the one without it.
+#[test]
+fn unknown_params_fields_are_ignored_with_a_warning() {
+    let mut with_new_field = tiny_input();
+    with_new_field["params"]["a_newer_field"] = json!(3);
+    let out = powhost_with_log(
+        &["run", "--backend", "cpu"],
+        &json!({ "input": with_new_field }).to_string(),
+        "warn",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("unknown field `a_newer_field` in params"),
+        "{log}"
+    );
+    let plain = run(
+        &["--backend", "cpu"],
+        &json!({ "input": tiny_input() }).to_string(),
+    );
+    assert_eq!(one_response(&out), one_response(&plain));
+}
+
 fn powhost_with_log(args: &[&str], stdin: &str, level: &str) -> Output {
     let mut child = powhost()
         .args(args)
@@ -164,7 +192,6 @@ fn bad_requests_get_error_responses() {
         ("r_target_nan", r#"{"input": {"block_hash": "a", "block_height": 1, "public_key": "k", "r_target": NaN, "nonces": [1]}}"#.into()),
         ("r_target_negative", with("r_target", json!(-1.4))),
         ("r_target_string", with("r_target", json!("1.4"))),
-        ("params_unknown_key", params_with("depth", json!(3))),
         ("params_wrong_type", params_with("dim", json!("64"))),
         ("params_zero", params_with("n_layers", json!(0))),
         ("params_inconsistent", params_with("n_heads", json!(5))),

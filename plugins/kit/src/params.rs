@@ -118,8 +118,9 @@ impl ParamValue for bool {
     }
 }
 
-/// The `params` object: any subset of the fields, each checked by its type; an unknown field
-/// is refused with the list of known ones.
+/// The `params` object: any subset of the fields, each checked by its type. An unknown field
+/// is ignored (logged at warn), as the reference's pydantic `Params` ignores it: a newer
+/// client adding a model field must not stop this plugin.
 pub fn params(raw: &RawValue) -> Result<PartialParams, RequestError> {
     let map: Map<String, Value> = serde_json::from_str(raw.get()).map_err(|e| {
         if kind_of_text(raw.get()) == "an object" {
@@ -134,15 +135,34 @@ pub fn params(raw: &RawValue) -> Result<PartialParams, RequestError> {
         let field = format!("params.{key}");
         match p.set(key, value, &field) {
             Some(result) => result?,
-            None => {
-                return Err(RequestError::value(format!(
-                    "unknown field `{key}` in params; the fields are: {}",
-                    PARAMS_FIELDS.join(", ")
-                )));
-            }
+            None => ignored(key),
         }
     }
     Ok(p)
+}
+
+/// Say, once per plugin instance, that an unknown params field was ignored (natively, in
+/// tests, there is no host to say it to).
+fn ignored(key: &str) {
+    #[cfg(all(feature = "bindings", target_arch = "wasm32"))]
+    {
+        use std::collections::BTreeSet;
+        use std::sync::Mutex;
+        // Bounded, so that ever new keys cannot grow it.
+        static WARNED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+        let mut warned = WARNED.lock().unwrap_or_else(|p| p.into_inner());
+        if warned.len() < 64 && warned.insert(key.to_string()) {
+            crate::log::log(
+                crate::Level::Warn,
+                &format!(
+                    "ignoring the unknown field `{key}` in params (the fields are: {})",
+                    PARAMS_FIELDS.join(", ")
+                ),
+            );
+        }
+    }
+    #[cfg(not(all(feature = "bindings", target_arch = "wasm32")))]
+    let _ = key;
 }
 
 #[cfg(test)]
@@ -259,10 +279,14 @@ mod tests {
                 "`params.use_scaled_rope` must be true or false, got the number 1"
             )
         );
-        let e = params(&raw(r#"{"depth": 3}"#)).unwrap_err();
+        // Unknown fields are ignored, as by the reference; the known ones still count.
+        let p = params(&raw(r#"{"depth": 3, "dim": 64}"#)).unwrap();
         assert_eq!(
-            e.message,
-            "unknown field `depth` in params; the fields are: dim, n_layers, n_heads, n_kv_heads, vocab_size, ffn_dim_multiplier, multiple_of, norm_eps, rope_theta, use_scaled_rope, seq_len"
+            p,
+            PartialParams {
+                dim: Some(64),
+                ..PartialParams::default()
+            }
         );
     }
 }

@@ -25,11 +25,11 @@ impl NonceSequence {
         })
     }
 
-    /// The next `n` nonces, without moving past them (a stopped batch is computed again);
-    /// None once they would pass the largest 64-bit integer.
-    pub fn peek(&self, n: usize) -> Option<Vec<i64>> {
+    /// The next `n` nonces, or those of them below the largest 64-bit integer, without moving
+    /// past them (a stopped batch is computed again); empty once none is left.
+    pub fn peek(&self, n: usize) -> Vec<i64> {
         (0..n as i64)
-            .map(|i| {
+            .map_while(|i| {
                 self.next_x
                     .checked_add(i)?
                     .checked_mul(self.step)?
@@ -94,12 +94,19 @@ pub(super) fn generate(init: &InitRequest, shared: &Shared, app: &App) {
                 continue;
             }
         }
-        let Some(nonces) = sequence.peek(batch) else {
-            return fail("this node's nonces have passed the largest 64-bit integer".into());
-        };
+        let nonces = sequence.peek(batch);
+        if nonces.is_empty() {
+            let message = format!(
+                "every nonce of node {} of {} below 2^63 is computed: the next would pass the largest 64-bit integer",
+                init.node_id, init.node_count
+            );
+            log::warn!("generation ended: {message}");
+            *shared.ended.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
+            return;
+        }
         match app.host.compute.distances(&task, &nonces, &stop) {
             Ok(dist) => {
-                sequence.advance(batch);
+                sequence.advance(nonces.len());
                 let (valid_nonces, valid_dist): (Vec<i64>, Vec<f64>) = nonces
                     .iter()
                     .zip(&dist)
@@ -130,22 +137,31 @@ mod tests {
     #[test]
     fn nonce_sequences_follow_the_spec() {
         let s = NonceSequence::new(2, 3, 0, 1).unwrap();
-        assert_eq!(s.peek(4).unwrap(), vec![2, 5, 8, 11]);
+        assert_eq!(s.peek(4), vec![2, 5, 8, 11]);
         let mut s = NonceSequence::new(1, 4, 1, 2).unwrap();
-        assert_eq!(s.peek(3).unwrap(), vec![5, 13, 21]);
+        assert_eq!(s.peek(3), vec![5, 13, 21]);
         s.advance(3);
-        assert_eq!(s.peek(1).unwrap(), vec![29]);
+        assert_eq!(s.peek(1), vec![29]);
         // The G groups' sequences together are node_id + m·node_count, each once.
         let mut all: Vec<i64> = (0..3)
-            .flat_map(|g| NonceSequence::new(2, 5, g, 3).unwrap().peek(10).unwrap())
+            .flat_map(|g| NonceSequence::new(2, 5, g, 3).unwrap().peek(10))
             .collect();
         all.sort();
         assert_eq!(all, (0..30).map(|m| 2 + 5 * m).collect::<Vec<_>>());
-        // Past i64::MAX: None, not a wrap.
-        let mut s = NonceSequence::new(i64::MAX - 1, 1, 0, 1).unwrap();
-        assert!(s.peek(2).is_some());
-        s.advance(1);
-        assert!(s.peek(2).is_none());
         assert!(NonceSequence::new(1, i64::MAX, 2, 1).is_none());
+    }
+
+    #[test]
+    fn the_nonces_below_the_largest_integer_are_all_given_then_none() {
+        // Past i64::MAX: the nonces that fit, then none; never a wrap.
+        let mut s = NonceSequence::new(i64::MAX - 1, 1, 0, 1).unwrap();
+        assert_eq!(s.peek(5), vec![i64::MAX - 1, i64::MAX]);
+        s.advance(2);
+        assert!(s.peek(5).is_empty());
+        // A node_count of 2^62 leaves node 3 two nonces.
+        let mut s = NonceSequence::new(3, 1 << 62, 0, 1).unwrap();
+        assert_eq!(s.peek(100), vec![3, 3 + (1 << 62)]);
+        s.advance(2);
+        assert!(s.peek(100).is_empty());
     }
 }

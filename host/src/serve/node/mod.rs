@@ -49,6 +49,8 @@ struct Shared {
     batch: Mutex<Stop>,
     model_ready: AtomicBool,
     failure: Mutex<Option<String>>,
+    /// Why generation ended without failing: this node's nonces are all computed.
+    ended: Mutex<Option<String>>,
     computed: AtomicU64,
     valid: AtomicU64,
 }
@@ -62,6 +64,7 @@ impl Shared {
             stop,
             model_ready: AtomicBool::new(false),
             failure: Mutex::new(None),
+            ended: Mutex::new(None),
             computed: AtomicU64::new(0),
             valid: AtomicU64::new(0),
         }
@@ -146,7 +149,10 @@ impl Controller {
     fn status(&self) -> PowStatus {
         let ready = self.shared.model_ready.load(Ordering::SeqCst);
         let failure = self.shared.failure.lock().unwrap().clone();
+        let ended = self.shared.ended.lock().unwrap().clone();
         let status = match self.shared.phase() {
+            // Generation failed or has nothing left to compute: not GENERATING.
+            Phase::Generate if failure.is_some() || ended.is_some() => "STOPPED",
             Phase::Generate => "GENERATING",
             Phase::Validate => "VALIDATING",
             Phase::Idle if !ready && failure.is_none() => "LOADING",
@@ -158,6 +164,7 @@ impl Controller {
             computed: Some(self.shared.computed.load(Ordering::Relaxed)),
             valid: Some(self.shared.valid.load(Ordering::Relaxed)),
             error: failure,
+            ended,
         }
     }
 }
@@ -230,11 +237,16 @@ pub async fn init_validate(State(app): State<Arc<App>>, body: Body) -> Result<Re
 }
 
 async fn init_phase(app: Arc<App>, body: Body, phase: Phase) -> Result<Response, ApiError> {
-    let body = read_object(body, app.config.max_body, app.config.idle_timeout).await?;
+    let (body, _memory) = read_object(body, app.body_limits()).await?;
     let init = InitRequest::parse(body, &app.host.compute)?;
     if phase == Phase::Generate {
         init.check_assignment()?;
     }
+    // Callbacks to this server itself would loop, or stop generation (`…/pow/stop?`).
+    super::own_address::refuse_own(&init.url, app.listening.get().copied())
+        .await
+        .map_err(|why| ApiError::bad_request(format!("`url` {why}")))?;
+    validation::check_init(&app, &init).await?;
     if init.batch_size != 100 {
         log::debug!(
             "init batch_size {} ignored, as by the reference",

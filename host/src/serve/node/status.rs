@@ -5,7 +5,8 @@ use axum::response::Response;
 use serde::Serialize;
 
 /// The reference's status object (keys in its order), with how far generation got and what
-/// went wrong, if anything, after them.
+/// went wrong, if anything, after them. `status` is `STOPPED` (a value the reference
+/// declares) while the phase is GENERATE but generation has ended, failed or out of nonces.
 #[derive(Serialize)]
 pub(super) struct PowStatus {
     pub(super) status: &'static str,
@@ -17,6 +18,9 @@ pub(super) struct PowStatus {
     pub(super) valid: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) error: Option<String>,
+    /// Why generation ended without failing (this node's nonces are all computed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) ended: Option<String>,
 }
 
 impl PowStatus {
@@ -27,6 +31,7 @@ impl PowStatus {
             computed: None,
             valid: None,
             error: None,
+            ended: None,
         }
     }
 }

@@ -17,9 +17,13 @@ use std::sync::Arc;
 
 /// `POST /api/v1/pow/validate`: the batch is checked now (a malformed batch or one for
 /// another block hash is refused with the reason), answered `null` as by the reference,
-/// and validated in the background; the ValidatedBatch goes to `{url}/validated`.
+/// and validated in the background; the ValidatedBatch goes to `{url}/validated`. A busy
+/// server (no place in the queue, or no room in the memory budget) refuses it before
+/// reading it.
 pub async fn validate(State(app): State<Arc<App>>, body: Body) -> Result<Response, ApiError> {
-    let batch = read_object(body, app.config.max_body, app.config.idle_timeout).await?;
+    let ticket = app.slots.reserve()?;
+    let (batch, memory) = read_object(body, app.body_limits()).await?;
+    require_proof_batch_fields(&batch)?;
     let init = app
         .node
         .lock()
@@ -27,22 +31,13 @@ pub async fn validate(State(app): State<Arc<App>>, body: Body) -> Result<Respons
         .map(|c| c.init.clone())
         .ok_or_else(not_running)?;
     let (request, check) = validation_requests(batch, &init);
-
-    match app.call_unqueued(PluginKind::Validator, check).await {
-        Ok(PluginReply::Ok(_)) => {}
-        Ok(PluginReply::Error(body)) => return Err(plugin_refusal(&body)),
-        Err(failure) => {
-            return Err(ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                failure.to_string(),
-            ));
-        }
-    }
-    let ticket = app.slots.reserve()?;
+    dry_run(&app, check).await?;
     let task_app = app.clone();
     let background = app.background_task();
     tokio::spawn(async move {
         let _background = background;
+        // Held until the validation ends: the request is in memory until then.
+        let _memory = memory;
         let slot = ticket.acquire().await;
         let reply = task_app
             .call(
@@ -87,6 +82,54 @@ pub fn validation_requests(
     let request = Value::Object(batch.clone()).to_string();
     batch.insert("dry_run".into(), json!(true));
     (request, Value::Object(batch).to_string())
+}
+
+/// Refuse (400, in the validator's words) an init whose values the validator plugin would
+/// refuse later, at every `/pow/validate` or in the ProofBatches this node sends: a dry run
+/// of the ProofBatch generation would send, under the init's settings.
+pub(super) async fn check_init(app: &Arc<App>, init: &InitRequest) -> Result<(), ApiError> {
+    let generated = json!({
+        "public_key": init.public_key,
+        "block_hash": init.block_hash,
+        "block_height": init.block_height,
+        "nonces": [init.node_id.max(0)],
+        "dist": [0.0],
+        "node_id": init.node_id,
+    });
+    let Value::Object(batch) = generated else {
+        unreachable!("an object")
+    };
+    let (_, check) = validation_requests(batch, init);
+    dry_run(app, check).await.map_err(|refusal| {
+        ApiError::bad_request(format!(
+            "the init request cannot be used: the validator refuses it: {}",
+            refusal.detail
+        ))
+    })
+}
+
+/// The validator's answer to a dry run: nothing, or its refusal as a 400.
+pub(super) async fn dry_run(app: &Arc<App>, check: String) -> Result<(), ApiError> {
+    match app.call_unqueued(PluginKind::Validator, check).await {
+        Ok(PluginReply::Ok(_)) => Ok(()),
+        Ok(PluginReply::Error(body)) => Err(plugin_refusal(&body)),
+        Err(failure) => Err(ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            failure.to_string(),
+        )),
+    }
+}
+
+/// Every ProofBatch field is required, as in the reference's pydantic model, which answers
+/// 422 without one (a batch without `node_id` is not node 0's).
+fn require_proof_batch_fields(batch: &serde_json::Map<String, Value>) -> Result<(), ApiError> {
+    match PROOF_BATCH_FIELDS.iter().find(|f| !batch.contains_key(**f)) {
+        None => Ok(()),
+        Some(missing) => Err(ApiError::unprocessable(format!(
+            "missing field `{missing}`: a ProofBatch has every one of {}",
+            PROOF_BATCH_FIELDS.join(", ")
+        ))),
+    }
 }
 
 /// A plugin's refusal as a 400 with the plugin's sentence.

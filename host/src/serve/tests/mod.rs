@@ -7,9 +7,13 @@
 
 mod auth;
 mod health;
+mod admission;
 mod jobs;
 mod metrics;
 mod node;
+mod node_checks;
+mod node_requests;
+mod own_address;
 mod serverless;
 
 use super::{App, ServeConfig, router};
@@ -41,6 +45,7 @@ fn config() -> ServeConfig {
         concurrency: 4,
         queue: 1024,
         max_body: 64 << 20,
+        memory_budget: 4 << 30,
         time_limit: Duration::from_secs(420),
         idle_timeout: Duration::from_secs(30),
         callback_interval: Duration::from_millis(200),

@@ -7,21 +7,7 @@ use crate::test_support::proof_batches::{assert_sequence, generated_nonces};
 use crate::test_support::receiver::{Received, Receiver};
 use std::collections::BTreeSet;
 
-/// The init request the node software sends, for the tiny model.
-fn init_request(url: &str, node_id: i64, node_count: i64, r_target: f64) -> Value {
-    json!({
-        "node_id": node_id,
-        "node_count": node_count,
-        "block_hash": HASH,
-        "block_height": 7,
-        "public_key": KEY,
-        "batch_size": 100,
-        "r_target": r_target,
-        "fraud_threshold": 1e-7,
-        "params": tiny_input()["params"],
-        "url": url,
-    })
-}
+use super::node_requests::init_request;
 
 fn callbacks_url(receiver: &Receiver) -> String {
     format!("{}/v1/poc-batches", receiver.url)

@@ -2,7 +2,9 @@
 //! on stdout, SIGTERM finishing the work in flight and delivering the pending callbacks, the
 //! exit code and the `--undelivered` file when callbacks cannot be delivered, the listener's
 //! timeouts for idle connections and stalled bodies, receivers that redirect, hang or dawdle,
-//! and bad flags or a device failing its self-test refused before serving. Everything else the server does is tested in-process
+//! bad flags or a device failing its self-test refused before serving, callbacks to the
+//! address it bound refused, the server answering while a model builds (its async threads are
+//! the real ones). Everything else the server does is tested in-process
 //! (src/serve/tests/).
 
 use serde_json::{Value, json};
@@ -11,7 +13,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "../common/mod.rs"]
 mod common;
+mod receivers;
 use common::proof_batches::{assert_sequence, generated_nonces};
 use common::receiver::{Received, Receiver};
 use common::{HASH, KEY, golden};
@@ -364,92 +368,4 @@ fn a_device_that_fails_the_self_test_serves_nothing() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("failed the self-test"), "{stderr}");
     assert!(out.stdout.is_empty(), "it never listened");
-}
-
-/// Receivers that redirect, never answer, or answer slowly lose nothing and delay nothing
-/// else: the node's ProofBatches reach a healthy receiver at once, the slow one gets its
-/// webhooks, the others' are kept; SIGTERM returns within --flush-timeout (+1 s).
-#[test]
-fn bad_receivers_lose_nothing_delay_nothing_and_sigterm_keeps_the_deadline() {
-    use common::receiver::Answer;
-    let kept = std::env::temp_dir().join(format!("powhost-bad-receivers-{}", std::process::id()));
-    let _ = std::fs::remove_file(&kept);
-    let mut server = Server::start(&[
-        "--callback-timeout",
-        "60",
-        "--flush-timeout",
-        "3",
-        "--undelivered",
-        kept.to_str().unwrap(),
-    ]);
-    let (silent, redirecting, slow, healthy) = (
-        server.receiver(),
-        server.receiver(),
-        server.receiver(),
-        server.receiver(),
-    );
-    silent.answer_with(|_| Answer::never());
-    let to = format!("{}/elsewhere", healthy.url);
-    redirecting.answer_with(move |_| Answer::redirect(302, to.clone()));
-    slow.answer_with(|_| Answer::new(200, "").held_for(Duration::from_millis(1500)));
-    let input = golden("runpod_tiny_r2.json")["request"]["input"].clone();
-    for (receiver, n) in [(&silent, 8), (&redirecting, 2), (&slow, 2)] {
-        for _ in 0..n {
-            let job = json!({ "input": input, "webhook": format!("{}/hook", receiver.url) });
-            assert_eq!(server.post("/run", &job.to_string()).0, 200);
-        }
-    }
-    server.block_on(silent.wait_for(6, Duration::from_secs(60)));
-    let init = init_request(&format!("{}/v1/poc-batches", healthy.url), 0, 1, 10.0);
-    let started = Instant::now();
-    assert_eq!(
-        server
-            .post("/api/v1/pow/init/generate", &init.to_string())
-            .0,
-        200
-    );
-    server.block_on(healthy.wait_for(1, Duration::from_secs(60)));
-    let first_batch = started.elapsed();
-    assert!(
-        first_batch < Duration::from_secs(5),
-        "first ProofBatch after {first_batch:?}"
-    );
-    server.block_on(slow.wait_for(2, Duration::from_secs(30)));
-    server.block_on(redirecting.wait_for(4, Duration::from_secs(60)));
-    let signalled = Instant::now();
-    let status = server.terminate();
-    let took = signalled.elapsed();
-    assert!(
-        took < Duration::from_secs(5),
-        "SIGTERM took {took:?} with --flush-timeout 3"
-    );
-    assert_eq!(
-        status.code(),
-        Some(1),
-        "undelivered webhooks show in the exit code"
-    );
-    let kept_text = std::fs::read_to_string(&kept).unwrap();
-    let kept_for = |r: &Receiver| kept_text.matches(&format!("\"{}/hook\"", r.url)).count();
-    let kept_counts = [&silent, &redirecting, &slow].map(kept_for);
-    assert_eq!(kept_counts, [8, 2, 0], "{kept_text}");
-    let all = [redirecting.received(), healthy.received()].concat();
-    assert!(
-        all.iter()
-            .all(|r| r.method == "POST" && r.path != "/elsewhere")
-    );
-    let _ = std::fs::remove_file(&kept);
-}
-
-#[test]
-fn metrics_turned_off_by_flag_answer_404_and_the_help_names_the_variable() {
-    let server = Server::start(&["--metrics", "off"]);
-    assert_eq!(server.get("/metrics").0, 404);
-    assert_eq!(server.get("/health").0, 200);
-    assert_eq!(server.get("/readyz"), (200, json!({"ready": true})));
-    let help = Command::new(env!("CARGO_BIN_EXE_powhost"))
-        .args(["serve", "--help"])
-        .output()
-        .unwrap();
-    let help = String::from_utf8_lossy(&help.stdout);
-    assert!(help.contains("[env: POWHOST_METRICS"), "{help}");
 }
