@@ -5,7 +5,6 @@
 mod backends;
 mod backoff;
 mod cli;
-mod cli_names;
 mod commands;
 mod compute_service;
 mod delivery;

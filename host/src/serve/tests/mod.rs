@@ -3,11 +3,11 @@
 //! The node's PoC API is in node.rs, the serverless endpoints in serverless.rs, what becomes
 //! of jobs beyond their answer (the queue, cancellation, webhooks, shutdown) in jobs.rs.
 //! What needs the process itself (signals, exit codes, the listener's timeouts) is tested in
-//! tests/serve.rs.
+//! tests/serve/.
 
+mod admission;
 mod auth;
 mod health;
-mod admission;
 mod jobs;
 mod metrics;
 mod node;
