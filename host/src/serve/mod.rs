@@ -1,9 +1,9 @@
 //! `powhost serve`: an HTTP server with the network node's PoC API (`/api/v1/…`, node/)
 //! and serverless-style endpoints (serverless.rs). Plugins own the request semantics; the
 //! server owns transport (axum on its own accept loop, listener.rs; "starting" answers while
-//! the self-test runs, starting.rs), limits (body size,
-//! compute slots, a bounded queue: app.rs), the background generation loop and the sealing
-//! of ProofBatches; the runtime's outbox delivers them.
+//! the self-test runs, starting.rs), limits (body size, compute slots, a bounded queue:
+//! app.rs), the background generation loop and the sealing of ProofBatches; the runtime's
+//! outbox delivers them.
 
 mod app;
 mod auth;
