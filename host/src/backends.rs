@@ -81,7 +81,8 @@ fn auto() -> Box<dyn Backend> {
 
 /// Test hook (`POWHOST_INJECT_FAULT=logits`): a backend that computes, but wrongly, as a
 /// faulty device would: every last-position logit is shifted by 1 %. It lets the tests show
-/// that the self-test refuses such a device; nothing else sets it.
+/// that the self-test refuses such a device; nothing else sets it. (The other test hook,
+/// `POWHOST_TEST_HOLD_SELFTEST`, which keeps a start waiting, is in selftest/.)
 struct Faulty(Box<dyn Backend>);
 
 struct FaultyPass(Box<dyn ForwardPass>);

@@ -62,6 +62,8 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             args.listen
         )
     })?;
+    // Probes hear "starting" (not a silent backlog) during the self-test and the plugins' load.
+    let starting = crate::serve::Starting::answer(listener, args.idle_timeout)?;
     let runtime = Runtime::start(runtime_config(
         &args.backend.name,
         args.batch,
@@ -87,7 +89,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         access,
         metrics: args.metrics == "on",
     };
-    crate::serve::run(runtime, listener, &args.plugin, &args.validator, serve)
+    crate::serve::run(runtime, starting, &args.plugin, &args.validator, serve)
 }
 
 fn worker(args: WorkerArgs) -> Result<ExitCode> {

@@ -130,6 +130,7 @@ impl std::error::Error for SelfTestFailed {}
 
 /// Run the self-test and refuse a backend that fails it, in one sentence.
 pub fn require(compute: &ComputeService) -> Result<Report> {
+    hold_if_asked();
     let report = run(compute)?;
     if !report.passed {
         return Err(SelfTestFailed(format!(
@@ -142,4 +143,17 @@ pub fn require(compute: &ComputeService) -> Result<Report> {
         .into());
     }
     Ok(report)
+}
+
+/// Test hook (`POWHOST_TEST_HOLD_SELFTEST=1`, beside `POWHOST_INJECT_FAULT` in backends.rs):
+/// the start's self-test first waits for a line (or the end) on stdin, so that a test sees a
+/// server that is still starting for as long as it needs, and releases it when it chooses
+/// (the wait of a large model or a slow device, made deterministic). Nothing else sets it.
+fn hold_if_asked() {
+    if std::env::var_os("POWHOST_TEST_HOLD_SELFTEST").is_some_and(|v| v == "1") {
+        log::warn!(
+            "POWHOST_TEST_HOLD_SELFTEST=1: the self-test waits for a line on stdin (a test hook)"
+        );
+        let _ = std::io::stdin().read_line(&mut String::new());
+    }
 }

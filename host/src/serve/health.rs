@@ -47,7 +47,7 @@ async fn not_ready(app: &Arc<App>) -> Option<String> {
     app.host.health.verdict().await.reason
 }
 
-/// `/readyz`: the plugins are loaded (the server listens only then), the self-test passed and
+/// `/readyz`: the plugins are loaded (this router answers only then), the self-test passed and
 /// the server is not stopping.
 pub async fn readyz(State(app): State<Arc<App>>) -> Response {
     let (status, body) = readiness(not_ready(&app).await);
@@ -55,8 +55,8 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Response {
 }
 
 /// `/ping`, for the serverless platform's load balancer: 200 when ready; 503 (not routed to)
-/// when the device fails or the server stops. (204, "still starting", is never said: the
-/// server listens only once it is ready.)
+/// when the device fails or the server stops. (204, "still starting", is said by the
+/// responder that answers before this router takes over: starting.rs.)
 pub async fn ping(State(app): State<Arc<App>>) -> Response {
     match not_ready(&app).await {
         None => json_response(StatusCode::OK, json!({"status": "healthy"})),

@@ -1,8 +1,9 @@
 //! `powhost serve`: an HTTP server with the network node's PoC API (`/api/v1/…`, node/)
 //! and serverless-style endpoints (serverless.rs). Plugins own the request semantics; the
-//! server owns transport (axum on its own accept loop, listener.rs), limits (body size,
-//! compute slots, a bounded queue: app.rs), the background generation loop and the sealing
-//! of ProofBatches; the runtime's outbox delivers them.
+//! server owns transport (axum on its own accept loop, listener.rs; "starting" answers while
+//! the self-test runs, starting.rs), limits (body size, compute slots, a bounded queue:
+//! app.rs), the background generation loop and the sealing of ProofBatches; the runtime's
+//! outbox delivers them.
 
 mod app;
 mod auth;
@@ -17,6 +18,7 @@ mod own_address;
 mod router;
 mod serverless;
 mod signature;
+mod starting;
 #[cfg(test)]
 mod tests;
 
@@ -25,6 +27,7 @@ pub use auth::{Access, ApiKey};
 pub use memory_budget::default_budget as default_memory_budget;
 pub use router::router;
 pub use signature::SignerKey;
+pub use starting::Starting;
 
 use crate::runtime::Runtime;
 use crate::runtime::shutdown::ShutdownBudget;
@@ -68,10 +71,11 @@ pub struct ServeConfig {
 }
 
 /// Serve with the `serverless` and `validator` plugins until a signal, then stop: no new
-/// requests, jobs finish their batch in flight, callbacks are delivered.
+/// requests, jobs finish their batch in flight, callbacks are delivered. `starting` answers
+/// the listener until the plugins are loaded.
 pub fn run(
     runtime: Runtime,
-    listener: std::net::TcpListener,
+    starting: Starting,
     serverless: &str,
     validator: &str,
     config: ServeConfig,
@@ -104,6 +108,7 @@ pub fn run(
         "powhost: stopping: no new requests; jobs finish the batch in flight; delivering callbacks for up to {:.0} s (interrupt again to quit now)",
         app.config.flush_timeout.as_secs_f64()
     ))?;
+    let listener = starting.hand_over()?;
     runtime.block_on(serve(app, listener))
 }
 
@@ -116,7 +121,9 @@ async fn serve(app: Arc<App>, listener: std::net::TcpListener) -> Result<ExitCod
     warn_if_open(&app.config.access, addr);
     let _ = app.listening.set(addr);
     {
-        // Programs starting powhost read the address (port 0 picks one) from this line.
+        // Programs starting powhost read the address (port 0 picks one) from this line, and
+        // it means ready: printed only once the self-test passed and the plugins loaded (a
+        // start that fails prints nothing here), though probes were answered before.
         let mut out = std::io::stdout().lock();
         writeln!(out, "{}", json!({ "listening": addr.to_string() }))?;
         out.flush()?;

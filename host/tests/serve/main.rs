@@ -4,7 +4,7 @@
 //! timeouts for idle connections and stalled bodies, receivers that redirect, hang or dawdle,
 //! bad flags or a device failing its self-test refused before serving, callbacks to the
 //! address it bound refused, the server answering while a model builds (its async threads are
-//! the real ones). Everything else the server does is tested in-process
+//! the real ones), probes answered while it starts (startup.rs). Everything else the server does is tested in-process
 //! (src/serve/tests/).
 
 use serde_json::{Value, json};
@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 #[path = "../common/mod.rs"]
 mod common;
 mod receivers;
+mod startup;
 use common::proof_batches::{assert_sequence, generated_nonces};
 use common::receiver::{Received, Receiver};
 use common::{HASH, KEY, golden};
