@@ -223,7 +223,9 @@ mod tests {
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        // One write: `write!` may send the request in pieces.
+        let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
         let mut answer = String::new();
         // To the end: the responder closes the connection after its answer.
         stream.read_to_string(&mut answer).unwrap();
@@ -246,9 +248,18 @@ mod tests {
         let waiting = std::thread::spawn(move || get(addr, "/ping"));
         listener.set_nonblocking(false).unwrap();
         let (mut stream, _) = listener.accept().unwrap();
-        let mut request = [0u8; 64];
-        let n = stream.read(&mut request).unwrap();
-        assert!(request[..n].starts_with(b"GET /ping"));
+        // The whole request, so that closing with unread bytes does not reset the connection.
+        let mut request = Vec::new();
+        let mut byte = [0u8; 1];
+        while !request.ends_with(b"\r\n\r\n") {
+            assert_eq!(
+                stream.read(&mut byte).unwrap(),
+                1,
+                "the request ended early"
+            );
+            request.push(byte[0]);
+        }
+        assert!(request.starts_with(b"GET /ping"));
         stream
             .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             .unwrap();
