@@ -5,6 +5,9 @@
 use super::{JobCount, Live};
 use crate::health::{gpu_json, http_status, readiness, status_word};
 use crate::runtime::Host;
+use crate::runtime::stop::Stop;
+use crate::serve::http::json_response;
+use crate::serve::listener::serve_connections;
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::State;
@@ -14,6 +17,11 @@ use axum::routing::get;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a connection may take to send a request's headers, or stay idle (as serve's
+/// `--idle-timeout` default).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the monitoring server reads.
 pub struct Monitor {
@@ -34,10 +42,10 @@ pub async fn start(addr: SocketAddr, monitor: Monitor) -> Result<SocketAddr> {
     })?;
     let bound = listener.local_addr()?;
     let app = router(Arc::new(monitor));
+    // serve's accept loop, for its header-read timeout; never told to stop, so the probes
+    // answer until the process ends, through the worker's final flush.
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            log::error!("the metrics server on {bound} stopped: {e}");
-        }
+        serve_connections(&listener, app, IDLE_TIMEOUT, Stop::new()).await;
     });
     Ok(bound)
 }
@@ -72,15 +80,6 @@ async fn metrics(State(m): State<Arc<Monitor>>) -> Response {
     ([(header::CONTENT_TYPE, super::CONTENT_TYPE)], text).into_response()
 }
 
-fn json_reply(status: StatusCode, body: &serde_json::Value) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
 async fn health(State(m): State<Arc<Monitor>>) -> Response {
     let verdict = m.host.health.verdict().await;
     let jobs: serde_json::Map<String, serde_json::Value> = (m.jobs)()
@@ -98,7 +97,7 @@ async fn health(State(m): State<Arc<Monitor>>) -> Response {
     if let Some(reason) = &verdict.reason {
         body["reason"] = json!(reason);
     }
-    json_reply(http_status(verdict.healthy), &body)
+    json_response(http_status(verdict.healthy), body)
 }
 
 async fn readyz(State(m): State<Arc<Monitor>>) -> Response {
@@ -108,5 +107,5 @@ async fn readyz(State(m): State<Arc<Monitor>>) -> Response {
         m.host.health.verdict().await.reason
     };
     let (status, body) = readiness(why);
-    json_reply(status, &body)
+    json_response(status, body)
 }

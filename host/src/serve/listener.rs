@@ -9,9 +9,10 @@ use std::time::Duration;
 /// Accept connections until `stop`, then tell each open one to finish its request in flight
 /// and close. Each has `idle_timeout` to send a request's headers, which also closes a
 /// keep-alive connection idle that long. Returns the connections still open; dropping the
-/// set closes them.
+/// set closes them. The listener stays the caller's: dropped to refuse what comes next, or
+/// handed on to another server.
 pub async fn serve_connections(
-    listener: tokio::net::TcpListener,
+    listener: &tokio::net::TcpListener,
     router: Router,
     idle_timeout: Duration,
     stop: Stop,
@@ -55,6 +56,5 @@ pub async fn serve_connections(
             }
         });
     }
-    drop(listener);
     connections
 }

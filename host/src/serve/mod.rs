@@ -11,7 +11,7 @@ mod gpu;
 mod health;
 pub(crate) mod http;
 mod jobs;
-mod listener;
+pub(crate) mod listener;
 mod memory_budget;
 pub(crate) mod node;
 mod own_address;
@@ -134,12 +134,14 @@ async fn serve(app: Arc<App>, listener: std::net::TcpListener) -> Result<ExitCod
     let flushing = tokio_util::sync::CancellationToken::new();
     let (sender, sealer) = start_delivery(&app, &flushing);
     let connections = listener::serve_connections(
-        listener,
+        &listener,
         router(app.clone()),
         app.config.idle_timeout,
         app.stop.clone(),
     )
     .await;
+    // No new connections once stopping: they are refused rather than left in the backlog.
+    drop(listener);
     // Everything after the signal shares one budget: requests in flight, jobs and
     // validations finishing (aborted when they take too long), then the callbacks, which are
     // delivered all along.

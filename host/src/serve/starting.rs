@@ -16,7 +16,9 @@
 //! once, as before the server existed.
 
 use super::http::{ApiError, json_response};
+use super::listener::serve_connections;
 use crate::health::readiness;
+use crate::runtime::stop::Stop;
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -75,45 +77,22 @@ impl Starting {
     }
 }
 
-/// Accept and answer until the hand-over, give the listener back, then let the connections
-/// still open finish (within `idle_timeout`; the process does not wait for this thread).
+/// Accept and answer until the hand-over (or until dropped: the start failed), give the
+/// listener back, then let the connections still open finish (within `idle_timeout`; the
+/// process does not wait for this thread).
 async fn respond(
     listener: tokio::net::TcpListener,
     idle_timeout: Duration,
-    mut handed_over: oneshot::Receiver<()>,
+    handed_over: oneshot::Receiver<()>,
     give_back: std::sync::mpsc::SyncSender<std::io::Result<std::net::TcpListener>>,
 ) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    let router = router();
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        let stream = tokio::select! {
-            biased;
-            // Handed over, or dropped because the start failed.
-            _ = &mut handed_over => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // As the real accept loop: give open connections a moment to close.
-                    log::warn!("accepting a connection failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        while connections.try_join_next().is_some() {}
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        connections.spawn(async move {
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(idle_timeout)
-                .keep_alive(false);
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+    let stop = Stop::new();
+    let accepting = stop.clone();
+    tokio::spawn(async move {
+        let _ = handed_over.await;
+        accepting.finish();
+    });
+    let connections = serve_connections(&listener, router(), idle_timeout, stop).await;
     let _ = give_back.send(listener.into_std());
     let _ = tokio::time::timeout(idle_timeout, connections.join_all()).await;
 }
