@@ -12,8 +12,18 @@ pub fn available_bytes() -> Option<u64> {
 
 /// Peak resident memory of this process so far (`VmHWM`), if known.
 pub fn peak_resident_bytes() -> Option<u64> {
+    process_status_bytes("VmHWM:")
+}
+
+/// Resident memory of this process now (`VmRSS`), if known.
+pub fn resident_bytes() -> Option<u64> {
+    process_status_bytes("VmRSS:")
+}
+
+/// A `… kB` field of `/proc/self/status`, in bytes.
+fn process_status_bytes(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }

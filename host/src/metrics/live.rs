@@ -83,7 +83,7 @@ impl Collector for LiveCollector {
                 stats.oldest_pending_seconds,
             )?;
         }
-        if let Some(bytes) = resident_memory_bytes() {
+        if let Some(bytes) = powhost_core::memory::resident_bytes() {
             gauge(
                 &mut encoder,
                 "process_resident_memory",
@@ -115,13 +115,4 @@ fn gauge(
 ) -> Result<(), std::fmt::Error> {
     let metric = ConstGauge::new(value);
     metric.encode(encoder.encode_descriptor(name, help, unit, metric.metric_type())?)
-}
-
-/// The resident set, from `/proc/self/statm` (its second field, in pages); None off Linux.
-pub(super) fn resident_memory_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(page).ok().map(|page| pages * page)
 }
