@@ -131,6 +131,9 @@ fn serve_refuses_its_address_before_the_self_test() {
     assert_usage_error(&["serve", "--listen", "nonsense"], "--listen");
     assert_usage_error(&["serve", "--plugin", "nosuch"], "unknown plugin");
     assert_usage_error(&["serve", "--validator", "nosuch"], "unknown plugin");
+    assert_usage_error(&["serve", "--memory-budget", "0"], "--memory-budget");
+    assert_usage_error(&["serve", "--memory-budget", "lots"], "--memory-budget");
+    assert_usage_error(&["serve", "--metrics", "maybe"], "--metrics");
     // An address taken: the work's failure (exit 1), found before the self-test, which would
     // fail here (a faulty device), so the sentence shows which came first.
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
