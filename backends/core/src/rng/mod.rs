@@ -3,15 +3,23 @@
 //! Every stream the PoC uses is `numpy.random.default_rng(SeedSequence(entropy(seed, k)))`.
 //! Each stream here is a plain value ([`NumpyRng`]); there is no global state.
 
+mod draw_block;
+mod draws;
 mod entropy;
 mod pcg64;
+#[cfg(target_arch = "x86_64")]
+mod pcg64_lanes;
 mod permutation;
 mod seed_sequence;
 mod ziggurat;
-mod ziggurat_tables;
+pub(crate) mod ziggurat_tables;
 
+pub use draw_block::{DrawBlock, MAX_AHEAD};
+pub use draws::Draws;
 pub use entropy::entropy;
 pub use pcg64::Pcg64;
+#[cfg(target_arch = "x86_64")]
+pub use pcg64_lanes::Pcg64Lanes;
 pub use seed_sequence::SeedSequence;
 pub use ziggurat::{NormalSample, standard_normal_counted};
 

@@ -1,6 +1,6 @@
 //! PCG64 (XSL-RR 128/64), as numpy seeds and steps it.
 
-use super::SeedSequence;
+use super::{Draws, SeedSequence};
 
 const MULTIPLIER: u128 = 0x2360_ED05_1FC6_5DA4_4385_DF64_9FCC_F645;
 
@@ -45,19 +45,24 @@ impl Pcg64 {
     #[inline(always)]
     pub fn next_u64(&mut self) -> u64 {
         self.step();
-        let hi = (self.state >> 64) as u64;
-        let lo = self.state as u64;
-        (hi ^ lo).rotate_right((hi >> 58) as u32)
+        Self::output(self.state)
     }
 
     #[inline(always)]
     pub fn next_double(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / 9_007_199_254_740_992.0)
+        Draws::next_double(self)
     }
 
-    /// Skip `delta` 64-bit draws in O(log delta) (Brown's LCG jump-ahead): lets independent
-    /// workers start decoding the same stream at different places.
-    pub fn advance(&mut self, mut delta: u128) {
+    /// Skip `delta` 64-bit draws in O(log delta): lets independent workers start decoding the
+    /// same stream at different places.
+    pub fn advance(&mut self, delta: u128) {
+        let (mult, plus) = self.jump(delta);
+        self.state = mult.wrapping_mul(self.state).wrapping_add(plus);
+    }
+
+    /// The affine map `state ↦ mult·state + plus` that steps this stream `delta` times
+    /// (Brown's LCG jump-ahead).
+    pub fn jump(&self, mut delta: u128) -> (u128, u128) {
         let (mut acc_mult, mut acc_plus) = (1u128, 0u128);
         let (mut cur_mult, mut cur_plus) = (MULTIPLIER, self.inc);
         while delta > 0 {
@@ -69,7 +74,22 @@ impl Pcg64 {
             cur_mult = cur_mult.wrapping_mul(cur_mult);
             delta >>= 1;
         }
-        self.state = acc_mult.wrapping_mul(self.state).wrapping_add(acc_plus);
+        (acc_mult, acc_plus)
+    }
+
+    /// numpy's output function (XSL-RR) of a stepped state.
+    #[inline(always)]
+    pub fn output(state: u128) -> u64 {
+        let hi = (state >> 64) as u64;
+        let lo = state as u64;
+        (hi ^ lo).rotate_right((hi >> 58) as u32)
+    }
+}
+
+impl Draws for Pcg64 {
+    #[inline(always)]
+    fn next_u64(&mut self) -> u64 {
+        Pcg64::next_u64(self)
     }
 }
 

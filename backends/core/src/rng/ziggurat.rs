@@ -1,6 +1,6 @@
 //! numpy's `standard_normal`: the 256-level float64 ziggurat (`random_standard_normal`).
 
-use super::Pcg64;
+use super::Draws;
 use super::ziggurat_tables::{FI, INV_R, KI, R, WI};
 
 /// One normal as decoded from the stream, with the number of 64-bit draws it used.
@@ -14,13 +14,13 @@ pub struct NormalSample {
 /// `standard_normal()`. Evaluated left to right with no FMA (Rust never contracts), and
 /// `exp`/`ln_1p` from the platform libm, which on x86_64 Linux is glibc, as for numpy.
 #[inline(always)]
-pub fn standard_normal(bits: &mut Pcg64) -> f64 {
+pub fn standard_normal<D: Draws>(bits: &mut D) -> f64 {
     standard_normal_counted(bits).value
 }
 
 /// `standard_normal()` that also says how many 64-bit draws it consumed.
 #[inline(always)]
-pub fn standard_normal_counted(bits: &mut Pcg64) -> NormalSample {
+pub fn standard_normal_counted<D: Draws>(bits: &mut D) -> NormalSample {
     let mut draws = 0u32;
     loop {
         let r = bits.next_u64();

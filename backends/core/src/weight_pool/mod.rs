@@ -10,8 +10,11 @@
 //! among the sample starts this chunk's worker recorded; what it decoded before that point
 //! is dropped. Chunks are placed in stream order as they finish (see `draw_chunked`).
 
+mod decode;
+
 use crate::parameter_table::Parameter;
-use crate::rng::{NumpyRng, Pcg64, standard_normal_counted};
+use crate::rng::NumpyRng;
+use decode::{Decoder, LOC, SCALE, decode_chunk, weight_f32};
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,14 +25,9 @@ pub struct WeightPool {
     values: Vec<f16>,
 }
 
-/// The reference's weight distribution.
-const LOC: f64 = 0.0;
-const SCALE: f64 = 0.02;
 /// Draws per parallel chunk: large enough that re-alignment and the jump cost nothing, small
 /// enough that a worker's scratch buffer (2 MiB of f16) is still in cache when it is placed.
 const CHUNK_DRAWS: usize = 1 << 20;
-/// How many sample starts a worker records for re-alignment (a few are ever needed).
-const RECORDED_STARTS: usize = 64;
 
 /// The pool as placed so far, chunk by chunk in stream order.
 struct Placed {
@@ -38,54 +36,6 @@ struct Placed {
     chunks: usize,
     /// The true stream position of the next sample start.
     boundary: u64,
-}
-
-/// What one worker found in its chunk.
-struct ChunkDecode {
-    /// Absolute draw positions of its first sample starts, and how many outputs it had
-    /// written before each.
-    starts: Vec<(u64, usize)>,
-    /// Outputs written (into its chunk's region, from the region's start).
-    written: usize,
-    /// The draw position just after its last sample: a sample boundary.
-    end: u64,
-}
-
-#[inline(always)]
-fn weight_f32(z: f64) -> f32 {
-    // normal(loc, scale) = loc + scale*z (two roundings), then f64 → f32; f16 comes after.
-    (LOC + SCALE * z) as f32
-}
-
-/// Decode every sample that starts in `[start, end)` of the stream, writing the weights to
-/// `out` (which has room for `end - start` values).
-fn decode_chunk(seed: &Pcg64, start: u64, end: u64, out: &mut [f16]) -> ChunkDecode {
-    let mut bits = seed.clone();
-    bits.advance(start as u128);
-    let mut pos = start;
-    let mut written = 0usize;
-    let mut starts = Vec::with_capacity(RECORDED_STARTS);
-    let mut staging = [0f32; 1024];
-    while pos < end {
-        let mut n = 0;
-        while n < staging.len() && pos < end {
-            if starts.len() < RECORDED_STARTS {
-                starts.push((pos, written + n));
-            }
-            let s = standard_normal_counted(&mut bits);
-            staging[n] = weight_f32(s.value);
-            pos += s.draws as u64;
-            n += 1;
-        }
-        // f32 → f16 round-to-nearest-even, vectorised (F16C where the CPU has it).
-        out[written..written + n].convert_from_f32_slice(&staging[..n]);
-        written += n;
-    }
-    ChunkDecode {
-        starts,
-        written,
-        end: pos,
-    }
 }
 
 impl WeightPool {
@@ -100,7 +50,16 @@ impl WeightPool {
         let chunks = (pool_size + pool_size / 25 + 1024)
             .div_ceil(CHUNK_DRAWS)
             .max(1);
-        Self::draw_chunked(block_hash, pool_size, CHUNK_DRAWS, chunks, progress)
+        let decoder = Decoder::best();
+        log::debug!("weight pool: {decoder:?} decoder");
+        Self::draw_chunked(
+            decoder,
+            block_hash,
+            pool_size,
+            CHUNK_DRAWS,
+            chunks,
+            progress,
+        )
     }
 
     /// The parallel draw over at most `chunks` chunks of `chunk_draws` draws, then a
@@ -112,6 +71,7 @@ impl WeightPool {
     /// copy reads a scratch buffer still in cache, and the pool is written once, by the
     /// placing worker, with no buffer to zero first or compact afterwards.
     fn draw_chunked(
+        decoder: Decoder,
         block_hash: &str,
         pool_size: usize,
         chunk_draws: usize,
@@ -143,7 +103,7 @@ impl WeightPool {
                         // than draws) and about 2 % of that offset earlier (normals take
                         // ~1.02 draws each): fault those pages in now, off the placing path.
                         warmer.warm(j * chunk_draws * 19 / 20, (j + 1) * chunk_draws);
-                        let mut decode = decode_chunk(&seed, start, end, &mut scratch);
+                        let mut decode = decode_chunk(decoder, &seed, start, end, &mut scratch);
                         let mut p = placed.lock().unwrap();
                         while p.chunks < j {
                             p = chunk_placed.wait(p).unwrap();
@@ -161,7 +121,13 @@ impl WeightPool {
                                     // boundary lies past this chunk): decode it again from
                                     // the true boundary.
                                     let from = p.boundary.max(start);
-                                    decode = decode_chunk(&seed, from, end.max(from), &mut scratch);
+                                    decode = decode_chunk(
+                                        decoder,
+                                        &seed,
+                                        from,
+                                        end.max(from),
+                                        &mut scratch,
+                                    );
                                     0
                                 }
                             };
@@ -323,17 +289,20 @@ mod tests {
             (1000, 10),
             (97, 1),
         ] {
-            let par = WeightPool::draw_chunked("edge", n, chunk_draws, chunks, &|_, _| {});
-            assert_eq!(par.len(), n);
-            let same = par
-                .values()
-                .iter()
-                .zip(seq.values())
-                .all(|(a, b)| a.to_bits() == b.to_bits());
-            assert!(
-                same,
-                "chunks of {chunk_draws} × {chunks}: differs from the sequential draw"
-            );
+            for decoder in [Decoder::Scalar, Decoder::best()] {
+                let par =
+                    WeightPool::draw_chunked(decoder, "edge", n, chunk_draws, chunks, &|_, _| {});
+                assert_eq!(par.len(), n);
+                let same = par
+                    .values()
+                    .iter()
+                    .zip(seq.values())
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(
+                    same,
+                    "{decoder:?}, chunks of {chunk_draws} × {chunks}: differs from the sequential draw"
+                );
+            }
         }
     }
 }

@@ -1,0 +1,129 @@
+//! The stream's draws generated a block ahead, so that a decoder can look at several draws at
+//! once (the weight pool's vectorised ziggurat reads 8 candidate samples at a time) and still
+//! read them one by one ([`Draws`]) where a sample takes more than one draw.
+
+use super::{Draws, Pcg64};
+
+/// Draws generated per refill: small enough to stay in the L1 cache beside the ziggurat's
+/// tables (8 KiB), large enough that refilling costs nothing. A multiple of every generator's
+/// step.
+const BLOCK: usize = 1024;
+/// The most draws [`DrawBlock::ahead`] may be asked for at once.
+pub const MAX_AHEAD: usize = 16;
+
+enum Generator {
+    #[cfg(target_arch = "x86_64")]
+    Lanes(Box<super::Pcg64Lanes>),
+    Scalar(Pcg64),
+}
+
+impl Generator {
+    fn fill(&mut self, out: &mut [u64]) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Generator::Lanes(lanes) => lanes.fill(out),
+            Generator::Scalar(bits) => out.iter_mut().for_each(|d| *d = bits.next_u64()),
+        }
+    }
+}
+
+pub struct DrawBlock {
+    generator: Generator,
+    buf: Box<[u64; BLOCK + MAX_AHEAD]>,
+    /// The next draw to hand out.
+    cursor: usize,
+    /// Draws generated into `buf`.
+    len: usize,
+}
+
+impl DrawBlock {
+    /// The draws `bits` would give, generated in vector lanes where the CPU allows.
+    pub fn new(bits: &Pcg64) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(lanes) = super::Pcg64Lanes::new(bits) {
+            return Self::with(Generator::Lanes(Box::new(lanes)));
+        }
+        Self::scalar(bits)
+    }
+
+    /// The same draws, generated one at a time (where lanes are not available; and to test).
+    pub fn scalar(bits: &Pcg64) -> Self {
+        Self::with(Generator::Scalar(bits.clone()))
+    }
+
+    fn with(generator: Generator) -> Self {
+        Self {
+            generator,
+            buf: Box::new([0; BLOCK + MAX_AHEAD]),
+            cursor: 0,
+            len: 0,
+        }
+    }
+
+    /// The next `n` draws (`n ≤ MAX_AHEAD`) without consuming them.
+    #[inline(always)]
+    pub fn ahead(&mut self, n: usize) -> &[u64] {
+        debug_assert!(n <= MAX_AHEAD);
+        if self.len - self.cursor < n {
+            self.refill();
+        }
+        &self.buf[self.cursor..self.cursor + n]
+    }
+
+    /// Consume `n` draws already looked at with [`Self::ahead`].
+    #[inline(always)]
+    pub fn consume(&mut self, n: usize) {
+        debug_assert!(self.cursor + n <= self.len);
+        self.cursor += n;
+    }
+
+    /// Keep the draws not yet handed out (fewer than `MAX_AHEAD`), then generate a block
+    /// after them.
+    #[cold]
+    fn refill(&mut self) {
+        let kept = self.len - self.cursor;
+        self.buf.copy_within(self.cursor..self.len, 0);
+        self.generator.fill(&mut self.buf[kept..kept + BLOCK]);
+        self.cursor = 0;
+        self.len = kept + BLOCK;
+    }
+}
+
+impl Draws for DrawBlock {
+    #[inline(always)]
+    fn next_u64(&mut self) -> u64 {
+        if self.cursor == self.len {
+            self.refill();
+        }
+        let d = self.buf[self.cursor];
+        self.cursor += 1;
+        d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SeedSequence;
+
+    #[test]
+    fn a_block_hands_out_the_streams_draws_however_it_is_read() {
+        let seed = Pcg64::from_seed_sequence(&SeedSequence::new(&[1, 2]));
+        for mut block in [DrawBlock::new(&seed), DrawBlock::scalar(&seed)] {
+            let mut bits = seed.clone();
+            // Mixed reads, crossing many refills with draws kept back each time.
+            for i in 0..20_000usize {
+                let n = 1 + i % MAX_AHEAD;
+                let ahead = block.ahead(n).to_vec();
+                let mut expect = bits.clone();
+                assert!(ahead.iter().all(|&d| d == expect.next_u64()), "read {i}");
+                let take = i % (n + 1);
+                block.consume(take);
+                (0..take).for_each(|_| {
+                    bits.next_u64();
+                });
+                assert_eq!(block.next_u64(), bits.next_u64(), "read {i}");
+            }
+        }
+    }
+}
