@@ -10,6 +10,10 @@ use super::{Draws, Pcg64};
 const BLOCK: usize = 1024;
 /// The most draws [`DrawBlock::ahead`] may be asked for at once.
 pub const MAX_AHEAD: usize = 16;
+/// Room after the draws, so that a reader may load whole vectors of 8 past the last one.
+const SPARE: usize = 8;
+/// The most draws [`DrawBlock::buffered`] returns, with its spare room.
+pub const DRAWS_ROOM: usize = BLOCK + MAX_AHEAD + SPARE;
 
 enum Generator {
     #[cfg(target_arch = "x86_64")]
@@ -29,11 +33,14 @@ impl Generator {
 
 pub struct DrawBlock {
     generator: Generator,
-    buf: Box<[u64; BLOCK + MAX_AHEAD]>,
+    buf: Box<[u64; DRAWS_ROOM]>,
     /// The next draw to hand out.
     cursor: usize,
     /// Draws generated into `buf`.
     len: usize,
+    /// How many times the block was refilled: a reader holding results computed from
+    /// [`Self::buffered`] knows they are stale when this changed.
+    refills: u64,
 }
 
 impl DrawBlock {
@@ -54,7 +61,8 @@ impl DrawBlock {
     fn with(generator: Generator) -> Self {
         Self {
             generator,
-            buf: Box::new([0; BLOCK + MAX_AHEAD]),
+            buf: Box::new([0; DRAWS_ROOM]),
+            refills: 0,
             cursor: 0,
             len: 0,
         }
@@ -70,7 +78,23 @@ impl DrawBlock {
         &self.buf[self.cursor..self.cursor + n]
     }
 
-    /// Consume `n` draws already looked at with [`Self::ahead`].
+    /// The draws generated and not yet handed out (at least one), followed by [`SPARE`]
+    /// values that are not draws: room to load whole vectors of 8 past the end.
+    #[inline(always)]
+    pub fn buffered(&mut self) -> (&[u64], usize) {
+        if self.cursor == self.len {
+            self.refill();
+        }
+        (&self.buf[self.cursor..], self.len - self.cursor)
+    }
+
+    /// See the field.
+    #[inline(always)]
+    pub fn refills(&self) -> u64 {
+        self.refills
+    }
+
+    /// Consume `n` draws already looked at with [`Self::ahead`] or [`Self::buffered`].
     #[inline(always)]
     pub fn consume(&mut self, n: usize) {
         debug_assert!(self.cursor + n <= self.len);
@@ -86,6 +110,7 @@ impl DrawBlock {
         self.generator.fill(&mut self.buf[kept..kept + BLOCK]);
         self.cursor = 0;
         self.len = kept + BLOCK;
+        self.refills += 1;
     }
 }
 

@@ -7,7 +7,7 @@
 //! draw that is not accepted there is written in one go, and that draw's sample is finished
 //! by the scalar ziggurat, reading the block one draw at a time, before the next 8 are tried.
 
-use crate::rng::{DrawBlock, Pcg64, standard_normal_counted};
+use crate::rng::{DRAWS_ROOM, DrawBlock, Pcg64, standard_normal_counted};
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 
@@ -138,8 +138,7 @@ mod vector {
             pos += s.draws as u64;
             written += 1;
         }
-        // SAFETY: the CPU features were checked above.
-        unsafe { rectangles(&mut block, &mut pos, end, &mut written, out) };
+        rectangles(&mut block, &mut pos, end, &mut written, out);
         ChunkDecode {
             starts,
             written,
@@ -148,7 +147,12 @@ mod vector {
     }
 
     /// Decode from `pos` (a sample start) until the samples starting before `end` are done.
-    #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl,f16c")]
+    ///
+    /// Block by block: first every buffered draw is decoded as if it started a sample that
+    /// ends in its rectangle (independent of one another, so the CPU overlaps them), then the
+    /// block is walked in stream order, copying runs of accepted candidates and finishing the
+    /// other samples one draw at a time. A draw that follows a sample's last draw starts the
+    /// next sample, so its candidate is valid whatever came before it.
     fn rectangles(
         block: &mut DrawBlock,
         pos: &mut u64,
@@ -156,55 +160,115 @@ mod vector {
         written: &mut usize,
         out: &mut [f16],
     ) {
-        let low8 = _mm512_set1_epi64(0xFF);
-        let mask52 = _mm512_set1_epi64(0x000F_FFFF_FFFF_FFFF);
-        let sign_bit = _mm512_set1_epi64(i64::MIN);
-        let loc = _mm512_set1_pd(LOC);
-        let scale = _mm512_set1_pd(SCALE);
+        let mut candidates = Candidates::new();
         while *pos < end {
-            let draws = block.ahead(8);
-            // SAFETY: `ahead(8)` is 8 draws.
-            let r = unsafe { _mm512_loadu_si512(draws.as_ptr().cast()) };
-            // numpy's first step of each sample, as in `standard_normal_counted`: the low
-            // byte picks the rectangle, the next bit is the sign, the next 52 the magnitude.
-            let idx = _mm512_and_si512(r, low8);
-            // SAFETY: every index is < 256, the tables' length.
-            let (wi, ki) = unsafe {
-                (
-                    _mm512_i64gather_pd::<8>(idx, WI.as_ptr()),
-                    _mm512_i64gather_epi64::<8>(idx, KI.as_ptr().cast()),
-                )
-            };
-            let rabs = _mm512_and_si512(_mm512_srli_epi64::<9>(r), mask52);
-            let sign = _mm512_and_si512(_mm512_slli_epi64::<55>(r), sign_bit);
-            let x = _mm512_mul_pd(_mm512_cvtepu64_pd(rabs), wi);
-            let x = _mm512_castsi512_pd(_mm512_xor_si512(_mm512_castpd_si512(x), sign));
-            let accepted = _mm512_cmplt_epu64_mask(rabs, ki);
-            // The weight: loc + scale·x, then f64 → f32 → f16, each rounding to nearest even.
-            let w = _mm512_add_pd(loc, _mm512_mul_pd(scale, x));
-            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm512_cvtpd_ps(w));
-            let room = (end - *pos).min(8) as u32;
-            let k = accepted.trailing_ones().min(room);
-            // SAFETY: `written ≤ pos − start` (a sample takes at least one draw) and
-            // `k ≤ end − pos`, so the k values stored fit in `out` (`end − start` long).
-            unsafe {
-                _mm_mask_storeu_epi16(
-                    out.as_mut_ptr().add(*written).cast(),
-                    ((1u32 << k) - 1) as __mmask8,
-                    h,
-                )
-            };
-            block.consume(k as usize);
-            *pos += k as u64;
-            *written += k as usize;
-            if k < room {
-                // The draw at `pos` left its rectangle: finish its sample one draw at a time.
+            let (draws, n) = block.buffered();
+            // SAFETY: the CPU features were checked by `decode`.
+            unsafe { candidates.compute(draws, n) };
+            let refills = block.refills();
+            let mut i = 0;
+            while i < n && *pos < end {
+                let run = candidates.accepted_run(i, (n - i).min((end - *pos) as usize));
+                out[*written..*written + run].copy_from_slice(&candidates.values[i..i + run]);
+                block.consume(run);
+                i += run;
+                *pos += run as u64;
+                *written += run;
+                if i == n || *pos == end {
+                    break;
+                }
+                // The draw at `i` left its rectangle: finish its sample one draw at a time.
                 let s = standard_normal_counted(block);
                 out[*written] = f16::from_f32(weight_f32(s.value));
                 *pos += s.draws as u64;
                 *written += 1;
+                i += s.draws as usize;
+                if block.refills() != refills {
+                    // It read past the buffered draws: the candidates are for the old ones.
+                    break;
+                }
             }
         }
+    }
+
+    /// Every buffered draw decoded as a sample's first draw: its weight, and whether the
+    /// sample ends there (the draw falls inside its rectangle).
+    struct Candidates {
+        values: Vec<f16>,
+        /// Bit `i % 64` of word `i / 64`: draw `i` is accepted.
+        accepted: Vec<u64>,
+    }
+
+    impl Candidates {
+        fn new() -> Self {
+            let room = DRAWS_ROOM.next_multiple_of(64);
+            Self {
+                values: vec![f16::ZERO; room],
+                accepted: vec![0; room / 64],
+            }
+        }
+
+        /// The candidates of `draws[..n]` (`draws` extends to whole vectors of 8 past `n`).
+        #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl,f16c")]
+        fn compute(&mut self, draws: &[u64], n: usize) {
+            let vectors = n.div_ceil(8);
+            assert!(draws.len() >= 8 * vectors && 8 * vectors <= self.values.len());
+            let low8 = _mm512_set1_epi64(0xFF);
+            let mask52 = _mm512_set1_epi64(0x000F_FFFF_FFFF_FFFF);
+            let sign_bit = _mm512_set1_epi64(i64::MIN);
+            let loc = _mm512_set1_pd(LOC);
+            let scale = _mm512_set1_pd(SCALE);
+            let accepted_bytes: &mut [u8] = bytemuck_u64s(&mut self.accepted);
+            for (v, accepted) in accepted_bytes[..vectors].iter_mut().enumerate() {
+                // SAFETY: `8·vectors ≤ draws.len()`, checked above.
+                let r = unsafe { _mm512_loadu_si512(draws.as_ptr().add(8 * v).cast()) };
+                // numpy's first step of each sample, as in `standard_normal_counted`: the low
+                // byte picks the rectangle, the next bit is the sign, the next 52 the
+                // magnitude.
+                let idx = _mm512_and_si512(r, low8);
+                // SAFETY: every index is < 256, the tables' length.
+                let (wi, ki) = unsafe {
+                    (
+                        _mm512_i64gather_pd::<8>(idx, WI.as_ptr()),
+                        _mm512_i64gather_epi64::<8>(idx, KI.as_ptr().cast()),
+                    )
+                };
+                let rabs = _mm512_and_si512(_mm512_srli_epi64::<9>(r), mask52);
+                let sign = _mm512_and_si512(_mm512_slli_epi64::<55>(r), sign_bit);
+                let x = _mm512_mul_pd(_mm512_cvtepu64_pd(rabs), wi);
+                let x = _mm512_castsi512_pd(_mm512_xor_si512(_mm512_castpd_si512(x), sign));
+                *accepted = _mm512_cmplt_epu64_mask(rabs, ki);
+                // The weight: loc + scale·x, then f64 → f32 → f16, each to nearest even.
+                let w = _mm512_add_pd(loc, _mm512_mul_pd(scale, x));
+                let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm512_cvtpd_ps(w));
+                // SAFETY: `8·vectors ≤ values.len()`, checked above.
+                unsafe { _mm_storeu_si128(self.values.as_mut_ptr().add(8 * v).cast(), h) };
+            }
+        }
+
+        /// How many draws from `i` on are accepted in a row, at most `limit`.
+        #[inline(always)]
+        fn accepted_run(&self, i: usize, limit: usize) -> usize {
+            let mut run = 0;
+            while run < limit {
+                let at = i + run;
+                let ones = (self.accepted[at / 64] >> (at % 64)).trailing_ones() as usize;
+                let ones = ones.min(64 - at % 64);
+                run += ones;
+                if at % 64 + ones < 64 {
+                    break;
+                }
+            }
+            run.min(limit)
+        }
+    }
+
+    /// The mask words as bytes, little-endian (byte `v` holds draws `8v..8v+8`).
+    fn bytemuck_u64s(words: &mut [u64]) -> &mut [u8] {
+        // SAFETY: u8 has no alignment or validity requirement, and the byte view covers
+        // exactly the words' memory; x86_64 is little-endian, so byte `v` of the view is bits
+        // `8v..8v+8` of word `v / 8`.
+        unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast(), words.len() * 8) }
     }
 }
 
