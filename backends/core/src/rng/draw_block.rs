@@ -18,7 +18,36 @@ pub const DRAWS_ROOM: usize = BLOCK + MAX_AHEAD + SPARE;
 enum Generator {
     #[cfg(target_arch = "x86_64")]
     Lanes(Box<super::Pcg64Lanes>),
-    Scalar(Pcg64),
+    Scalar(Interleaved),
+}
+
+/// PCG64 in 4 interleaved lanes, each jumping 4 draws a step: one stream's steps wait on the
+/// previous multiply, four independent ones keep the multiplier busy.
+struct Interleaved {
+    states: [u128; 4],
+    mult: u128,
+    plus: u128,
+}
+
+impl Interleaved {
+    fn new(bits: &Pcg64) -> Self {
+        let mut lane = bits.clone();
+        let states = std::array::from_fn(|_| {
+            lane.next_u64();
+            lane.state()
+        });
+        let (mult, plus) = bits.jump(4);
+        Self { states, mult, plus }
+    }
+
+    fn fill(&mut self, out: &mut [u64]) {
+        for draws in out.chunks_exact_mut(4) {
+            for (d, s) in draws.iter_mut().zip(&mut self.states) {
+                *d = Pcg64::output(*s);
+                *s = s.wrapping_mul(self.mult).wrapping_add(self.plus);
+            }
+        }
+    }
 }
 
 impl Generator {
@@ -26,7 +55,7 @@ impl Generator {
         match self {
             #[cfg(target_arch = "x86_64")]
             Generator::Lanes(lanes) => lanes.fill(out),
-            Generator::Scalar(bits) => out.iter_mut().for_each(|d| *d = bits.next_u64()),
+            Generator::Scalar(lanes) => lanes.fill(out),
         }
     }
 }
@@ -55,7 +84,7 @@ impl DrawBlock {
 
     /// The same draws, generated one at a time (where lanes are not available; and to test).
     pub fn scalar(bits: &Pcg64) -> Self {
-        Self::with(Generator::Scalar(bits.clone()))
+        Self::with(Generator::Scalar(Interleaved::new(bits)))
     }
 
     fn with(generator: Generator) -> Self {

@@ -11,10 +11,13 @@
 //! is dropped. Chunks are placed in stream order as they finish (see `draw_chunked`).
 
 mod decode;
+#[cfg(target_arch = "x86_64")]
+mod vector;
 
 use crate::parameter_table::Parameter;
 use crate::rng::NumpyRng;
-use decode::{Decoder, LOC, SCALE, decode_chunk, weight_f32};
+pub use decode::{Decoder, Simd};
+use decode::{LOC, SCALE, decode_chunk, weight_f32};
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,9 +42,21 @@ struct Placed {
 }
 
 impl WeightPool {
-    /// Draw the pool for `block_hash`. `progress(done, total)` is called (from any thread)
-    /// as chunks finish.
+    /// Draw the pool for `block_hash` with the fastest decoder this CPU runs.
+    /// `progress(done, total)` is called (from any thread) as chunks finish.
     pub fn draw(
+        block_hash: &str,
+        pool_size: usize,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Self {
+        let decoder = Decoder::best();
+        log::debug!("weight pool: {} decoder", decoder.name());
+        Self::draw_with(decoder, block_hash, pool_size, progress)
+    }
+
+    /// [`Self::draw`] with a chosen decoder (to compare them).
+    pub fn draw_with(
+        decoder: Decoder,
         block_hash: &str,
         pool_size: usize,
         progress: &(dyn Fn(usize, usize) + Sync),
@@ -50,8 +65,6 @@ impl WeightPool {
         let chunks = (pool_size + pool_size / 25 + 1024)
             .div_ceil(CHUNK_DRAWS)
             .max(1);
-        let decoder = Decoder::best();
-        log::debug!("weight pool: {decoder:?} decoder");
         Self::draw_chunked(
             decoder,
             block_hash,
