@@ -9,10 +9,9 @@
 //! therefore compute the float16 GEMM that an f32 FMA loop computes, up to the order of the
 //! f32 additions (which differs between any two GEMM libraries already).
 //!
-//! The tile kernel itself needs a processor with AMX to be written against and tested; this
-//! module is what it will be checked against: [`split`], the VNNI packing of the right-hand
-//! operand, and [`reference_gemm`], which accumulates the four products block by block in the
-//! tiles' 16×16×32 shape.
+//! This module is what the tile kernel (`crate::amx`) is checked against: [`split`], the VNNI
+//! packing of the right-hand operand, and [`reference_gemm`], which accumulates the four
+//! products block by block in the tiles' 16×16×32 shape, in the kernel's order.
 
 use half::{bf16, f16};
 
@@ -21,6 +20,16 @@ pub fn split(x: f16) -> (bf16, bf16) {
     let x = x.to_f32();
     let hi = bf16::from_f32(x);
     // Exact: x − hi has at most 3 significant bits (see the module docs).
+    let lo = bf16::from_f32(x - hi.to_f32());
+    (hi, lo)
+}
+
+/// [`split`] for an f32 holding a float16 value (the CPU backend's activations and widened
+/// weights).
+#[inline]
+pub fn split_f32(x: f32) -> (bf16, bf16) {
+    let hi = bf16::from_f32(x);
+    // Exact for every float16 value (see the module docs).
     let lo = bf16::from_f32(x - hi.to_f32());
     (hi, lo)
 }
@@ -56,8 +65,10 @@ pub const TILE_K: usize = 32;
 /// `C = A · B` for row-major float16 `A` (`m × k`) and `B` (`k × n`), as the tile kernel will
 /// compute it: both operands split into bfloat16 halves, B packed in the VNNI layout, and for
 /// each 16×16 block of C the four products accumulated in f32 over 32-deep slices of k, one
-/// pair of k at a time (what one `tdpbf16ps` lane adds). Ragged edges are the tiles' zero
-/// padding. Returns C in f32, before the caller's rounding to float16.
+/// pair of k at a time (what one `tdpbf16ps` lane adds), in the tile kernel's order
+/// `hi·hi, hi·lo, lo·lo, lo·hi` (the order that reuses each loaded tile; `crate::amx::kernel`).
+/// Ragged edges are the tiles' zero padding. Returns C in f32, before the caller's rounding to
+/// float16.
 pub fn reference_gemm(a: &[f16], b: &[f16], m: usize, k: usize, n: usize) -> Vec<f32> {
     assert_eq!(a.len(), m * k, "A is {m}×{k}");
     assert_eq!(b.len(), k * n, "B is {k}×{n}");
@@ -80,8 +91,8 @@ pub fn reference_gemm(a: &[f16], b: &[f16], m: usize, k: usize, n: usize) -> Vec
                         for (ap, bp) in [
                             (&a_hi, &b_hi),
                             (&a_hi, &b_lo),
-                            (&a_lo, &b_hi),
                             (&a_lo, &b_lo),
+                            (&a_lo, &b_hi),
                         ] {
                             for p in (k0..(k0 + TILE_K).min(k)).step_by(2) {
                                 let pair = a_at(ap, i, p) * b_at(bp, p, j)
@@ -99,7 +110,7 @@ pub fn reference_gemm(a: &[f16], b: &[f16], m: usize, k: usize, n: usize) -> Vec
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn finite_f16() -> impl Iterator<Item = f16> {
@@ -156,7 +167,7 @@ mod tests {
     }
 
     /// A seeded float16 matrix with the spread of the model's activations and weights.
-    fn matrix(len: usize, seed: u64, scale: f32) -> Vec<f16> {
+    pub(crate) fn matrix(len: usize, seed: u64, scale: f32) -> Vec<f16> {
         let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         (0..len)
             .map(|_| {
@@ -169,7 +180,7 @@ mod tests {
             .collect()
     }
 
-    fn ulps_apart(a: f16, b: f16) -> u32 {
+    pub(crate) fn ulps_apart(a: f16, b: f16) -> u32 {
         let key = |x: f16| {
             let bits = x.to_bits() as i32;
             if bits & 0x8000 != 0 {
