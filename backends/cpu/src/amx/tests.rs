@@ -206,3 +206,20 @@ fn the_tiles_peak_is_measured_where_there_are_tiles() {
     assert!(peak.is_finite() && peak > 0.0);
     assert_eq!(EmulatedKernel.peak_gflops(), None);
 }
+
+/// The assembly is in the binary: the kernel's 16 `tdpbf16ps` and the peak loop's 4, its
+/// tile loads, stores and configuration (where `objdump` exists to look).
+#[test]
+fn the_tile_instructions_are_assembled_into_the_binary() {
+    let exe = std::env::current_exe().unwrap();
+    let out = match std::process::Command::new("objdump").arg("-d").arg(&exe).output() {
+        Ok(out) if out.status.success() => out,
+        other => return println!("SKIPPED: objdump -d did not run: {other:?}"),
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let count = |op: &str| text.lines().filter(|l| l.contains(op)).count();
+    assert!(count("tdpbf16ps") >= 20, "{} tdpbf16ps", count("tdpbf16ps"));
+    assert!(count("tileloadd") >= 12, "{} tileloadd", count("tileloadd"));
+    assert!(count("tilestored") >= 4, "{} tilestored", count("tilestored"));
+    assert!(count("ldtilecfg") >= 1, "no ldtilecfg");
+}
