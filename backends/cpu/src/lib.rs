@@ -81,12 +81,29 @@ impl Backend for CpuBackend {
         } else {
             weights::BLOCK_ELEMENTS as u64 * 4 * 2
         };
+        // The AMX path packs every matrix once where they fit (else a block widened and its
+        // packed copy at a time) instead of widening the pool.
+        let weights = match &self.gemm {
+            GemmPath::F32 => weights,
+            GemmPath::Amx(_) => match amx::packed_model_bytes(params) {
+                packed if packed <= WIDEN_POOL_LIMIT_BYTES => packed,
+                _ => weights::BLOCK_ELEMENTS as u64 * 4 * 2,
+            },
+        };
         let rows = (batch * params.seq_len) as u64;
         let widest = params.dim.max(params.ffn_hidden()).max(params.vocab_size) as u64;
         // Residual, normed, q/k/v/attention, two FFN buffers: f32 each.
         let activations = rows.saturating_mul(4 * (5 * params.dim as u64 + 2 * widest));
         let inputs = rows.saturating_mul(params.dim as u64 * 2);
-        weights.saturating_add(activations).saturating_add(inputs)
+        // The AMX path's per-GEMM buffers: the split activations and the padded f32 result.
+        let split = match &self.gemm {
+            GemmPath::F32 => 0,
+            GemmPath::Amx(_) => rows.saturating_mul(8 * widest),
+        };
+        weights
+            .saturating_add(activations)
+            .saturating_add(inputs)
+            .saturating_add(split)
     }
 
     /// f32: faer's GEMM on the feed-forward's shape. AMX: the split's ceiling, a quarter of

@@ -143,7 +143,9 @@ mod tile_thread {
             cfg.colsb[t] = 64;
             cfg.rows[t] = 16;
         }
-        super::asm_kernel::load_config(&cfg as *const TileConfig as *const u8);
+        // SAFETY: a valid configuration; `ready` is reached only through a `TileKernel` (made
+        // from a detection token), and this thread's permission request just succeeded.
+        unsafe { super::asm_kernel::load_config(&cfg as *const TileConfig as *const u8) };
         READY.set(true);
     }
 }
@@ -154,9 +156,12 @@ mod asm_kernel {
     use std::arch::asm;
 
     /// Loads a 64-byte tile configuration.
-    pub fn load_config(cfg: *const u8) {
-        // SAFETY: only called by `tile_thread::ready` with a valid 64-aligned configuration,
-        // after AMX detection and the permission request succeeded.
+    ///
+    /// # Safety
+    /// `cfg` points to a valid 64-byte configuration; the processor has AMX and this thread
+    /// may use the tile state (the permission was granted).
+    pub unsafe fn load_config(cfg: *const u8) {
+        // SAFETY: the function's contract.
         unsafe { asm!("ldtilecfg [{}]", in(reg) cfg, options(nostack, readonly)) }
     }
 
@@ -276,7 +281,7 @@ mod asm_kernel {
 #[cfg(not(target_arch = "x86_64"))]
 mod asm_kernel {
     // No x86-64, no token: `Amx::detect` fails, so nothing here is reached.
-    pub fn load_config(_: *const u8) {
+    pub unsafe fn load_config(_: *const u8) {
         unreachable!("AMX detection succeeded on a build that is not x86-64")
     }
     pub unsafe fn run(_: &mut super::TileBlock<'_>) {

@@ -18,4 +18,4 @@ mod tests;
 pub use detect::Amx;
 pub use emulated::EmulatedKernel;
 pub use kernel::{MicroKernel, TileKernel};
-pub use packed::AmxWeights;
+pub use packed::{AmxWeights, packed_model_bytes};

@@ -7,8 +7,8 @@
 use super::gemm::{PackedB, SplitA, gemm};
 use super::kernel::MicroKernel;
 use crate::weights::WeightStore;
-use powhost_core::ModelWeights;
-use powhost_core::parameter_table::Parameter;
+use powhost_core::parameter_table::{Parameter, parameter_shapes};
+use powhost_core::{ModelParams, ModelWeights};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -29,20 +29,27 @@ fn matrices(weights: &ModelWeights) -> Vec<&Parameter> {
     out
 }
 
+/// Bytes of every matrix of a model packed (hi and lo, padded to the tiles): what packing
+/// once per model costs.
+pub fn packed_model_bytes(params: &ModelParams) -> u64 {
+    parameter_shapes(params)
+        .iter()
+        .filter(|(name, shape)| shape.len() == 2 && name != "tok_embeddings.weight")
+        .map(|(_, shape)| packed_bytes(shape[0], shape[1]))
+        .sum()
+}
+
 /// Bytes of a packed `[n, k]` matrix.
-fn packed_bytes(p: &Parameter) -> u64 {
-    let (n, k) = (p.shape[0] as u64, p.shape[1] as u64);
-    n.div_ceil(32) * 32 * k.div_ceil(32) * 32 * 4
+fn packed_bytes(n: usize, k: usize) -> u64 {
+    (n.div_ceil(32) * 32) as u64 * (k.div_ceil(32) * 32) as u64 * 4
 }
 
 impl AmxWeights {
     pub fn new(weights: &ModelWeights, kernel: Arc<dyn MicroKernel>, limit_bytes: u64) -> Self {
-        let matrices = matrices(weights);
-        let total: u64 = matrices.iter().map(|p| packed_bytes(p)).sum();
         let mut packed = HashMap::new();
-        if total <= limit_bytes {
+        if packed_model_bytes(&weights.params) <= limit_bytes {
             let mut wide = Vec::new();
-            for p in matrices {
+            for p in matrices(weights) {
                 wide.resize(p.numel, 0f32);
                 weights.pool.widen_into(p, &mut wide);
                 packed.insert(p.name.clone(), PackedB::new(&wide, p.shape[0], p.shape[1]));
@@ -52,6 +59,7 @@ impl AmxWeights {
     }
 
     /// Whether the weights were packed once (else per call, block by block).
+    #[cfg(test)]
     pub fn packed_once(&self) -> bool {
         !self.packed.is_empty()
     }

@@ -212,7 +212,11 @@ fn the_tiles_peak_is_measured_where_there_are_tiles() {
 #[test]
 fn the_tile_instructions_are_assembled_into_the_binary() {
     let exe = std::env::current_exe().unwrap();
-    let out = match std::process::Command::new("objdump").arg("-d").arg(&exe).output() {
+    let out = match std::process::Command::new("objdump")
+        .arg("-d")
+        .arg(&exe)
+        .output()
+    {
         Ok(out) if out.status.success() => out,
         other => return println!("SKIPPED: objdump -d did not run: {other:?}"),
     };
@@ -220,6 +224,61 @@ fn the_tile_instructions_are_assembled_into_the_binary() {
     let count = |op: &str| text.lines().filter(|l| l.contains(op)).count();
     assert!(count("tdpbf16ps") >= 20, "{} tdpbf16ps", count("tdpbf16ps"));
     assert!(count("tileloadd") >= 12, "{} tileloadd", count("tileloadd"));
-    assert!(count("tilestored") >= 4, "{} tilestored", count("tilestored"));
+    assert!(
+        count("tilestored") >= 4,
+        "{} tilestored",
+        count("tilestored")
+    );
     assert!(count("ldtilecfg") >= 1, "no ldtilecfg");
+}
+
+/// Small models are packed once at load; the forward pass then multiplies by the packed
+/// weights, and a model whose packed matrices pass the limit packs block by block instead:
+/// both give the same logits.
+#[test]
+fn weights_packed_once_or_per_block_give_the_same_forward_pass() {
+    use crate::forward::CpuForward;
+    use crate::gemm_path::GemmPath;
+    use powhost_core::ModelParams;
+    use powhost_core::poc::batch_inputs;
+    let params = ModelParams::preset("small").unwrap();
+    let weights = std::sync::Arc::new(
+        powhost_core::ModelWeights::build(&params, "0a1b", 0, &|_, _| {}).unwrap(),
+    );
+    let path = GemmPath::emulated_amx();
+    let once = path.weight_store(&weights, crate::WIDEN_POOL_LIMIT_BYTES);
+    let per_block = path.weight_store(&weights, 0);
+    match (&once, &per_block) {
+        (crate::WeightStore::Amx(a), crate::WeightStore::Amx(b)) => {
+            assert!(a.packed_once() && !b.packed_once())
+        }
+        _ => panic!("the AMX path made an f32 store"),
+    }
+    let inputs = batch_inputs(&weights, "key", &[0, 1, 2]);
+    let a = CpuForward::with_store(weights.clone(), once).forward(&inputs, 3);
+    let b = CpuForward::with_store(weights.clone(), per_block).forward(&inputs, 3);
+    assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+    assert_eq!(a.len(), 3 * params.vocab_size);
+}
+
+/// Weights multiplied block by block (as mainnet's are) land in their columns of the result,
+/// the same values as one product of the whole matrix: blocks of 37 and 63 rows of W.
+#[test]
+fn weight_blocks_land_in_their_columns() {
+    let (m, k, n) = (5, 70, 100);
+    let (x, w) = operands(m, k, n, 77);
+    let (x, w) = (widen(&x), widen(&w));
+    let whole = amx_gemm(&EmulatedKernel, &x, &w, m, k, n);
+    let a = SplitA::new(&x, m, k);
+    let mut out = vec![f32::NAN; m * n];
+    for (row0, rows) in [(0, 37), (37, 63)] {
+        let b = PackedB::new(&w[row0 * k..(row0 + rows) * k], rows, k);
+        gemm(&EmulatedKernel, &a, &b, &mut out, n, row0);
+    }
+    assert!(
+        whole
+            .iter()
+            .zip(&out)
+            .all(|(x, y)| x.to_bits() == y.to_bits())
+    );
 }
