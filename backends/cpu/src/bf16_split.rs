@@ -64,10 +64,11 @@ pub const TILE_K: usize = 32;
 
 /// `C = A · B` for row-major float16 `A` (`m × k`) and `B` (`k × n`), as the tile kernel will
 /// compute it: both operands split into bfloat16 halves, B packed in the VNNI layout, and for
-/// each 16×16 block of C the four products accumulated in f32 over 32-deep slices of k, one
-/// pair of k at a time (what one `tdpbf16ps` lane adds), in the tile kernel's order
-/// `hi·hi, hi·lo, lo·lo, lo·hi` (the order that reuses each loaded tile; `crate::amx::kernel`).
-/// Ragged edges are the tiles' zero padding. Returns C in f32, before the caller's rounding to
+/// each 16×16 block of C the products accumulated in f32 over 32-deep slices of k, one pair
+/// of k at a time (what one `tdpbf16ps` lane adds), as the tile kernel does
+/// (`crate::amx::kernel`): the main product `hi·hi` in one sum, the corrections `hi·lo`,
+/// `lo·hi`, `lo·lo` (in that order per slice) in another, the two added at the end. Ragged
+/// edges are the tiles' zero padding. Returns C in f32, before the caller's rounding to
 /// float16.
 pub fn reference_gemm(a: &[f16], b: &[f16], m: usize, k: usize, n: usize) -> Vec<f32> {
     assert_eq!(a.len(), m * k, "A is {m}×{k}");
@@ -80,33 +81,30 @@ pub fn reference_gemm(a: &[f16], b: &[f16], m: usize, k: usize, n: usize) -> Vec
     };
     // B[p][j] from the VNNI layout (p may pass k by the padding row).
     let b_at = |part: &[bf16], p: usize, j: usize| part[((p / 2) * n + j) * 2 + p % 2].to_f32();
-    let mut c = vec![0f32; m * n];
+    let mut main = vec![0f32; m * n];
+    let mut corr = vec![0f32; m * n];
+    // `acc += Σ pairs of ap·bp` over the slice at k0 (one `tdpbf16ps` lane).
+    let slice = |acc: &mut f32, ap: &[bf16], bp: &[bf16], i: usize, j: usize, k0: usize| {
+        for p in (k0..(k0 + TILE_K).min(k)).step_by(2) {
+            let pair = a_at(ap, i, p) * b_at(bp, p, j) + a_at(ap, i, p + 1) * b_at(bp, p + 1, j);
+            *acc += pair;
+        }
+    };
     for i0 in (0..m).step_by(TILE_M) {
         for j0 in (0..n).step_by(TILE_N) {
             for k0 in (0..k).step_by(TILE_K) {
                 for i in i0..(i0 + TILE_M).min(m) {
                     for j in j0..(j0 + TILE_N).min(n) {
-                        let mut acc = c[i * n + j];
-                        // One product after another, as four tile instructions add them.
-                        for (ap, bp) in [
-                            (&a_hi, &b_hi),
-                            (&a_hi, &b_lo),
-                            (&a_lo, &b_lo),
-                            (&a_lo, &b_hi),
-                        ] {
-                            for p in (k0..(k0 + TILE_K).min(k)).step_by(2) {
-                                let pair = a_at(ap, i, p) * b_at(bp, p, j)
-                                    + a_at(ap, i, p + 1) * b_at(bp, p + 1, j);
-                                acc += pair;
-                            }
+                        slice(&mut main[i * n + j], &a_hi, &b_hi, i, j, k0);
+                        for (ap, bp) in [(&a_hi, &b_lo), (&a_lo, &b_hi), (&a_lo, &b_lo)] {
+                            slice(&mut corr[i * n + j], ap, bp, i, j, k0);
                         }
-                        c[i * n + j] = acc;
                     }
                 }
             }
         }
     }
-    c
+    main.iter().zip(&corr).map(|(x, y)| x + y).collect()
 }
 
 #[cfg(test)]
@@ -240,8 +238,9 @@ pub(crate) mod tests {
             );
             // Both are f32 sums of the same exact products in different orders: rounded to
             // float16 they may differ by one ulp where the f32 sum lies near a rounding tie
-            // (measured 2026-12-03: at most 1 ulp, and 2 where the terms cancel; error / Σ|a·b|
-            // at most 2.6e-7 for the split, 1.9e-7 for the FMA loop).
+            // (measured 2026-12-04: at most 1 ulp, and 2 where the terms cancel; error / Σ|a·b|
+            // at most 7.6e-8 for the split, its corrections summed apart, 1.9e-7 for the FMA
+            // loop).
             assert!(worst_ulps <= 1, "{m}×{k}×{n}: {worst_ulps} ulps");
             // The bound of an f32 sum of k terms is k·2⁻²⁴ of Σ|a·b|; both stay far inside it.
             let bound = k as f64 * f32::EPSILON as f64 / 2.0;

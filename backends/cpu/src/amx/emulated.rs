@@ -5,7 +5,7 @@
 //! packing driver be tested on any processor, and the tile kernel be checked against it on
 //! one with AMX.
 
-use super::kernel::{C_BLOCK, MicroKernel, TileBlock};
+use super::kernel::{C_BLOCK, MicroKernel, PANEL_SLICE, TileBlock};
 use half::bf16;
 
 type Tile<T> = [[T; 32]; 16];
@@ -25,17 +25,17 @@ fn load(src: &[bf16], stride: usize) -> Tile<f32> {
 }
 
 /// `tdpbf16ps c, a, b`: `c[i][j] += Σ_p (a[i][2p]·b[p][2j] + a[i][2p+1]·b[p][2j+1])`, with `c`
-/// a 16×16 block of a 32-wide f32 array (`c[i·32 + j]`).
+/// 16 rows of 16 f32 (`c[i·16 + j]`).
 fn dot_product(c: &mut [f32], a: &Tile<f32>, b: &Tile<f32>) {
     for (i, a_row) in a.iter().enumerate() {
         for j in 0..16 {
-            let mut acc = c[i * 32 + j];
+            let mut acc = c[i * 16 + j];
             for p in 0..16 {
                 // Both products are exact (8-bit by 8-bit significands); their sum is rounded.
                 let pair = a_row[2 * p] * b[p][2 * j] + a_row[2 * p + 1] * b[p][2 * j + 1];
                 acc += pair;
             }
-            c[i * 32 + j] = acc;
+            c[i * 16 + j] = acc;
         }
     }
 }
@@ -47,33 +47,28 @@ impl MicroKernel for EmulatedKernel {
             a_hi,
             a_lo,
             lda,
-            b0,
-            b1,
+            b,
             slices,
-            c,
+            main,
+            corr,
         } = block;
-        let c = &mut c[..C_BLOCK];
-        // The four C tiles: (rows, columns) 0–15/0–15, 0–15/16–31, 16–31/0–15, 16–31/16–31.
-        let (top, bottom) = c.split_at_mut(16 * 32);
+        // The four C tiles: main and corr, rows 0–15 and 16–31 each.
+        let (main0, main1) = main[..C_BLOCK].split_at_mut(16 * 16);
+        let (corr0, corr1) = corr[..C_BLOCK].split_at_mut(16 * 16);
         for s in 0..slices {
             let a = |part: &[bf16], rows: usize| load(&part[rows * lda + 32 * s..], lda);
-            let b = |panel: &[bf16], lo: bool| load(&panel[s * 1024 + 512 * lo as usize..], 32);
             let (a0, a1) = (a(a_hi, 0), a(a_hi, 16));
-            let mut b_0 = b(b0, false);
-            let mut b_1 = b(b1, false);
-            let mut step = |a0: &Tile<f32>, a1: &Tile<f32>, b_0: &Tile<f32>, b_1: &Tile<f32>| {
-                dot_product(top, a0, b_0);
-                dot_product(&mut top[16..], a0, b_1);
-                dot_product(bottom, a1, b_0);
-                dot_product(&mut bottom[16..], a1, b_1);
-            };
-            step(&a0, &a1, &b_0, &b_1); // hi·hi
-            (b_0, b_1) = (b(b0, true), b(b1, true));
-            step(&a0, &a1, &b_0, &b_1); // hi·lo
+            let b_hi = load(&b[s * PANEL_SLICE..], 32);
+            let b_lo = load(&b[s * PANEL_SLICE + PANEL_SLICE / 2..], 32);
+            dot_product(main0, &a0, &b_hi);
+            dot_product(main1, &a1, &b_hi);
+            dot_product(corr0, &a0, &b_lo);
+            dot_product(corr1, &a1, &b_lo);
             let (a0, a1) = (a(a_lo, 0), a(a_lo, 16));
-            step(&a0, &a1, &b_0, &b_1); // lo·lo
-            (b_0, b_1) = (b(b0, false), b(b1, false));
-            step(&a0, &a1, &b_0, &b_1); // lo·hi
+            dot_product(corr0, &a0, &b_hi);
+            dot_product(corr1, &a1, &b_hi);
+            dot_product(corr0, &a0, &b_lo);
+            dot_product(corr1, &a1, &b_lo);
         }
     }
 

@@ -2,11 +2,12 @@
 //! into bf16 halves per call, the weights packed into VNNI tiles (once per model or per block),
 //! and the blocking over the caches and the cores around a [`MicroKernel`].
 //!
-//! Blocking: C is computed in blocks of 32 × 32 (the kernel's 2×2 tiles). The columns are cut
-//! into groups of up to [`GROUP_COLUMNS`], one rayon task each (both cores). In a group, k goes
-//! in steps of [`K_SLICES`] slices of 32: per step, each 32-row block of A (32 × 512 × 2
-//! halves × 2 bytes = 64 KiB, in L2) meets every 32-column panel of the group's B (256 × 512 ×
-//! 4 bytes = 512 KiB, kept in L2 across the row blocks).
+//! Blocking: C is computed in blocks of 32 rows × 16 columns (the kernel's tiles), its main
+//! sums and its corrections apart ([`super::kernel`]), added once at the end. The columns are
+//! cut into groups of up to [`GROUP_COLUMNS`], one rayon task each (both cores). In a group, k
+//! goes in steps of [`K_SLICES`] slices of 32: per step, each 32-row block of A (32 × 512 × 2
+//! halves × 2 bytes = 64 KiB, in L2) meets every 16-column panel of the group's B (256 × 512
+//! × 4 bytes = 512 KiB, kept in L2 across the row blocks).
 
 use super::kernel::{C_BLOCK, MicroKernel, PANEL_SLICE, TileBlock};
 use crate::bf16_split::split_f32;
@@ -56,7 +57,7 @@ impl SplitA {
 /// Weights `W` (`n × k`, f16-exact f32) as the kernel reads them: per 16-column panel (a
 /// panel's columns are 16 rows of W), per k-slice of 32, the hi tile then the lo tile, each
 /// 16 VNNI rows of 32 bf16 (row `r`, column `j`: `W[j][2r], W[j][2r + 1]`). n is padded to a
-/// multiple of 32 and k to a multiple of 32 with zeros.
+/// multiple of 16 and k to a multiple of 32 with zeros.
 pub struct PackedB {
     data: Vec<bf16>,
     pub n: usize,
@@ -67,7 +68,7 @@ impl PackedB {
     pub fn new(w: &[f32], n: usize, k: usize) -> Self {
         assert_eq!(w.len(), n * k, "W is {n}×{k}");
         let slices = k.div_ceil(32);
-        let panels = n.div_ceil(32) * 2;
+        let panels = n.div_ceil(16);
         let mut data = vec![bf16::ZERO; panels * slices * PANEL_SLICE];
         if slices > 0 {
             data.par_chunks_mut(slices * PANEL_SLICE)
@@ -100,7 +101,8 @@ impl PackedB {
 }
 
 /// `out[i][col0 + j] = Σ_p x[i][p] · W[j][p]` for `i < a.m`, `j < b.n`, with `out` rows of
-/// `ld_out` values, in f32 (before the caller's rounding).
+/// `ld_out` values, in f32 (before the caller's rounding): per element the main sum plus the
+/// correction sum.
 pub fn gemm(
     kernel: &dyn MicroKernel,
     a: &SplitA,
@@ -119,30 +121,34 @@ pub fn gemm(
         return;
     }
     let rows = m.div_ceil(32) * 32;
-    let blocks = n.div_ceil(32);
+    let panels = n.div_ceil(16);
     // Enough groups for every thread where n allows it, at most GROUP_COLUMNS wide.
     let threads = rayon::current_num_threads().max(1);
-    let per_group = (blocks.div_ceil(2 * threads)).clamp(1, GROUP_COLUMNS / 32);
-    // C, column block by column block: block `nb` holds rows × 32 f32, row-major.
-    let mut c = vec![0f32; blocks * rows * 32];
-    c.par_chunks_mut(per_group * rows * 32)
+    let per_group = (panels.div_ceil(2 * threads)).clamp(1, GROUP_COLUMNS / 16);
+    // C, panel by panel: panel `p` holds rows × 16 f32, row-major; main sums and corrections.
+    let panel_len = rows * 16;
+    let mut main = vec![0f32; panels * panel_len];
+    let mut corr = vec![0f32; panels * panel_len];
+    main.par_chunks_mut(per_group * panel_len)
+        .zip(corr.par_chunks_mut(per_group * panel_len))
         .enumerate()
-        .for_each(|(group, c)| {
+        .for_each(|(group, (main, corr))| {
             let first = group * per_group;
             for s0 in (0..slices).step_by(K_SLICES) {
                 let step = K_SLICES.min(slices - s0);
                 for i0 in (0..rows).step_by(32) {
                     let a_at = i0 * a.lda + 32 * s0;
-                    for (g, c) in c.chunks_mut(rows * 32).enumerate() {
-                        let nb = first + g;
+                    let c = i0 * 16..i0 * 16 + C_BLOCK;
+                    let panels = main.chunks_mut(panel_len).zip(corr.chunks_mut(panel_len));
+                    for (g, (main, corr)) in panels.enumerate() {
                         kernel.run(TileBlock {
                             a_hi: &a.hi[a_at..],
                             a_lo: &a.lo[a_at..],
                             lda: a.lda,
-                            b0: b.panel(2 * nb, s0),
-                            b1: b.panel(2 * nb + 1, s0),
+                            b: b.panel(first + g, s0),
                             slices: step,
-                            c: &mut c[i0 * 32..i0 * 32 + C_BLOCK],
+                            main: &mut main[c.clone()],
+                            corr: &mut corr[c.clone()],
                         });
                     }
                 }
@@ -152,10 +158,15 @@ pub fn gemm(
         .take(m)
         .enumerate()
         .for_each(|(i, row)| {
-            for (nb, block) in c.chunks(rows * 32).enumerate() {
-                let j0 = nb * 32;
-                let width = 32.min(n - j0);
-                row[col0 + j0..col0 + j0 + width].copy_from_slice(&block[i * 32..i * 32 + width]);
+            let panels = main.chunks(panel_len).zip(corr.chunks(panel_len));
+            for (p, (main, corr)) in panels.enumerate() {
+                let j0 = p * 16;
+                let width = 16.min(n - j0);
+                let out = &mut row[col0 + j0..col0 + j0 + width];
+                let (main, corr) = (&main[i * 16..], &corr[i * 16..]);
+                for ((o, &x), &y) in out.iter_mut().zip(main).zip(corr) {
+                    *o = x + y;
+                }
             }
         });
 }

@@ -41,7 +41,7 @@ pub fn packed_model_bytes(params: &ModelParams) -> u64 {
 
 /// Bytes of a packed `[n, k]` matrix.
 fn packed_bytes(n: usize, k: usize) -> u64 {
-    (n.div_ceil(32) * 32) as u64 * (k.div_ceil(32) * 32) as u64 * 4
+    (n.div_ceil(16) * 16) as u64 * (k.div_ceil(32) * 32) as u64 * 4
 }
 
 impl AmxWeights {

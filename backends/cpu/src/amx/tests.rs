@@ -207,8 +207,8 @@ fn the_tiles_peak_is_measured_where_there_are_tiles() {
     assert_eq!(EmulatedKernel.peak_gflops(), None);
 }
 
-/// The assembly is in the binary: the kernel's 16 `tdpbf16ps` and the peak loop's 4, its
-/// tile loads, stores and configuration (where `objdump` exists to look).
+/// The assembly is in the binary: the kernel's 8 `tdpbf16ps` and the peak loop's 4, its 10
+/// tile loads, 4 stores and the configuration (where `objdump` exists to look).
 #[test]
 fn the_tile_instructions_are_assembled_into_the_binary() {
     let exe = std::env::current_exe().unwrap();
@@ -222,8 +222,8 @@ fn the_tile_instructions_are_assembled_into_the_binary() {
     };
     let text = String::from_utf8_lossy(&out.stdout);
     let count = |op: &str| text.lines().filter(|l| l.contains(op)).count();
-    assert!(count("tdpbf16ps") >= 20, "{} tdpbf16ps", count("tdpbf16ps"));
-    assert!(count("tileloadd") >= 12, "{} tileloadd", count("tileloadd"));
+    assert!(count("tdpbf16ps") >= 12, "{} tdpbf16ps", count("tdpbf16ps"));
+    assert!(count("tileloadd") >= 10, "{} tileloadd", count("tileloadd"));
     assert!(
         count("tilestored") >= 4,
         "{} tilestored",
