@@ -3,16 +3,23 @@
 use anyhow::{Result, bail};
 use half::f16;
 use powhost_core::{Backend, ForwardPass, ModelParams, ModelWeights};
-use powhost_cpu::CpuBackend;
+use powhost_cpu::{CpuBackend, GemmPath};
 use powhost_cuda::CudaBackend;
 use powhost_wgpu::WgpuBackend;
 use std::sync::Arc;
 
 pub const NAMES: &str = "auto, cpu, wgpu, cuda, or CUDA devices such as cuda:0,cuda:1";
 
-/// The backend `name` names, with the test hook below applied.
+/// The backend `name` names, with the test hook below applied; the CPU backend's GEMM path
+/// from `POWHOST_CPU_GEMM` (else `auto`).
 pub fn backend_by_name(name: &str) -> Result<Box<dyn Backend>> {
-    let backend = open(name)?;
+    backend_with_cpu_gemm(name, None)
+}
+
+/// [`backend_by_name`], the CPU backend's GEMM path chosen by `cpu_gemm` (`f32`, `amx`,
+/// `auto`; `None`: `POWHOST_CPU_GEMM`, else `auto`).
+pub fn backend_with_cpu_gemm(name: &str, cpu_gemm: Option<&str>) -> Result<Box<dyn Backend>> {
+    let backend = open(name, cpu_gemm)?;
     Ok(match std::env::var("POWHOST_INJECT_FAULT").as_deref() {
         Ok("logits") => {
             log::warn!(
@@ -34,11 +41,22 @@ pub fn check_name(name: &str) -> Result<()> {
     }
 }
 
-fn open(name: &str) -> Result<Box<dyn Backend>> {
+/// The CPU backend on the GEMM path `cpu_gemm` names (`--cpu-gemm`), else the environment's.
+fn cpu(cpu_gemm: Option<&str>) -> Result<CpuBackend> {
+    Ok(match cpu_gemm {
+        Some(choice) => CpuBackend::with_gemm(GemmPath::from_choice(
+            choice,
+            &format!("--cpu-gemm {choice}"),
+        )?),
+        None => CpuBackend::new()?,
+    })
+}
+
+fn open(name: &str, cpu_gemm: Option<&str>) -> Result<Box<dyn Backend>> {
     match name {
-        "cpu" => Ok(Box::new(CpuBackend)),
+        "cpu" => Ok(Box::new(cpu(cpu_gemm)?)),
         "wgpu" => Ok(Box::new(WgpuBackend::new()?)),
-        "auto" => Ok(auto()),
+        "auto" => auto(cpu_gemm),
         cuda if cuda.starts_with("cuda") => Ok(Box::new(match CudaBackend::parse_devices(cuda)? {
             None => CudaBackend::all()?,
             Some(ordinals) => CudaBackend::on(ordinals)?,
@@ -49,7 +67,7 @@ fn open(name: &str) -> Result<Box<dyn Backend>> {
 
 /// CUDA when a device answers, then wgpu on a hardware GPU, then the CPU. A software
 /// Vulkan adapter (lavapipe) is passed over: the CPU backend is far faster.
-fn auto() -> Box<dyn Backend> {
+fn auto(cpu_gemm: Option<&str>) -> Result<Box<dyn Backend>> {
     let backend: Box<dyn Backend> = match CudaBackend::all() {
         Ok(cuda) => Box::new(cuda),
         Err(e) => {
@@ -61,12 +79,12 @@ fn auto() -> Box<dyn Backend> {
                         log::warn!(
                             "backend auto: the GPU {name} did not open ({e:#}); using the CPU"
                         );
-                        Box::new(CpuBackend)
+                        Box::new(cpu(cpu_gemm)?)
                     }
                 },
                 None => {
                     log::info!("backend auto: no hardware GPU through wgpu");
-                    Box::new(CpuBackend)
+                    Box::new(cpu(cpu_gemm)?)
                 }
             }
         }
@@ -76,7 +94,7 @@ fn auto() -> Box<dyn Backend> {
         backend.name(),
         backend.device_description()
     );
-    backend
+    Ok(backend)
 }
 
 /// Test hook (`POWHOST_INJECT_FAULT=logits`): a backend that computes, but wrongly, as a
@@ -111,6 +129,9 @@ impl Backend for Faulty {
     }
     fn gpu_driver(&self) -> Option<powhost_core::GpuDriver> {
         self.0.gpu_driver()
+    }
+    fn gemm_path(&self) -> Option<&'static str> {
+        self.0.gemm_path()
     }
 }
 

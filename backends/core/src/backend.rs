@@ -40,6 +40,12 @@ pub trait Backend: Send + Sync {
         Ok(None)
     }
 
+    /// Which GEMM path the backend runs, where it has a choice (the CPU backend: `f32` or
+    /// `amx`); `None` elsewhere.
+    fn gemm_path(&self) -> Option<&'static str> {
+        None
+    }
+
     /// The GPUs this backend computes on, as they are now (free memory changes): what the
     /// node software reads from `/api/v1/gpu/devices`. None on the CPU.
     fn gpus(&self) -> Vec<GpuDevice> {

@@ -9,10 +9,9 @@
 //! therefore compute the float16 GEMM that an f32 FMA loop computes, up to the order of the
 //! f32 additions (which differs between any two GEMM libraries already).
 //!
-//! The tile kernel itself needs a processor with AMX to be written against and tested; this
-//! module is what it will be checked against: [`split`], the VNNI packing of the right-hand
-//! operand, and [`reference_gemm`], which accumulates the four products block by block in the
-//! tiles' 16×16×32 shape.
+//! This module is what the tile kernel (`crate::amx`) is checked against: [`split`], the VNNI
+//! packing of the right-hand operand, and [`reference_gemm`], which accumulates the four
+//! products block by block in the tiles' 16×16×32 shape, in the kernel's order.
 
 use half::{bf16, f16};
 
@@ -21,6 +20,16 @@ pub fn split(x: f16) -> (bf16, bf16) {
     let x = x.to_f32();
     let hi = bf16::from_f32(x);
     // Exact: x − hi has at most 3 significant bits (see the module docs).
+    let lo = bf16::from_f32(x - hi.to_f32());
+    (hi, lo)
+}
+
+/// [`split`] for an f32 holding a float16 value (the CPU backend's activations and widened
+/// weights).
+#[inline]
+pub fn split_f32(x: f32) -> (bf16, bf16) {
+    let hi = bf16::from_f32(x);
+    // Exact for every float16 value (see the module docs).
     let lo = bf16::from_f32(x - hi.to_f32());
     (hi, lo)
 }
@@ -55,9 +64,12 @@ pub const TILE_K: usize = 32;
 
 /// `C = A · B` for row-major float16 `A` (`m × k`) and `B` (`k × n`), as the tile kernel will
 /// compute it: both operands split into bfloat16 halves, B packed in the VNNI layout, and for
-/// each 16×16 block of C the four products accumulated in f32 over 32-deep slices of k, one
-/// pair of k at a time (what one `tdpbf16ps` lane adds). Ragged edges are the tiles' zero
-/// padding. Returns C in f32, before the caller's rounding to float16.
+/// each 16×16 block of C the products accumulated in f32 over 32-deep slices of k, one pair
+/// of k at a time (what one `tdpbf16ps` lane adds), as the tile kernel does
+/// (`crate::amx::kernel`): the main product `hi·hi` in one sum, the corrections `hi·lo`,
+/// `lo·hi`, `lo·lo` (in that order per slice) in another, the two added at the end. Ragged
+/// edges are the tiles' zero padding. Returns C in f32, before the caller's rounding to
+/// float16.
 pub fn reference_gemm(a: &[f16], b: &[f16], m: usize, k: usize, n: usize) -> Vec<f32> {
     assert_eq!(a.len(), m * k, "A is {m}×{k}");
     assert_eq!(b.len(), k * n, "B is {k}×{n}");
@@ -69,37 +81,34 @@ pub fn reference_gemm(a: &[f16], b: &[f16], m: usize, k: usize, n: usize) -> Vec
     };
     // B[p][j] from the VNNI layout (p may pass k by the padding row).
     let b_at = |part: &[bf16], p: usize, j: usize| part[((p / 2) * n + j) * 2 + p % 2].to_f32();
-    let mut c = vec![0f32; m * n];
+    let mut main = vec![0f32; m * n];
+    let mut corr = vec![0f32; m * n];
+    // `acc += Σ pairs of ap·bp` over the slice at k0 (one `tdpbf16ps` lane).
+    let slice = |acc: &mut f32, ap: &[bf16], bp: &[bf16], i: usize, j: usize, k0: usize| {
+        for p in (k0..(k0 + TILE_K).min(k)).step_by(2) {
+            let pair = a_at(ap, i, p) * b_at(bp, p, j) + a_at(ap, i, p + 1) * b_at(bp, p + 1, j);
+            *acc += pair;
+        }
+    };
     for i0 in (0..m).step_by(TILE_M) {
         for j0 in (0..n).step_by(TILE_N) {
             for k0 in (0..k).step_by(TILE_K) {
                 for i in i0..(i0 + TILE_M).min(m) {
                     for j in j0..(j0 + TILE_N).min(n) {
-                        let mut acc = c[i * n + j];
-                        // One product after another, as four tile instructions add them.
-                        for (ap, bp) in [
-                            (&a_hi, &b_hi),
-                            (&a_hi, &b_lo),
-                            (&a_lo, &b_hi),
-                            (&a_lo, &b_lo),
-                        ] {
-                            for p in (k0..(k0 + TILE_K).min(k)).step_by(2) {
-                                let pair = a_at(ap, i, p) * b_at(bp, p, j)
-                                    + a_at(ap, i, p + 1) * b_at(bp, p + 1, j);
-                                acc += pair;
-                            }
+                        slice(&mut main[i * n + j], &a_hi, &b_hi, i, j, k0);
+                        for (ap, bp) in [(&a_hi, &b_lo), (&a_lo, &b_hi), (&a_lo, &b_lo)] {
+                            slice(&mut corr[i * n + j], ap, bp, i, j, k0);
                         }
-                        c[i * n + j] = acc;
                     }
                 }
             }
         }
     }
-    c
+    main.iter().zip(&corr).map(|(x, y)| x + y).collect()
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn finite_f16() -> impl Iterator<Item = f16> {
@@ -156,7 +165,7 @@ mod tests {
     }
 
     /// A seeded float16 matrix with the spread of the model's activations and weights.
-    fn matrix(len: usize, seed: u64, scale: f32) -> Vec<f16> {
+    pub(crate) fn matrix(len: usize, seed: u64, scale: f32) -> Vec<f16> {
         let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         (0..len)
             .map(|_| {
@@ -169,7 +178,7 @@ mod tests {
             .collect()
     }
 
-    fn ulps_apart(a: f16, b: f16) -> u32 {
+    pub(crate) fn ulps_apart(a: f16, b: f16) -> u32 {
         let key = |x: f16| {
             let bits = x.to_bits() as i32;
             if bits & 0x8000 != 0 {
@@ -229,8 +238,9 @@ mod tests {
             );
             // Both are f32 sums of the same exact products in different orders: rounded to
             // float16 they may differ by one ulp where the f32 sum lies near a rounding tie
-            // (measured 2026-12-03: at most 1 ulp, and 2 where the terms cancel; error / Σ|a·b|
-            // at most 2.6e-7 for the split, 1.9e-7 for the FMA loop).
+            // (measured 2026-12-04: at most 1 ulp, and 2 where the terms cancel; error / Σ|a·b|
+            // at most 7.6e-8 for the split, its corrections summed apart, 1.9e-7 for the FMA
+            // loop).
             assert!(worst_ulps <= 1, "{m}×{k}×{n}: {worst_ulps} ulps");
             // The bound of an f32 sum of k terms is k·2⁻²⁴ of Σ|a·b|; both stay far inside it.
             let bound = k as f64 * f32::EPSILON as f64 / 2.0;

@@ -21,8 +21,13 @@ pub struct CpuForward {
 }
 
 impl CpuForward {
-    pub fn new(weights: Arc<ModelWeights>) -> Self {
-        let store = WeightStore::new(&weights, crate::WIDEN_POOL_LIMIT_BYTES);
+    pub fn new(weights: Arc<ModelWeights>, gemm: &crate::GemmPath) -> Self {
+        let store = gemm.weight_store(&weights, crate::WIDEN_POOL_LIMIT_BYTES);
+        Self::with_store(weights, store)
+    }
+
+    /// The forward pass multiplying by the weights as `store` holds them.
+    pub fn with_store(weights: Arc<ModelWeights>, store: WeightStore) -> Self {
         let norms = (0..weights.params.n_layers)
             .map(|l| {
                 let lp = weights.layer(l);

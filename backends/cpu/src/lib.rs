@@ -5,12 +5,16 @@
 //! rounding point of the spec rounds in place ([`ops::round_f16`]), and the matrix products
 //! run as f32 GEMMs (faer) on exactly widened operands, which is both faster than an f16
 //! GEMM on these CPUs and exactly the reference's "f32 products, f32 accumulation, ⟂".
+//! On processors with AMX tiles the GEMMs can instead run as four bf16 tile products of the
+//! exactly split float16 operands ([`GemmPath`], module `amx`).
 
-// The arithmetic of an exact float16 GEMM on AMX tiles, and its portable reference; the tile
-// kernel that will use it needs an AMX processor to be written against and tested.
+mod amx;
+// The arithmetic of the exact float16 GEMM on AMX tiles, and its portable reference (the
+// reference and the matrix helpers serve the tests).
 #[cfg_attr(not(test), allow(dead_code))]
 mod bf16_split;
 mod forward;
+mod gemm_path;
 #[cfg(feature = "op-check")]
 pub mod op_check;
 mod ops;
@@ -18,6 +22,7 @@ mod steps;
 mod weights;
 
 use anyhow::Result;
+pub use gemm_path::{CPU_GEMM_CHOICES, CPU_GEMM_ENV, GemmPath};
 use half::f16;
 use powhost_core::parameter_table::pool_size_of;
 use powhost_core::{Backend, ForwardPass, ModelParams, ModelWeights};
@@ -29,8 +34,26 @@ pub use weights::WeightStore;
 /// testnet); bigger pools are widened matrix block by block as the forward pass goes.
 pub const WIDEN_POOL_LIMIT_BYTES: u64 = 2 << 30;
 
+/// The CPU backend on one GEMM path (the default: f32).
 #[derive(Clone, Debug, Default)]
-pub struct CpuBackend;
+pub struct CpuBackend {
+    gemm: GemmPath,
+}
+
+impl CpuBackend {
+    /// The path `POWHOST_CPU_GEMM` chooses (`auto` where unset: AMX where detected).
+    pub fn new() -> Result<Self> {
+        Ok(Self::with_gemm(GemmPath::from_env()?))
+    }
+
+    pub fn with_gemm(gemm: GemmPath) -> Self {
+        Self { gemm }
+    }
+
+    pub fn gemm(&self) -> &GemmPath {
+        &self.gemm
+    }
+}
 
 impl Backend for CpuBackend {
     fn name(&self) -> &'static str {
@@ -39,13 +62,14 @@ impl Backend for CpuBackend {
 
     fn device_description(&self) -> String {
         format!(
-            "CPU, {} threads{}",
+            "CPU, {} threads{}, GEMM {}",
             rayon::current_num_threads(),
             if std::arch::is_x86_feature_detected!("avx512f") {
                 ", AVX-512"
             } else {
                 ""
-            }
+            },
+            self.gemm.description()
         )
     }
 
@@ -57,24 +81,47 @@ impl Backend for CpuBackend {
         } else {
             weights::BLOCK_ELEMENTS as u64 * 4 * 2
         };
+        // The AMX path packs every matrix once where they fit (else a block widened and its
+        // packed copy at a time) instead of widening the pool.
+        let weights = match &self.gemm {
+            GemmPath::F32 => weights,
+            GemmPath::Amx(_) => match amx::packed_model_bytes(params) {
+                packed if packed <= WIDEN_POOL_LIMIT_BYTES => packed,
+                _ => weights::BLOCK_ELEMENTS as u64 * 4 * 2,
+            },
+        };
         let rows = (batch * params.seq_len) as u64;
         let widest = params.dim.max(params.ffn_hidden()).max(params.vocab_size) as u64;
         // Residual, normed, q/k/v/attention, two FFN buffers: f32 each.
         let activations = rows.saturating_mul(4 * (5 * params.dim as u64 + 2 * widest));
         let inputs = rows.saturating_mul(params.dim as u64 * 2);
-        weights.saturating_add(activations).saturating_add(inputs)
+        // The AMX path's per-GEMM buffers: the split activations and the padded f32 result.
+        let split = match &self.gemm {
+            GemmPath::F32 => 0,
+            GemmPath::Amx(_) => rows.saturating_mul(8 * widest),
+        };
+        weights
+            .saturating_add(activations)
+            .saturating_add(inputs)
+            .saturating_add(split)
     }
 
+    /// f32: faer's GEMM on the feed-forward's shape. AMX: the split's ceiling, a quarter of
+    /// the tiles' bf16 peak (four tile products per float16 product), measured now on every
+    /// thread with a register-only `tdpbf16ps` loop; `None` for the emulated tiles.
     fn gemm_peak_gflops(&self, params: &ModelParams) -> Result<Option<f64>> {
-        Ok(Some(ops::gemm_peak_gflops(
-            1024,
-            params.dim,
-            params.ffn_hidden(),
-        )))
+        Ok(match &self.gemm {
+            GemmPath::F32 => Some(ops::gemm_peak_gflops(1024, params.dim, params.ffn_hidden())),
+            GemmPath::Amx(kernel) => kernel.peak_gflops().map(|peak| peak / 4.0),
+        })
+    }
+
+    fn gemm_path(&self) -> Option<&'static str> {
+        Some(self.gemm.name())
     }
 
     fn load(&self, weights: Arc<ModelWeights>) -> Result<Box<dyn ForwardPass>> {
-        Ok(Box::new(forward::CpuForward::new(weights)))
+        Ok(Box::new(forward::CpuForward::new(weights, &self.gemm)))
     }
 }
 

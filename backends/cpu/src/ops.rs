@@ -85,6 +85,10 @@ pub fn matmul_xwt(
     let (n, k) = (w.shape[0], w.shape[1]);
     debug_assert_eq!(x.len(), m * k);
     debug_assert_eq!(out.len(), m * n);
+    if let WeightStore::Amx(amx) = store {
+        amx.matmul_xwt(store, weights, x, m, w, out);
+        return round_f16(out);
+    }
     let lhs = MatRef::from_row_major_slice(x, m, k);
     let mut dst = MatMut::from_row_major_slice_mut(out, m, n);
     store.for_row_blocks(weights, w, |row0, rows, block| {

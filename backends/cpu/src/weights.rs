@@ -13,6 +13,8 @@ pub enum WeightStore {
     WidenedPool { pool: Vec<f32> },
     /// Large pools stay f16 only; weights are widened block by block when used.
     OnTheFly,
+    /// The AMX path's weights (packed per model, or per block as `OnTheFly` widens them).
+    Amx(crate::amx::AmxWeights),
 }
 
 impl WeightStore {

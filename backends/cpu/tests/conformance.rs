@@ -1,9 +1,9 @@
-//! The conformance suite (`powhost_core::conformance`) on the CPU backend, and the input
-//! prefetch checked against the plain path.
+//! The conformance suite (`powhost_core::conformance`) on the CPU backend's f32 GEMM path (the
+//! AMX path's goldens are in `amx.rs`), and the input prefetch checked against the plain path.
 
 use powhost_cpu::CpuBackend;
 
-powhost_core::conformance::suite!("cpu", Ok(CpuBackend));
+powhost_core::conformance::suite!("cpu", Ok(CpuBackend::default()));
 
 /// A backend that leaves the CPU free has the next batch's inputs drawn on other threads
 /// while the current batch computes: the distances are the same, bit for bit.
@@ -24,8 +24,8 @@ fn inputs_drawn_ahead_give_the_same_distances() {
     let params = ModelParams::preset("small").unwrap();
     let weights = std::sync::Arc::new(ModelWeights::build(&params, "01", 0, &|_, _| {}).unwrap());
     let nonces: Vec<i64> = (0..37).collect();
-    let plain = CpuBackend.load(weights.clone()).unwrap();
-    let ahead = Overlapping(CpuBackend.load(weights.clone()).unwrap());
+    let plain = CpuBackend::default().load(weights.clone()).unwrap();
+    let ahead = Overlapping(CpuBackend::default().load(weights.clone()).unwrap());
     let a = compute_distances(&*plain, &weights, "key", &nonces, 8, &|_| {}).unwrap();
     let done = std::sync::atomic::AtomicUsize::new(0);
     let b = compute_distances(&ahead, &weights, "key", &nonces, 8, &|n| {

@@ -16,7 +16,7 @@ fn the_gpu_sequence_on_cpu_ops_equals_the_cpu_backend_bit_for_bit() {
         let weights = Arc::new(ModelWeights::build(&params, "0a1b", 0, &|_, _| {}).unwrap());
         let nonces: Vec<i64> = (0..batch as i64).collect();
         let inputs: Vec<f16> = batch_inputs(&weights, "key", &nonces);
-        let want = CpuBackend
+        let want = CpuBackend::default()
             .load(weights.clone())
             .unwrap()
             .last_position_logits(&inputs, batch)

@@ -83,6 +83,17 @@ pub struct BackendArg {
     pub name: String,
 }
 
+/// The CPU backend's GEMM path, for the commands that measure or check it.
+#[derive(Args, Debug, Clone)]
+pub struct CpuGemmArg {
+    /// The CPU backend's matrix products: `f32` (f32 GEMMs, every processor), `amx` (float16
+    /// split exactly into bfloat16 pairs on Intel's AMX tiles; an error where the processor,
+    /// or Linux, does not offer them) or `auto` (AMX where available). Default: the
+    /// POWHOST_CPU_GEMM environment variable, else `auto`.
+    #[arg(long = "cpu-gemm", value_name = "PATH", value_parser = ["f32", "amx", "auto"])]
+    pub cpu_gemm: Option<String>,
+}
+
 /// Which model: a named preset or a params JSON object.
 #[derive(Args, Debug, Clone)]
 #[group(required = true, multiple = false)]
@@ -138,6 +149,8 @@ pub struct DistancesArgs {
 pub struct BenchArgs {
     #[command(flatten)]
     pub backend: BackendArg,
+    #[command(flatten)]
+    pub cpu_gemm: CpuGemmArg,
     /// The preset to measure.
     #[arg(long, default_value = "cpu-bench", value_parser = names::preset_name)]
     pub preset: String,
@@ -222,6 +235,8 @@ pub struct CompareArgs {
         value_parser = names::backend_name
     )]
     pub backends: Vec<String>,
+    #[command(flatten)]
+    pub cpu_gemm: CpuGemmArg,
     /// A named preset; with --golden, it must be the golden file's model (the default).
     #[arg(long, conflicts_with = "params", value_parser = names::preset_name)]
     pub preset: Option<String>,

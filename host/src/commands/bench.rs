@@ -1,6 +1,6 @@
 //! `powhost bench`: nonces per second, model build time, peak memory.
 
-use crate::backends::backend_by_name;
+use crate::backends::backend_with_cpu_gemm;
 use crate::cli::BenchArgs;
 use crate::compute_service::{ComputeService, Task};
 use crate::model::choose_batch;
@@ -26,7 +26,10 @@ struct BenchReport {
     gflop_per_nonce: f64,
     gflop_per_s: f64,
     peak_memory_bytes: Option<u64>,
-    /// The backend's GEMM speed on a feed-forward-shaped product, measured in the same run.
+    /// The GEMM path that ran, where the backend has a choice (CPU: `f32` or `amx`).
+    gemm_path: Option<&'static str>,
+    /// The backend's GEMM speed on a feed-forward-shaped product, measured in the same run
+    /// (for the CPU's AMX path: the split's ceiling, the tiles' bf16 peak ÷ 4).
     gemm_peak_gflop_per_s: Option<f64>,
     /// The forward pass's GFLOP/s as a fraction of that.
     fraction_of_gemm_peak: Option<f64>,
@@ -36,7 +39,7 @@ const BENCH_PUBLIC_KEY: &str = "powhost-bench";
 
 pub fn run(args: BenchArgs) -> Result<()> {
     super::model_args::check_seed_text("--block-hash", &args.block_hash)?;
-    let backend = backend_by_name(&args.backend.name)?;
+    let backend = backend_with_cpu_gemm(&args.backend.name, args.cpu_gemm.cpu_gemm.as_deref())?;
     let params = ModelParams::preset(&args.preset)?;
     // About 2 s of CPU work by default: one batch at least.
     let nonces = args.nonces.unwrap_or_else(|| {
@@ -75,6 +78,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         gflop_per_nonce,
         gflop_per_s: nonces_per_s * gflop_per_nonce,
         peak_memory_bytes: peak_resident_bytes(),
+        gemm_path: backend.gemm_path(),
         gemm_peak_gflop_per_s: gemm_peak,
         fraction_of_gemm_peak: gemm_peak.map(|g| nonces_per_s * gflop_per_nonce / g),
     };
@@ -96,9 +100,19 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "GFLOP/s        {:.1} ({:.3} GFLOP per nonce)",
             report.gflop_per_s, report.gflop_per_nonce
         );
+        if let Some(path) = report.gemm_path {
+            println!("GEMM path      {path}");
+        }
         if let (Some(g), Some(f)) = (report.gemm_peak_gflop_per_s, report.fraction_of_gemm_peak) {
+            // On the AMX path the yardstick is the split's ceiling: four tile products per
+            // float16 product.
+            let what = if report.gemm_path == Some("amx") {
+                " (the AMX tiles' bf16 peak ÷ 4)"
+            } else {
+                ""
+            };
             println!(
-                "GEMM peak      {g:.1} GFLOP/s measured now: the forward pass runs at {:.0} % of it",
+                "GEMM peak      {g:.1} GFLOP/s{what} measured now: the forward pass runs at {:.0} % of it",
                 f * 100.0
             );
         }

@@ -2,7 +2,7 @@
 //! closely every pair agrees against the budget of docs/spec/COMPUTATION.md §9.
 
 use super::model_args::{check_seed_text, params_from};
-use crate::backends::backend_by_name;
+use crate::backends::backend_with_cpu_gemm;
 use crate::cli::CompareArgs;
 use crate::compute_service::{ComputeService, Task};
 use crate::model::{build_weights, choose_batch};
@@ -118,7 +118,8 @@ pub fn run(args: CompareArgs) -> Result<ExitCode> {
 
     let mut backends = Vec::new();
     for name in &args.backends {
-        backends.push((name.clone(), backend_by_name(name)?));
+        let backend = backend_with_cpu_gemm(name, args.cpu_gemm.cpu_gemm.as_deref())?;
+        backends.push((name.clone(), backend));
     }
     // One batch size for all, so that every backend sees the same groups of nonces.
     let mut batch = nonces.len().max(1);

@@ -9,9 +9,10 @@ use std::fmt::Display;
 /// The environment variable listing the backends whose tests must run (comma-separated).
 pub const REQUIRE_BACKENDS: &str = "POWHOST_REQUIRE_BACKENDS";
 
-/// The names the variable may hold: the backends, and `nvrtc` for the CUDA kernels' compile
-/// test (it needs libnvrtc, not a device, so CI can require it without a GPU).
-pub const BACKEND_NAMES: &[&str] = &["cpu", "wgpu", "cuda", "nvrtc"];
+/// The names the variable may hold: the backends, `nvrtc` for the CUDA kernels' compile
+/// test (it needs libnvrtc, not a device, so CI can require it without a GPU), and `amx` for
+/// the CPU backend's AMX GEMM path (it needs a processor with AMX tiles).
+pub const BACKEND_NAMES: &[&str] = &["cpu", "wgpu", "cuda", "nvrtc", "amx"];
 
 /// The backends a value of [`REQUIRE_BACKENDS`] names: comma-separated, blanks around a name
 /// and empty entries ignored, case-insensitive. A name that is no backend is an error rather

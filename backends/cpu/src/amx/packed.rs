@@ -1,0 +1,87 @@
+//! The AMX path's weights and its `x · Wᵀ`. The weights are split and packed once per model
+//! when all of them fit in the memory the f32 path would give a widened pool
+//! ([`crate::WIDEN_POOL_LIMIT_BYTES`]: packed hi + lo take 4 bytes an element, as f32 does);
+//! otherwise (mainnet, testnet) each GEMM packs its weight block by block as the f32 path
+//! widens it ([`WeightStore::for_row_blocks`]), so memory stays at two blocks.
+
+use super::gemm::{PackedB, SplitA, gemm};
+use super::kernel::MicroKernel;
+use crate::weights::WeightStore;
+use powhost_core::parameter_table::{Parameter, parameter_shapes};
+use powhost_core::{ModelParams, ModelWeights};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub struct AmxWeights {
+    kernel: Arc<dyn MicroKernel>,
+    /// Every matrix packed, by parameter name; empty when they do not fit.
+    packed: HashMap<String, PackedB>,
+}
+
+/// The matrices the forward pass multiplies by.
+fn matrices(weights: &ModelWeights) -> Vec<&Parameter> {
+    let mut out = Vec::new();
+    for l in 0..weights.params.n_layers {
+        let lp = weights.layer(l);
+        out.extend([lp.wq, lp.wk, lp.wv, lp.wo, lp.w1, lp.w2, lp.w3]);
+    }
+    out.push(weights.output());
+    out
+}
+
+/// Bytes of every matrix of a model packed (hi and lo, padded to the tiles): what packing
+/// once per model costs.
+pub fn packed_model_bytes(params: &ModelParams) -> u64 {
+    parameter_shapes(params)
+        .iter()
+        .filter(|(name, shape)| shape.len() == 2 && name != "tok_embeddings.weight")
+        .map(|(_, shape)| packed_bytes(shape[0], shape[1]))
+        .sum()
+}
+
+/// Bytes of a packed `[n, k]` matrix.
+fn packed_bytes(n: usize, k: usize) -> u64 {
+    (n.div_ceil(16) * 16) as u64 * (k.div_ceil(32) * 32) as u64 * 4
+}
+
+impl AmxWeights {
+    pub fn new(weights: &ModelWeights, kernel: Arc<dyn MicroKernel>, limit_bytes: u64) -> Self {
+        let mut packed = HashMap::new();
+        if packed_model_bytes(&weights.params) <= limit_bytes {
+            let mut wide = Vec::new();
+            for p in matrices(weights) {
+                wide.resize(p.numel, 0f32);
+                weights.pool.widen_into(p, &mut wide);
+                packed.insert(p.name.clone(), PackedB::new(&wide, p.shape[0], p.shape[1]));
+            }
+        }
+        Self { kernel, packed }
+    }
+
+    /// Whether the weights were packed once (else per call, block by block).
+    #[cfg(test)]
+    pub fn packed_once(&self) -> bool {
+        !self.packed.is_empty()
+    }
+
+    /// `out[m, n] = x[m, k] · Wᵀ` in f32 (the caller rounds), `W = w` of shape `[n, k]`.
+    pub fn matmul_xwt(
+        &self,
+        store: &WeightStore,
+        weights: &ModelWeights,
+        x: &[f32],
+        m: usize,
+        w: &Parameter,
+        out: &mut [f32],
+    ) {
+        let (n, k) = (w.shape[0], w.shape[1]);
+        let a = SplitA::new(x, m, k);
+        match self.packed.get(&w.name) {
+            Some(b) => gemm(&*self.kernel, &a, b, out, n, 0),
+            None => store.for_row_blocks(weights, w, |row0, rows, block| {
+                let b = PackedB::new(block, rows, k);
+                gemm(&*self.kernel, &a, &b, out, n, row0);
+            }),
+        }
+    }
+}

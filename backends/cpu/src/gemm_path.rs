@@ -1,0 +1,155 @@
+//! Which GEMM the CPU backend's forward pass runs on, chosen when the backend is made:
+//! `f32` (faer, every processor), `amx` (float16 as bf16 pairs on the AMX tiles), or `auto`
+//! (AMX where detected). `POWHOST_CPU_GEMM` chooses where the caller does not.
+
+use crate::amx::{Amx, AmxWeights, EmulatedKernel, MicroKernel, TileKernel};
+use crate::weights::WeightStore;
+use anyhow::{Result, bail};
+use powhost_core::ModelWeights;
+use std::sync::Arc;
+
+/// The environment variable choosing the CPU GEMM path.
+pub const CPU_GEMM_ENV: &str = "POWHOST_CPU_GEMM";
+/// Its values.
+pub const CPU_GEMM_CHOICES: &str = "f32, amx, auto";
+
+#[derive(Clone, Default)]
+pub enum GemmPath {
+    /// f32 GEMMs (faer) on exactly widened operands.
+    #[default]
+    F32,
+    /// The split float16 GEMM around this micro-kernel (the tiles, or their emulation).
+    Amx(Arc<dyn MicroKernel>),
+}
+
+impl std::fmt::Debug for GemmPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.description())
+    }
+}
+
+impl GemmPath {
+    /// The path `value` (`f32`, `amx`, `auto`) names; `origin` says where the value came from
+    /// (e.g. `POWHOST_CPU_GEMM=amx`), for the errors.
+    pub fn from_choice(value: &str, origin: &str) -> Result<Self> {
+        resolve(value, origin, Amx::detect())
+    }
+
+    /// The path `POWHOST_CPU_GEMM` names, `auto` where it is unset or empty.
+    pub fn from_env() -> Result<Self> {
+        match std::env::var(CPU_GEMM_ENV) {
+            Ok(v) if !v.trim().is_empty() => Self::from_choice(&v, &format!("{CPU_GEMM_ENV}={v}")),
+            Ok(_) | Err(std::env::VarError::NotPresent) => Self::from_choice("auto", "auto"),
+            Err(e) => bail!("{CPU_GEMM_ENV} cannot be read: {e}"),
+        }
+    }
+
+    /// The AMX path on the tiles' portable emulation: the whole path runs on any processor,
+    /// slowly (tests).
+    pub fn emulated_amx() -> Self {
+        Self::Amx(Arc::new(EmulatedKernel))
+    }
+
+    /// The short name (`f32`, `amx`), as `bench` reports it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Amx(_) => "amx",
+        }
+    }
+
+    pub fn description(&self) -> &'static str {
+        match self {
+            Self::F32 => "f32 (faer)",
+            Self::Amx(kernel) => kernel.name(),
+        }
+    }
+
+    /// The weights as this path multiplies by them.
+    pub fn weight_store(&self, weights: &ModelWeights, widen_limit_bytes: u64) -> WeightStore {
+        match self {
+            Self::F32 => WeightStore::new(weights, widen_limit_bytes),
+            Self::Amx(kernel) => {
+                WeightStore::Amx(AmxWeights::new(weights, kernel.clone(), widen_limit_bytes))
+            }
+        }
+    }
+}
+
+/// [`GemmPath::from_choice`] with the detection's answer given (testable on any processor).
+fn resolve(value: &str, origin: &str, amx: Result<Amx, String>) -> Result<GemmPath> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "f32" => Ok(GemmPath::F32),
+        "amx" => match amx {
+            Ok(amx) => Ok(GemmPath::Amx(Arc::new(TileKernel::new(amx)))),
+            Err(why) => bail!(
+                "{origin} asks for the AMX GEMM path, but this machine cannot run it: {why}; use f32 or auto"
+            ),
+        },
+        "auto" => Ok(match amx {
+            Ok(amx) => GemmPath::Amx(Arc::new(TileKernel::new(amx))),
+            Err(why) => {
+                log::info!("CPU GEMM auto: f32 ({why})");
+                GemmPath::F32
+            }
+        }),
+        _ => bail!("{origin}: unknown CPU GEMM path `{value}`; choose one of: {CPU_GEMM_CHOICES}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_amx() -> Result<Amx, String> {
+        Err("AMX unavailable: the processor has no AMX-TILE (CPUID leaf 7: AMX-TILE no, AMX-BF16 no)".into())
+    }
+
+    #[test]
+    fn an_unknown_path_is_refused_listing_the_choices() {
+        let e = resolve("bogus", "POWHOST_CPU_GEMM=bogus", no_amx())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "POWHOST_CPU_GEMM=bogus: unknown CPU GEMM path `bogus`; choose one of: f32, amx, auto"
+        );
+        assert!(resolve("", "x", no_amx()).is_err());
+    }
+
+    #[test]
+    fn amx_without_the_tiles_is_an_error_saying_why() {
+        let e = resolve("amx", "POWHOST_CPU_GEMM=amx", no_amx())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("POWHOST_CPU_GEMM=amx asks for the AMX GEMM path"),
+            "{e}"
+        );
+        assert!(
+            e.contains("AMX unavailable: the processor has no AMX-TILE"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn auto_and_f32_fall_back_or_stay_on_f32_without_the_tiles() {
+        assert_eq!(resolve("auto", "auto", no_amx()).unwrap().name(), "f32");
+        assert_eq!(resolve(" F32 ", "f32", no_amx()).unwrap().name(), "f32");
+    }
+
+    /// On this machine: `amx` works exactly where detection does, with detection's reason.
+    #[test]
+    fn amx_is_chosen_exactly_where_detected() {
+        match (Amx::detect(), GemmPath::from_choice("amx", "test")) {
+            (Ok(_), Ok(path)) => assert_eq!(path.name(), "amx"),
+            (Err(why), Err(e)) => assert!(e.to_string().contains(&why), "{e:#}"),
+            (d, p) => panic!("detection {d:?} but the choice gave {p:?}"),
+        }
+        let auto = GemmPath::from_choice("auto", "auto").unwrap();
+        assert_eq!(
+            auto.name(),
+            if Amx::detect().is_ok() { "amx" } else { "f32" }
+        );
+    }
+}
