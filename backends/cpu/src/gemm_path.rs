@@ -78,21 +78,28 @@ impl GemmPath {
 
 /// [`GemmPath::from_choice`] with the detection's answer given (testable on any processor).
 fn resolve(value: &str, origin: &str, amx: Result<Amx, String>) -> Result<GemmPath> {
+    // Tiles that do not compute what their emulation does are as good as absent.
+    let tiles = || -> Result<GemmPath, String> {
+        let kernel = TileKernel::new(amx.clone()?);
+        crate::amx::self_check::check(&kernel)
+            .map_err(|why| format!("the AMX tiles failed their self-check ({why})"))?;
+        Ok(GemmPath::Amx(Arc::new(kernel)))
+    };
     match value.trim().to_ascii_lowercase().as_str() {
         "f32" => Ok(GemmPath::F32),
-        "amx" => match amx {
-            Ok(amx) => Ok(GemmPath::Amx(Arc::new(TileKernel::new(amx)))),
-            Err(why) => bail!(
+        "amx" => tiles().or_else(|why| {
+            bail!(
                 "{origin} asks for the AMX GEMM path, but this machine cannot run it: {why}; use f32 or auto"
-            ),
-        },
-        "auto" => Ok(match amx {
-            Ok(amx) => GemmPath::Amx(Arc::new(TileKernel::new(amx))),
-            Err(why) => {
-                log::info!("CPU GEMM auto: f32 ({why})");
-                GemmPath::F32
-            }
+            )
         }),
+        "auto" => Ok(tiles().unwrap_or_else(|why| {
+            if amx.is_ok() {
+                log::warn!("CPU GEMM auto: f32 ({why})");
+            } else {
+                log::info!("CPU GEMM auto: f32 ({why})");
+            }
+            GemmPath::F32
+        })),
         _ => bail!("{origin}: unknown CPU GEMM path `{value}`; choose one of: {CPU_GEMM_CHOICES}"),
     }
 }

@@ -6,12 +6,14 @@
 //! - [`emulated`]: the same micro-kernel in portable Rust, for tests on any processor.
 //! - [`gemm`]: splitting, packing and blocking around either kernel.
 //! - [`packed`]: the weights packed per model (or per block) and the path's `x · Wᵀ`.
+//! - [`self_check`]: the tile kernel against its emulation, before the path is chosen.
 
 pub mod detect;
 pub mod emulated;
 pub mod gemm;
 pub mod kernel;
 pub mod packed;
+pub mod self_check;
 #[cfg(test)]
 mod tests;
 
