@@ -11,9 +11,11 @@
 #[cfg_attr(not(test), allow(dead_code))]
 mod bf16_split;
 mod forward;
+mod gate;
 #[cfg(feature = "op-check")]
 pub mod op_check;
 mod ops;
+mod simd;
 mod steps;
 mod weights;
 
