@@ -15,6 +15,8 @@ mod gate;
 #[cfg(feature = "op-check")]
 pub mod op_check;
 mod ops;
+#[cfg(test)]
+mod ops_exactness;
 mod simd;
 mod steps;
 mod weights;
