@@ -19,6 +19,7 @@ mod ops;
 mod ops_exactness;
 mod simd;
 mod steps;
+mod streamed;
 mod weights;
 
 use anyhow::Result;

@@ -76,6 +76,10 @@ pub fn matmul_xwt(
     w: &Parameter,
     out: &mut [f32],
 ) {
+    if store.widened(w).is_none() {
+        // A weight kept in f16: widened panel by panel beside its GEMM.
+        return crate::streamed::matmul_xwt(weights, x, m, w, out);
+    }
     let (n, k) = (w.shape[0], w.shape[1]);
     debug_assert_eq!(x.len(), m * k);
     debug_assert_eq!(out.len(), m * n);
