@@ -19,9 +19,13 @@ use powhost_core::parameter_table::Parameter;
 use rayon::prelude::*;
 use std::cell::RefCell;
 
-/// Bytes of widened weight per panel: half of Zen 4's 1 MB L2 (and of Intel's 1–2 MB), so
-/// that the panel and the GEMM's packed copy of it stay there.
-const PANEL_BYTES: usize = 512 << 10;
+/// Bytes of widened weight per panel at most (at least one kernel's rows): most of Zen 4's
+/// 1 MB L2 (and of Intel's 1–2 MB), so that the GEMM's packing reads the panel from there.
+const PANEL_BYTES: usize = 768 << 10;
+
+/// Panels are a whole number of the AVX-512 f32 micro-kernel's 96 rows: a ragged panel
+/// runs narrower, masked kernels on its remainder (a third of the time with 73-row panels).
+const KERNEL_ROWS: usize = 96;
 
 thread_local! {
     /// Each thread's widened panel, reused across calls.
@@ -35,7 +39,7 @@ pub fn matmul_xwt(weights: &ModelWeights, x: &[f32], m: usize, w: &Parameter, ou
     debug_assert_eq!(out.len(), m * n);
     let lhs = MatRef::from_row_major_slice(x, m, k);
     let dst = MatMut::from_row_major_slice_mut(out, m, n);
-    let panel_rows = (PANEL_BYTES / 4 / k.max(1)).clamp(16, n.max(16));
+    let panel_rows = (PANEL_BYTES / 4 / k.max(1) / KERNEL_ROWS).max(1) * KERNEL_ROWS;
     dst.par_col_chunks_mut(panel_rows)
         .enumerate()
         .for_each(|(panel, mut dst)| {
