@@ -31,7 +31,7 @@ pub use steps::CpuSteps;
 pub use weights::WeightStore;
 
 /// Keep an f32 copy of the pool when it is at most this large (every preset but mainnet and
-/// testnet); bigger pools are widened matrix block by block as the forward pass goes.
+/// testnet); bigger pools stay f16 and are widened panel by panel beside each GEMM.
 pub const WIDEN_POOL_LIMIT_BYTES: u64 = 2 << 30;
 
 #[derive(Clone, Debug, Default)]
