@@ -237,9 +237,13 @@ impl Head<'_> {
     fn attend(&self, qh: &[f32], probs: &mut [f32], oh: &mut [f32]) {
         // scores = q·kᵀ ⟂, then / sqrt(hd) ⟂ (f32 division); masked keys are skipped,
         // which is what −∞ does to the max and the exponentials.
-        let mut max = f32::NEG_INFINITY;
         for (p, kr) in probs.iter_mut().zip(self.rows(self.keys)) {
-            *p = r16(r16(dot_f32(qh, kr)) / self.score_divisor);
+            *p = dot_f32(qh, kr);
+        }
+        // A pass of its own, so that the roundings and divisions run a vector at a time.
+        let mut max = f32::NEG_INFINITY;
+        for p in probs.iter_mut() {
+            *p = r16(r16(*p) / self.score_divisor);
             max = max.max(*p);
         }
         // softmax in f32 (the reference multiplies by the reciprocal of the sum) ⟂.
@@ -250,15 +254,44 @@ impl Head<'_> {
         }
         let inv = 1.0f32 / sum;
         probs.iter_mut().for_each(|p| *p = r16(*p * inv));
-        // o = probs·v ⟂.
-        oh.fill(0.0);
-        for (&p, vr) in probs.iter().zip(self.rows(self.values)) {
-            for (o, &vv) in oh.iter_mut().zip(vr) {
-                *o += p * vv;
+        // o = probs·v ⟂, each column summed over the positions in order; sixteen columns at a
+        // time, so that the sums stay in a register instead of going through memory per key.
+        for (chunk, oc) in oh.chunks_mut(LANES).enumerate() {
+            let first = self.columns.start + chunk * LANES;
+            let columns = first..first + oc.len();
+            let values = self
+                .values
+                .chunks_exact(self.kv_width)
+                .map(|r| &r[columns.clone()]);
+            if let Ok(whole) = <&mut [f32; LANES]>::try_from(&mut *oc) {
+                *whole = weighted_sum(probs, values);
+            } else {
+                oc.fill(0.0);
+                for (&p, vr) in probs.iter().zip(values) {
+                    for (o, &vv) in oc.iter_mut().zip(vr) {
+                        *o += p * vv;
+                    }
+                }
             }
+            oc.iter_mut().for_each(|o| *o = r16(*o));
         }
-        oh.iter_mut().for_each(|o| *o = r16(*o));
     }
+}
+
+/// Columns of attention's output summed together in a register.
+const LANES: usize = 16;
+
+/// `Σ_t p_t · v_t` over `LANES` columns, in position order.
+#[inline(always)]
+fn weighted_sum<'v>(probs: &[f32], values: impl Iterator<Item = &'v [f32]>) -> [f32; LANES] {
+    let mut acc = [0f32; LANES];
+    for (&p, vr) in probs.iter().zip(values) {
+        let vr: &[f32; LANES] = vr.try_into().expect("LANES columns");
+        for i in 0..LANES {
+            acc[i] += p * vr[i];
+        }
+    }
+    acc
 }
 
 /// An f32 dot product with 8 independent accumulators, so that it vectorises (the
