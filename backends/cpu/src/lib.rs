@@ -14,11 +14,16 @@ mod amx;
 #[cfg_attr(not(test), allow(dead_code))]
 mod bf16_split;
 mod forward;
+mod gate;
 mod gemm_path;
 #[cfg(feature = "op-check")]
 pub mod op_check;
 mod ops;
+#[cfg(test)]
+mod ops_exactness;
+mod simd;
 mod steps;
+mod streamed;
 mod weights;
 
 use anyhow::Result;
@@ -31,7 +36,7 @@ pub use steps::CpuSteps;
 pub use weights::WeightStore;
 
 /// Keep an f32 copy of the pool when it is at most this large (every preset but mainnet and
-/// testnet); bigger pools are widened matrix block by block as the forward pass goes.
+/// testnet); bigger pools stay f16 and are widened panel by panel beside each GEMM.
 pub const WIDEN_POOL_LIMIT_BYTES: u64 = 2 << 30;
 
 /// The CPU backend on one GEMM path (the default: f32).

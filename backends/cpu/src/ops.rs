@@ -1,11 +1,10 @@
 //! The steps of docs/spec/COMPUTATION.md §5, one function each. "f16" arrays are f32 arrays holding
 //! f16-representable values; `round_f16` is the ⟂ of the spec.
 
+use crate::simd;
 use crate::weights::WeightStore;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
-use half::f16;
-use half::slice::HalfFloatSliceExt;
 use powhost_core::ModelWeights;
 use powhost_core::parameter_table::Parameter;
 use powhost_core::rope::RopeTable;
@@ -35,14 +34,9 @@ const PAR_CHUNK: usize = 1 << 14;
 
 /// ⟂: round every value to f16 (nearest, ties to even) and widen it back, vectorised.
 pub fn round_f16(values: &mut [f32]) {
-    values.par_chunks_mut(PAR_CHUNK).for_each(|chunk| {
-        let mut tmp = [f16::ZERO; 1024];
-        for c in chunk.chunks_mut(1024) {
-            let t = &mut tmp[..c.len()];
-            t.convert_from_f32_slice(c);
-            t.convert_to_f32_slice(c);
-        }
-    });
+    values
+        .par_chunks_mut(PAR_CHUNK)
+        .for_each(|chunk| simd::wide(|| chunk.iter_mut().for_each(|v| *v = r16(*v))));
 }
 
 /// ⟂ for one value: round an f32 to the nearest f16 (ties to even) and back, in f32 bit
@@ -89,6 +83,10 @@ pub fn matmul_xwt(
         amx.matmul_xwt(store, weights, x, m, w, out);
         return round_f16(out);
     }
+    if store.widened(w).is_none() {
+        // A weight kept in f16: widened panel by panel beside its GEMM.
+        return crate::streamed::matmul_xwt(weights, x, m, w, out);
+    }
     let lhs = MatRef::from_row_major_slice(x, m, k);
     let mut dst = MatMut::from_row_major_slice_mut(out, m, n);
     store.for_row_blocks(weights, w, |row0, rows, block| {
@@ -122,15 +120,18 @@ pub fn rms_norm(x: &[f32], dim: usize, weight: &[f32], eps: f64, out: &mut [f32]
     let eps = eps as f32;
     out.par_chunks_mut(dim)
         .zip(x.par_chunks(dim))
-        .for_each(|(o, row)| {
-            // The reference's f32 mean; an f64 sum rounded once is its best-rounded value.
-            let sum_sq: f64 = row.iter().map(|&v| (v as f64) * (v as f64)).sum();
-            let mean = (sum_sq as f32) / dim as f32;
-            let r = 1.0f32 / (mean + eps).sqrt();
-            for ((o, &v), &w) in o.iter_mut().zip(row).zip(weight) {
-                *o = r16(r16(v * r) * w);
-            }
-        });
+        .for_each(|(o, row)| simd::wide(|| rms_norm_row(row, weight, eps, o)));
+}
+
+#[inline(always)]
+fn rms_norm_row(row: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    // The reference's f32 mean; an f64 sum rounded once is its best-rounded value.
+    let sum_sq: f64 = row.iter().map(|&v| (v as f64) * (v as f64)).sum();
+    let mean = (sum_sq as f32) / row.len() as f32;
+    let r = 1.0f32 / (mean + eps).sqrt();
+    for ((o, &v), &w) in out.iter_mut().zip(row).zip(weight) {
+        *o = r16(r16(v * r) * w);
+    }
 }
 
 /// RoPE (step 3) on rows `[rows, n_heads·hd]` whose positions `position(row)` gives:
@@ -144,18 +145,22 @@ pub fn rope(
 ) {
     let half = rope.half_dim;
     x.par_chunks_mut(width).enumerate().for_each(|(row, v)| {
-        let pos = position(row);
-        for head in v.chunks_mut(2 * half) {
-            for j in 0..half {
-                let (c, s) = rope.cos_sin[pos * half + j];
-                let (x0, x1) = (head[2 * j], head[2 * j + 1]);
-                let (a, b) = (x0 * c, x1 * s);
-                let (d, e) = (x1 * c, x0 * s);
-                head[2 * j] = r16(a - b);
-                head[2 * j + 1] = r16(d + e);
-            }
-        }
+        let table = &rope.cos_sin[position(row) * half..][..half];
+        simd::wide(|| rope_row(v, table))
     });
+}
+
+#[inline(always)]
+fn rope_row(v: &mut [f32], table: &[(f32, f32)]) {
+    for head in v.chunks_exact_mut(2 * table.len()) {
+        for (pair, &(c, s)) in head.chunks_exact_mut(2).zip(table) {
+            let (x0, x1) = (pair[0], pair[1]);
+            let (a, b) = (x0 * c, x1 * s);
+            let (d, e) = (x1 * c, x0 * s);
+            pair[0] = r16(a - b);
+            pair[1] = r16(d + e);
+        }
+    }
 }
 
 /// The shapes attention works on.
@@ -186,48 +191,116 @@ pub fn attention(shape: &AttentionShape, q: &[f32], k: &[f32], v: &[f32], out: &
     // One task per (nonce, query position): its row of q and of out.
     out.par_chunks_mut(q_width)
         .enumerate()
-        .for_each(|(row, o_row)| {
+        .for_each_init(Vec::new, |probs, (row, o_row)| {
             let (b, qi) = (row / queries, row % queries);
             let pos = if last_only { seq_len - 1 } else { qi };
             let q_row = &q[row * q_width..(row + 1) * q_width];
-            let mut probs = vec![0f32; pos + 1];
-            for h in 0..n_heads {
-                let g = h / n_rep;
-                let qh = &q_row[h * hd..(h + 1) * hd];
-                // scores = q·kᵀ ⟂, then / sqrt(hd) ⟂ (f32 division); masked keys are skipped,
-                // which is what −∞ does to the max and the exponentials.
-                let mut max = f32::NEG_INFINITY;
-                for (t, p) in probs.iter_mut().enumerate() {
-                    let kr = &k[(b * seq_len + t) * kv_width + g * hd..][..hd];
-                    let dot = dot_f32(qh, kr);
-                    *p = r16(r16(dot) / score_divisor);
-                    max = max.max(*p);
+            // The nonce's keys and values up to the query's position (the causal mask).
+            let seen = b * seq_len * kv_width..(b * seq_len + pos + 1) * kv_width;
+            let (keys, values) = (&k[seen.clone()], &v[seen]);
+            probs.resize(pos + 1, 0.0);
+            simd::wide(|| {
+                for h in 0..n_heads {
+                    let columns = (h / n_rep) * hd..(h / n_rep + 1) * hd;
+                    let head = Head {
+                        keys,
+                        values,
+                        columns,
+                        kv_width,
+                        score_divisor,
+                    };
+                    let oh = &mut o_row[h * hd..(h + 1) * hd];
+                    head.attend(&q_row[h * hd..(h + 1) * hd], probs, oh);
                 }
-                // softmax in f32 (the reference multiplies by the reciprocal of the sum) ⟂.
-                let mut sum = 0f32;
-                for p in probs.iter_mut() {
-                    *p = (*p - max).exp();
-                    sum += *p;
-                }
-                let inv = 1.0f32 / sum;
-                probs.iter_mut().for_each(|p| *p = r16(*p * inv));
-                // o = probs·v ⟂.
-                let oh = &mut o_row[h * hd..(h + 1) * hd];
-                oh.fill(0.0);
-                for (t, &p) in probs.iter().enumerate() {
-                    let vr = &v[(b * seq_len + t) * kv_width + g * hd..][..hd];
-                    for (o, &vv) in oh.iter_mut().zip(vr) {
+            })
+        });
+}
+
+/// One kv head of one nonce, as one query head reads it.
+struct Head<'a> {
+    /// `[positions, kv_width]`: the nonce's rows of k and v that the query sees.
+    keys: &'a [f32],
+    values: &'a [f32],
+    /// The kv head's columns in a row.
+    columns: std::ops::Range<usize>,
+    kv_width: usize,
+    score_divisor: f32,
+}
+
+impl Head<'_> {
+    /// This head's columns of each row of `m` (the keys or the values).
+    #[inline(always)]
+    fn rows<'m>(&self, m: &'m [f32]) -> impl Iterator<Item = &'m [f32]> + use<'m> {
+        let columns = self.columns.clone();
+        m.chunks_exact(self.kv_width)
+            .map(move |r| &r[columns.clone()])
+    }
+
+    /// Steps 5–6 for one query row `qh` of this head: `oh = softmax(q·kᵀ ⟂ / √hd ⟂) ⟂ · v ⟂`.
+    #[inline(always)]
+    fn attend(&self, qh: &[f32], probs: &mut [f32], oh: &mut [f32]) {
+        // scores = q·kᵀ ⟂, then / sqrt(hd) ⟂ (f32 division); masked keys are skipped,
+        // which is what −∞ does to the max and the exponentials.
+        for (p, kr) in probs.iter_mut().zip(self.rows(self.keys)) {
+            *p = dot_f32(qh, kr);
+        }
+        // A pass of its own, so that the roundings and divisions run a vector at a time.
+        let mut max = f32::NEG_INFINITY;
+        for p in probs.iter_mut() {
+            *p = r16(r16(*p) / self.score_divisor);
+            max = max.max(*p);
+        }
+        // softmax in f32 (the reference multiplies by the reciprocal of the sum) ⟂.
+        let mut sum = 0f32;
+        for p in probs.iter_mut() {
+            *p = (*p - max).exp();
+            sum += *p;
+        }
+        let inv = 1.0f32 / sum;
+        probs.iter_mut().for_each(|p| *p = r16(*p * inv));
+        // o = probs·v ⟂, each column summed over the positions in order; sixteen columns at a
+        // time, so that the sums stay in a register instead of going through memory per key.
+        for (chunk, oc) in oh.chunks_mut(LANES).enumerate() {
+            let first = self.columns.start + chunk * LANES;
+            let columns = first..first + oc.len();
+            let values = self
+                .values
+                .chunks_exact(self.kv_width)
+                .map(|r| &r[columns.clone()]);
+            if let Ok(whole) = <&mut [f32; LANES]>::try_from(&mut *oc) {
+                *whole = weighted_sum(probs, values);
+            } else {
+                oc.fill(0.0);
+                for (&p, vr) in probs.iter().zip(values) {
+                    for (o, &vv) in oc.iter_mut().zip(vr) {
                         *o += p * vv;
                     }
                 }
-                oh.iter_mut().for_each(|o| *o = r16(*o));
             }
-        });
+            oc.iter_mut().for_each(|o| *o = r16(*o));
+        }
+    }
+}
+
+/// Columns of attention's output summed together in a register.
+const LANES: usize = 16;
+
+/// `Σ_t p_t · v_t` over `LANES` columns, in position order.
+#[inline(always)]
+fn weighted_sum<'v>(probs: &[f32], values: impl Iterator<Item = &'v [f32]>) -> [f32; LANES] {
+    let mut acc = [0f32; LANES];
+    for (&p, vr) in probs.iter().zip(values) {
+        let vr: &[f32; LANES] = vr.try_into().expect("LANES columns");
+        for i in 0..LANES {
+            acc[i] += p * vr[i];
+        }
+    }
+    acc
 }
 
 /// An f32 dot product with 8 independent accumulators, so that it vectorises (the
 /// accumulation order is free: docs/spec/COMPUTATION.md §5.1).
-#[inline]
+#[inline(always)]
 fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -246,9 +319,11 @@ pub fn add_residual(h: &mut [f32], delta: &[f32]) {
     h.par_chunks_mut(PAR_CHUNK)
         .zip(delta.par_chunks(PAR_CHUNK))
         .for_each(|(h, d)| {
-            for (h, &d) in h.iter_mut().zip(d) {
-                *h = r16(*h + d);
-            }
+            simd::wide(|| {
+                for (h, &d) in h.iter_mut().zip(d) {
+                    *h = r16(*h + d);
+                }
+            })
         });
 }
 
@@ -256,17 +331,13 @@ pub fn add_residual(h: &mut [f32], delta: &[f32]) {
 pub fn silu_mul(a: &mut [f32], b: &[f32]) {
     a.par_chunks_mut(PAR_CHUNK)
         .zip(b.par_chunks(PAR_CHUNK))
-        .for_each(|(a, b)| {
-            for (a, &b) in a.iter_mut().zip(b) {
-                let s = r16(*a / (1.0 + (-*a).exp()));
-                *a = r16(s * b);
-            }
-        });
+        .for_each(|(a, b)| crate::gate::silu_mul_chunk(a, b));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use half::f16;
 
     fn check(x: f32) {
         let want = f16::from_f32(x).to_f32();

@@ -59,11 +59,36 @@ impl WeightStore {
         }
     }
 
+    /// `p` as one f32 slice, when it is widened ahead (a slice of a widened pool).
+    pub fn widened(&self, p: &Parameter) -> Option<&[f32]> {
+        match (self, p.placement) {
+            (Self::WidenedPool { pool }, Placement::Slice { start }) => {
+                Some(&pool[start..start + p.numel])
+            }
+            _ => None,
+        }
+    }
+
     /// A whole (small) parameter as f32: used for the norm weights.
     pub fn vector(&self, weights: &ModelWeights, p: &Parameter) -> Vec<f32> {
         let mut out = vec![0f32; p.numel];
         weights.pool.widen_into(p, &mut out);
         out
+    }
+}
+
+/// Elements `first .. first + out.len()` of `p`, widened (exact) to f32 on this thread.
+pub fn widen_rows_here(weights: &ModelWeights, p: &Parameter, first: usize, out: &mut [f32]) {
+    match p.placement {
+        Placement::Slice { start } => {
+            let src = &weights.pool.values()[start + first..start + first + out.len()];
+            src.convert_to_f32_slice(out);
+        }
+        Placement::Tile { .. } => {
+            for (k, v) in out.iter_mut().enumerate() {
+                *v = weights.pool.element(p, first + k).to_f32();
+            }
+        }
     }
 }
 

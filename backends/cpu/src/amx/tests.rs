@@ -245,7 +245,8 @@ fn weights_packed_once_or_per_block_give_the_same_forward_pass() {
     let weights = std::sync::Arc::new(
         powhost_core::ModelWeights::build(&params, "0a1b", 0, &|_, _| {}).unwrap(),
     );
-    let path = GemmPath::emulated_amx();
+    let counting = std::sync::Arc::new(Counting::default());
+    let path = GemmPath::Amx(counting.clone());
     let once = path.weight_store(&weights, crate::WIDEN_POOL_LIMIT_BYTES);
     let per_block = path.weight_store(&weights, 0);
     match (&once, &per_block) {
@@ -255,8 +256,20 @@ fn weights_packed_once_or_per_block_give_the_same_forward_pass() {
         _ => panic!("the AMX path made an f32 store"),
     }
     let inputs = batch_inputs(&weights, "key", &[0, 1, 2]);
+    let runs = || counting.runs.load(std::sync::atomic::Ordering::Relaxed);
     let a = CpuForward::with_store(weights.clone(), once).forward(&inputs, 3);
+    let after_once = runs();
     let b = CpuForward::with_store(weights.clone(), per_block).forward(&inputs, 3);
+    // Both stores multiply on the AMX kernel (not on a store's f32 fallback), equally often.
+    assert!(
+        after_once > 0,
+        "the packed-once store never ran the AMX kernel"
+    );
+    assert_eq!(
+        runs() - after_once,
+        after_once,
+        "kernel runs, per block vs once"
+    );
     assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
     assert_eq!(a.len(), 3 * params.vocab_size);
 }
@@ -281,4 +294,25 @@ fn weight_blocks_land_in_their_columns() {
             .zip(&out)
             .all(|(x, y)| x.to_bits() == y.to_bits())
     );
+}
+
+/// The emulated kernel, counting its runs.
+#[derive(Default)]
+struct Counting {
+    runs: std::sync::atomic::AtomicUsize,
+}
+
+impl MicroKernel for Counting {
+    fn run(&self, block: super::kernel::TileBlock<'_>) {
+        self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        EmulatedKernel.run(block);
+    }
+
+    fn name(&self) -> &'static str {
+        "counting emulation"
+    }
+
+    fn peak_gflops(&self) -> Option<f64> {
+        None
+    }
 }

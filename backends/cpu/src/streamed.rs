@@ -1,0 +1,114 @@
+//! `x·Wᵀ ⟂` for a weight kept in f16 (a pool too large to widen whole, or a tiled
+//! parameter): the weight is widened panel by panel into a per-thread buffer the size of a
+//! core's L2 cache, and each panel's GEMM runs on the thread that widened it.
+//!
+//! Widening a whole block and then running one GEMM on every core (the widened-pool path's
+//! shape) costs, for one mainnet nonce, a fresh 16 MB buffer per call, a pass over memory
+//! for the widening, and faer's barriers between the cores on each of its panels: on the
+//! profile the barriers alone were a fifth of the time. Here each core widens and multiplies
+//! its own panels (rayon balances them), the widened panel is read back from L2 by the
+//! GEMM's packing, and each panel's output is rounded (⟂) while it is still in cache.
+
+use crate::ops::r16;
+use crate::simd;
+use crate::weights::widen_rows_here;
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
+use powhost_core::ModelWeights;
+use powhost_core::parameter_table::Parameter;
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// Bytes of widened weight per panel at most (at least one kernel's rows): most of Zen 4's
+/// 1 MB L2 (and of Intel's 1–2 MB), so that the GEMM's packing reads the panel from there.
+const PANEL_BYTES: usize = 768 << 10;
+
+/// Panels are a whole number of the AVX-512 f32 micro-kernel's 96 rows: a ragged panel
+/// runs narrower, masked kernels on its remainder (a third of the time with 73-row panels).
+const KERNEL_ROWS: usize = 96;
+
+thread_local! {
+    /// Each thread's widened panel, reused across calls.
+    static PANEL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `out[m, n] = x[m, k] · Wᵀ ⟂` for a weight `W` of shape `[n, k]` widened as it goes.
+pub fn matmul_xwt(weights: &ModelWeights, x: &[f32], m: usize, w: &Parameter, out: &mut [f32]) {
+    let (n, k) = (w.shape[0], w.shape[1]);
+    debug_assert_eq!(x.len(), m * k);
+    debug_assert_eq!(out.len(), m * n);
+    let lhs = MatRef::from_row_major_slice(x, m, k);
+    let dst = MatMut::from_row_major_slice_mut(out, m, n);
+    let panel_rows = (PANEL_BYTES / 4 / k.max(1) / KERNEL_ROWS).max(1) * KERNEL_ROWS;
+    dst.par_col_chunks_mut(panel_rows)
+        .enumerate()
+        .for_each(|(panel, mut dst)| {
+            let (row0, rows) = (panel * panel_rows, dst.ncols());
+            PANEL.with_borrow_mut(|block| {
+                block.resize(rows * k, 0.0);
+                widen_rows_here(weights, w, row0 * k, block);
+                let rhs = MatRef::from_row_major_slice(block, rows, k).transpose();
+                matmul(dst.as_mut(), Accum::Replace, lhs, rhs, 1.0f32, Par::Seq);
+            });
+            for row in dst.row_iter_mut() {
+                let row = row.try_as_row_major_mut().expect("row-major output");
+                let row = row.as_slice_mut();
+                simd::wide(|| row.iter_mut().for_each(|v| *v = r16(*v)));
+            }
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::weights::WeightStore;
+    use powhost_core::{ModelParams, ModelWeights};
+
+    /// The widened path's product: whole blocks widened, one GEMM each, then ⟂.
+    fn by_blocks(weights: &ModelWeights, x: &[f32], m: usize, w: &super::Parameter) -> Vec<f32> {
+        use faer::{Accum, MatMut, MatRef, Par, linalg::matmul::matmul};
+        let (n, k) = (w.shape[0], w.shape[1]);
+        let mut out = vec![0f32; m * n];
+        let lhs = MatRef::from_row_major_slice(x, m, k);
+        let mut dst = MatMut::from_row_major_slice_mut(&mut out, m, n);
+        WeightStore::OnTheFly.for_row_blocks(weights, w, |row0, rows, block| {
+            let rhs = MatRef::from_row_major_slice(block, rows, k).transpose();
+            let dst = dst.as_mut().submatrix_mut(0, row0, m, rows);
+            matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, Par::Seq);
+        });
+        crate::ops::round_f16(&mut out);
+        out
+    }
+
+    #[test]
+    fn panels_give_the_same_bits_as_whole_blocks() {
+        // tiny's weights are pool slices, small's include tiled ones; the output projection
+        // has a ragged last panel.
+        for preset in ["tiny", "small"] {
+            let params = ModelParams::preset(preset).unwrap();
+            let weights = ModelWeights::build(&params, "0a1b", 0, &|_, _| {}).unwrap();
+            let layer = weights.layer(1);
+            for w in [layer.wq, layer.wk, layer.w1, layer.w2, weights.output()] {
+                let (n, k) = (w.shape[0], w.shape[1]);
+                let m = 37;
+                let x: Vec<f32> = (0..m * k)
+                    .map(|i| crate::ops::r16(((i * 7919) % 2003) as f32 / 1001.0 - 1.0))
+                    .collect();
+                let mut got = vec![0f32; m * n];
+                super::matmul_xwt(&weights, &x, m, w, &mut got);
+                let want = by_blocks(&weights, &x, m, w);
+                let differ = got
+                    .iter()
+                    .zip(&want)
+                    .filter(|(a, b)| a.to_bits() != b.to_bits())
+                    .count();
+                assert_eq!(
+                    differ,
+                    0,
+                    "{preset} {:?}: {differ} of {} differ",
+                    w.shape,
+                    m * n
+                );
+            }
+        }
+    }
+}
