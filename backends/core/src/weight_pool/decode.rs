@@ -68,14 +68,21 @@ impl Decoder {
         all
     }
 
-    /// The fastest decoder this CPU runs.
+    /// The fastest decoder this CPU runs: the draws from IFMA lanes where there are any, the
+    /// candidates with AVX2 where it is there. The AVX-512 candidates were slower than AVX2's
+    /// on the one processor measured (a Zen 4, whose 512-bit gathers are slow: 2.5–2.7 against
+    /// 2.3–2.4 ns per normal with the lanes, `cargo bench -p powhost-core --bench
+    /// weight_pool`), so they are only compared there, until a processor prefers them.
     pub fn best() -> Self {
         let all = Self::available();
-        // IFMA lanes with the widest vectors, else the widest vectors.
-        *all.iter()
-            .rev()
-            .find(|d| matches!(d, Decoder::Vector { lanes: true, .. }))
-            .or(all.last())
+        let rank = |d: &Decoder| match *d {
+            Decoder::Scalar => 0,
+            Decoder::Vector { simd, lanes } => {
+                1 + 2 * usize::from(lanes) + usize::from(simd == Simd::Avx2)
+            }
+        };
+        all.into_iter()
+            .max_by_key(rank)
             .expect("the scalar decoder runs everywhere")
     }
 
