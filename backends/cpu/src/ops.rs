@@ -83,17 +83,14 @@ pub fn matmul_xwt(
         amx.matmul_xwt(store, weights, x, m, w, out);
         return round_f16(out);
     }
-    if store.widened(w).is_none() {
+    let Some(wide) = store.widened(w) else {
         // A weight kept in f16: widened panel by panel beside its GEMM.
         return crate::streamed::matmul_xwt(weights, x, m, w, out);
-    }
+    };
     let lhs = MatRef::from_row_major_slice(x, m, k);
-    let mut dst = MatMut::from_row_major_slice_mut(out, m, n);
-    store.for_row_blocks(weights, w, |row0, rows, block| {
-        let rhs = MatRef::from_row_major_slice(block, rows, k).transpose();
-        let dst = dst.as_mut().submatrix_mut(0, row0, m, rows);
-        matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, Par::rayon(0));
-    });
+    let rhs = MatRef::from_row_major_slice(wide, n, k).transpose();
+    let dst = MatMut::from_row_major_slice_mut(out, m, n);
+    matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, Par::rayon(0));
     round_f16(out);
 }
 

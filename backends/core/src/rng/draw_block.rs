@@ -1,6 +1,6 @@
-//! The stream's draws generated a block ahead, so that a decoder can look at several draws at
-//! once (the weight pool's vectorised ziggurat reads 8 candidate samples at a time) and still
-//! read them one by one ([`Draws`]) where a sample takes more than one draw.
+//! The stream's draws generated a block ahead, so that a decoder can look at all of them at
+//! once (the weight pool's vectorised ziggurat decodes a candidate sample at every draw) and
+//! still read them one by one ([`Draws`]) where a sample takes more than one draw.
 
 use super::{Draws, Pcg64};
 
@@ -8,12 +8,10 @@ use super::{Draws, Pcg64};
 /// tables (8 KiB), large enough that refilling costs nothing. A multiple of every generator's
 /// step.
 const BLOCK: usize = 1024;
-/// The most draws [`DrawBlock::ahead`] may be asked for at once.
-pub const MAX_AHEAD: usize = 16;
 /// Room after the draws, so that a reader may load whole vectors of 8 past the last one.
 const SPARE: usize = 8;
 /// The most draws [`DrawBlock::buffered`] returns, with its spare room.
-pub const DRAWS_ROOM: usize = BLOCK + MAX_AHEAD + SPARE;
+pub const DRAWS_ROOM: usize = BLOCK + SPARE;
 
 enum Generator {
     #[cfg(target_arch = "x86_64")]
@@ -97,16 +95,6 @@ impl DrawBlock {
         }
     }
 
-    /// The next `n` draws (`n ≤ MAX_AHEAD`) without consuming them.
-    #[inline(always)]
-    pub fn ahead(&mut self, n: usize) -> &[u64] {
-        debug_assert!(n <= MAX_AHEAD);
-        if self.len - self.cursor < n {
-            self.refill();
-        }
-        &self.buf[self.cursor..self.cursor + n]
-    }
-
     /// The draws generated and not yet handed out (at least one), followed by [`SPARE`]
     /// values that are not draws: room to load whole vectors of 8 past the end.
     #[inline(always)]
@@ -123,22 +111,20 @@ impl DrawBlock {
         self.refills
     }
 
-    /// Consume `n` draws already looked at with [`Self::ahead`] or [`Self::buffered`].
+    /// Consume `n` draws already looked at with [`Self::buffered`].
     #[inline(always)]
     pub fn consume(&mut self, n: usize) {
         debug_assert!(self.cursor + n <= self.len);
         self.cursor += n;
     }
 
-    /// Keep the draws not yet handed out (fewer than `MAX_AHEAD`), then generate a block
-    /// after them.
+    /// The next block, once every draw of this one has been handed out.
     #[cold]
     fn refill(&mut self) {
-        let kept = self.len - self.cursor;
-        self.buf.copy_within(self.cursor..self.len, 0);
-        self.generator.fill(&mut self.buf[kept..kept + BLOCK]);
+        debug_assert_eq!(self.cursor, self.len);
+        self.generator.fill(&mut self.buf[..BLOCK]);
         self.cursor = 0;
-        self.len = kept + BLOCK;
+        self.len = BLOCK;
         self.refills += 1;
     }
 }
@@ -165,13 +151,15 @@ mod tests {
         let seed = Pcg64::from_seed_sequence(&SeedSequence::new(&[1, 2]));
         for mut block in [DrawBlock::new(&seed), DrawBlock::scalar(&seed)] {
             let mut bits = seed.clone();
-            // Mixed reads, crossing many refills with draws kept back each time.
+            // Mixed reads, crossing many refills, some right at a block's end.
             for i in 0..20_000usize {
-                let n = 1 + i % MAX_AHEAD;
-                let ahead = block.ahead(n).to_vec();
+                let (draws, n) = block.buffered();
                 let mut expect = bits.clone();
-                assert!(ahead.iter().all(|&d| d == expect.next_u64()), "read {i}");
-                let take = i % (n + 1);
+                assert!(
+                    draws[..n].iter().all(|&d| d == expect.next_u64()),
+                    "read {i}"
+                );
+                let take = (i % 17).min(n);
                 block.consume(take);
                 (0..take).for_each(|_| {
                     bits.next_u64();

@@ -14,7 +14,7 @@ mod seed_sequence;
 mod ziggurat;
 pub(crate) mod ziggurat_tables;
 
-pub use draw_block::{DRAWS_ROOM, DrawBlock, MAX_AHEAD};
+pub use draw_block::{DRAWS_ROOM, DrawBlock};
 pub use draws::Draws;
 pub use entropy::entropy;
 pub use pcg64::Pcg64;
