@@ -10,12 +10,15 @@ fn main() {
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
-    let size: usize = args
-        .first()
-        .map_or(1 << 27, |a| a.parse().expect("DRAWS: a count"));
-    let threads: usize = args.get(1).map_or_else(rayon::current_num_threads, |a| {
-        a.parse().expect("THREADS: a count")
-    });
+    let count = |i: usize, name: &str, default: usize| match args.get(i) {
+        None => default,
+        Some(a) => a.parse().unwrap_or_else(|_| {
+            eprintln!("{name} must be a whole number, not `{a}` (usage: -- [DRAWS [THREADS]])");
+            std::process::exit(2)
+        }),
+    };
+    let size = count(0, "DRAWS", 1 << 27);
+    let threads = count(1, "THREADS", rayon::current_num_threads()).max(1);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
