@@ -8,8 +8,10 @@
 //! contracts a multiply and an add into an FMA (docs/spec/COMPUTATION.md §5.6), so the results
 //! are the same bits on every path (tested).
 
-/// Run `kernel` compiled for this CPU's widest vectors. `kernel` should be a closure that
-/// calls `#[inline(always)]` functions, so that all of it is inlined into the wide body.
+/// Run `kernel` compiled for this CPU's widest vectors. `kernel` must be an
+/// `#[inline(always)]` closure calling `#[inline(always)]` functions, so that all of it is
+/// inlined into the wide body: a plain closure is called from three bodies here, and LLVM
+/// then leaves a loop-sized one out of line, compiled for baseline SSE2.
 #[inline]
 pub fn wide<R>(kernel: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
