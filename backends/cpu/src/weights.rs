@@ -1,6 +1,5 @@
 //! Weights as f32 views for the GEMMs, without per-parameter copies of the pool.
 
-use half::slice::HalfFloatSliceExt;
 use powhost_core::ModelWeights;
 use powhost_core::parameter_table::{Parameter, Placement};
 use rayon::prelude::*;
@@ -24,7 +23,7 @@ impl WeightStore {
             let mut out = vec![0f32; pool.len()];
             out.par_chunks_mut(1 << 16)
                 .zip(pool.par_chunks(1 << 16))
-                .for_each(|(o, i)| i.convert_to_f32_slice(o));
+                .for_each(|(o, i)| crate::simd::widen_f16(i, o));
             Self::WidenedPool { pool: out }
         } else {
             Self::OnTheFly
@@ -82,7 +81,7 @@ pub fn widen_rows_here(weights: &ModelWeights, p: &Parameter, first: usize, out:
     match p.placement {
         Placement::Slice { start } => {
             let src = &weights.pool.values()[start + first..start + first + out.len()];
-            src.convert_to_f32_slice(out);
+            crate::simd::widen_f16(src, out);
         }
         Placement::Tile { .. } => {
             for (k, v) in out.iter_mut().enumerate() {
@@ -100,7 +99,7 @@ fn widen_rows(weights: &ModelWeights, p: &Parameter, first: usize, out: &mut [f3
             let src = &pool[start + first..start + first + out.len()];
             out.par_chunks_mut(1 << 16)
                 .zip(src.par_chunks(1 << 16))
-                .for_each(|(o, i)| i.convert_to_f32_slice(o));
+                .for_each(|(o, i)| crate::simd::widen_f16(i, o));
         }
         Placement::Tile { .. } => {
             out.par_chunks_mut(1 << 14).enumerate().for_each(|(c, o)| {
