@@ -60,11 +60,14 @@ const BLOCK: usize = 256;
 /// `a ← (silu(a) ⟂) · b ⟂` element-wise.
 pub fn silu_mul_chunk(a: &mut [f32], b: &[f32]) {
     let table = table();
-    simd::wide(#[inline(always)] || {
-        for (a, b) in a.chunks_mut(BLOCK).zip(b.chunks(BLOCK)) {
-            silu_mul_block(table, a, b);
-        }
-    })
+    simd::wide(
+        #[inline(always)]
+        || {
+            for (a, b) in a.chunks_mut(BLOCK).zip(b.chunks(BLOCK)) {
+                silu_mul_block(table, a, b);
+            }
+        },
+    )
 }
 
 #[inline(always)]

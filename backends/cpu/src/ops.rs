@@ -34,9 +34,12 @@ const PAR_CHUNK: usize = 1 << 14;
 
 /// ⟂: round every value to f16 (nearest, ties to even) and widen it back, vectorised.
 pub fn round_f16(values: &mut [f32]) {
-    values
-        .par_chunks_mut(PAR_CHUNK)
-        .for_each(|chunk| simd::wide(#[inline(always)] || chunk.iter_mut().for_each(|v| *v = r16(*v))));
+    values.par_chunks_mut(PAR_CHUNK).for_each(|chunk| {
+        simd::wide(
+            #[inline(always)]
+            || chunk.iter_mut().for_each(|v| *v = r16(*v)),
+        )
+    });
 }
 
 /// ⟂ for one value: round an f32 to the nearest f16 (ties to even) and back, in f32 bit
@@ -117,7 +120,12 @@ pub fn rms_norm(x: &[f32], dim: usize, weight: &[f32], eps: f64, out: &mut [f32]
     let eps = eps as f32;
     out.par_chunks_mut(dim)
         .zip(x.par_chunks(dim))
-        .for_each(|(o, row)| simd::wide(#[inline(always)] || rms_norm_row(row, weight, eps, o)));
+        .for_each(|(o, row)| {
+            simd::wide(
+                #[inline(always)]
+                || rms_norm_row(row, weight, eps, o),
+            )
+        });
 }
 
 #[inline(always)]
@@ -143,7 +151,10 @@ pub fn rope(
     let half = rope.half_dim;
     x.par_chunks_mut(width).enumerate().for_each(|(row, v)| {
         let table = &rope.cos_sin[position(row) * half..][..half];
-        simd::wide(#[inline(always)] || rope_row(v, table))
+        simd::wide(
+            #[inline(always)]
+            || rope_row(v, table),
+        )
     });
 }
 
@@ -196,20 +207,23 @@ pub fn attention(shape: &AttentionShape, q: &[f32], k: &[f32], v: &[f32], out: &
             let seen = b * seq_len * kv_width..(b * seq_len + pos + 1) * kv_width;
             let (keys, values) = (&k[seen.clone()], &v[seen]);
             probs.resize(pos + 1, 0.0);
-            simd::wide(#[inline(always)] || {
-                for h in 0..n_heads {
-                    let columns = (h / n_rep) * hd..(h / n_rep + 1) * hd;
-                    let head = Head {
-                        keys,
-                        values,
-                        columns,
-                        kv_width,
-                        score_divisor,
-                    };
-                    let oh = &mut o_row[h * hd..(h + 1) * hd];
-                    head.attend(&q_row[h * hd..(h + 1) * hd], probs, oh);
-                }
-            })
+            simd::wide(
+                #[inline(always)]
+                || {
+                    for h in 0..n_heads {
+                        let columns = (h / n_rep) * hd..(h / n_rep + 1) * hd;
+                        let head = Head {
+                            keys,
+                            values,
+                            columns,
+                            kv_width,
+                            score_divisor,
+                        };
+                        let oh = &mut o_row[h * hd..(h + 1) * hd];
+                        head.attend(&q_row[h * hd..(h + 1) * hd], probs, oh);
+                    }
+                },
+            )
         });
 }
 
@@ -316,11 +330,14 @@ pub fn add_residual(h: &mut [f32], delta: &[f32]) {
     h.par_chunks_mut(PAR_CHUNK)
         .zip(delta.par_chunks(PAR_CHUNK))
         .for_each(|(h, d)| {
-            simd::wide(#[inline(always)] || {
-                for (h, &d) in h.iter_mut().zip(d) {
-                    *h = r16(*h + d);
-                }
-            })
+            simd::wide(
+                #[inline(always)]
+                || {
+                    for (h, &d) in h.iter_mut().zip(d) {
+                        *h = r16(*h + d);
+                    }
+                },
+            )
         });
 }
 

@@ -53,7 +53,10 @@ pub fn matmul_xwt(weights: &ModelWeights, x: &[f32], m: usize, w: &Parameter, ou
             for row in dst.row_iter_mut() {
                 let row = row.try_as_row_major_mut().expect("row-major output");
                 let row = row.as_slice_mut();
-                simd::wide(#[inline(always)] || row.iter_mut().for_each(|v| *v = r16(*v)));
+                simd::wide(
+                    #[inline(always)]
+                    || row.iter_mut().for_each(|v| *v = r16(*v)),
+                );
             }
         });
 }
