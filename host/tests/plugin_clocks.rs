@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{misbehave_plugin, powhost};
+use common::{TempFile, misbehave_plugin, powhost};
 
 const MISBEHAVE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/misbehave.wasm"));
 
@@ -62,9 +62,9 @@ fn the_fixture_imports_the_wasi_clocks() {
 
 #[test]
 fn a_plugin_reading_the_clocks_loads_learns_no_time_and_does_not_wait_its_sleep() {
-    let plugin = misbehave_plugin("clocks");
+    let plugin = misbehave_plugin();
     // Far less than the hour slept: the host must not wait it.
-    let out = run_within(Duration::from_secs(120), &plugin, "clocks");
+    let out = run_within(Duration::from_secs(120), plugin.path(), "clocks");
     assert!(
         out.status.success(),
         "{}",
@@ -92,10 +92,8 @@ fn randomness_is_still_refused() {
            )"#,
     )
     .unwrap();
-    let path = std::env::temp_dir().join(format!("powhost-random-{}.wasm", std::process::id()));
-    std::fs::write(&path, component).unwrap();
-    let out = run_within(Duration::from_secs(120), path.to_str().unwrap(), "{}");
-    let _ = std::fs::remove_file(&path);
+    let plugin = TempFile::new("random.wasm", &component);
+    let out = run_within(Duration::from_secs(120), plugin.path(), "{}");
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

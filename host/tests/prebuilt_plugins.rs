@@ -3,7 +3,7 @@
 //! the hash that says so must follow what the plugin build reads, and nothing else.
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 mod common;
 use common::{golden, powhost_with_stdin};
@@ -48,14 +48,9 @@ fn prebuilt_runpod_answers_as_the_builtin() {
     assert_eq!(reply(&["--plugin", &prebuilt]), reply(&[]));
 }
 
-/// A copy of what the hash may read of this workspace, to edit.
-fn scratch_workspace(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "powhost-plugin-inputs-{tag}-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+/// A copy of what the hash may read of this workspace, to edit; removed when dropped.
+fn scratch_workspace() -> tempfile::TempDir {
+    let dir = common::tempdir();
     for item in [
         "Cargo.toml",
         "Cargo.lock",
@@ -63,7 +58,7 @@ fn scratch_workspace(tag: &str) -> PathBuf {
         "wit",
         "plugins",
     ] {
-        copy_tree(&Path::new(WORKSPACE).join(item), &dir.join(item));
+        copy_tree(&Path::new(WORKSPACE).join(item), &dir.path().join(item));
     }
     dir
 }
@@ -123,11 +118,12 @@ fn every_hashed_file_is_watched_by_the_build_script() {
 
 #[test]
 fn what_the_plugin_build_does_not_read_leaves_the_hash_alone() {
-    let workspace = scratch_workspace("unrelated");
-    let before = hash(&workspace);
+    let scratch = scratch_workspace();
+    let workspace = scratch.path();
+    let before = hash(workspace);
     // A plugin's tests and files beside its sources.
     append(
-        &workspace,
+        workspace,
         "plugins/validator/tests/binomtest.py",
         "# a comment in a plugin test\n",
     );
@@ -139,68 +135,68 @@ fn what_the_plugin_build_does_not_read_leaves_the_hash_alone() {
     std::fs::write(workspace.join("plugins/runpod/NOTES.md"), "notes\n").unwrap();
     // A host-only dependency added to the lock, and a host-only package bumped in it.
     edit(
-        &workspace,
+        workspace,
         "Cargo.lock",
         "name = \"powhost\"\nversion = \"0.1.0\"\ndependencies = [\n",
         "name = \"powhost\"\nversion = \"0.1.0\"\ndependencies = [\n \"host-only\",\n",
     );
     append(
-        &workspace,
+        workspace,
         "Cargo.lock",
         "\n[[package]]\nname = \"host-only\"\nversion = \"1.0.0\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\nchecksum = \"00\"\n",
     );
     edit(
-        &workspace,
+        workspace,
         "Cargo.lock",
         "name = \"faer\"\nversion = \"0.24.4\"",
         "name = \"faer\"\nversion = \"0.24.5\"",
     );
     // Host-only workspace dependencies, another profile, comments and members.
     edit(
-        &workspace,
+        workspace,
         "Cargo.toml",
         "rayon = \"1.10\"",
         "rayon = \"1.11\"\nnew-host-dep = \"1\"",
     );
     edit(
-        &workspace,
+        workspace,
         "Cargo.toml",
         "[profile.dev]\nopt-level = 2",
         "[profile.dev]\nopt-level = 1",
     );
     edit(
-        &workspace,
+        workspace,
         "Cargo.toml",
         "# Built-in plugins:",
         "# The built-in plugins:",
     );
     edit(
-        &workspace,
+        workspace,
         "Cargo.toml",
         "lto = true",
         "lto = true # a comment",
     );
     edit(
-        &workspace,
+        workspace,
         "Cargo.toml",
         "\"backends/cuda\", \"host\"",
         "\"backends/cuda\", \"host\", \"tools/x\"",
     );
     // A plugin manifest's comment and layout.
     edit(
-        &workspace,
+        workspace,
         "plugins/kit/Cargo.toml",
         "[dependencies]\n",
         "[dependencies]\n# why\n\n",
     );
-    assert_eq!(hash(&workspace), before);
-    let _ = std::fs::remove_dir_all(&workspace);
+    assert_eq!(hash(workspace), before);
 }
 
 #[test]
 fn what_the_plugin_build_reads_changes_the_hash() {
-    let workspace = scratch_workspace("inputs");
-    let before = hash(&workspace);
+    let scratch = scratch_workspace();
+    let workspace = scratch.path();
+    let before = hash(workspace);
     let changes: &[(&str, &str, &str)] = &[
         (
             "plugins/validator/src/lib.rs",
@@ -254,12 +250,11 @@ fn what_the_plugin_build_reads_changes_the_hash() {
     for (file, old, new) in changes {
         let original = std::fs::read(workspace.join(file)).unwrap();
         match old.is_empty() {
-            true => append(&workspace, file, new),
-            false => edit(&workspace, file, old, new),
+            true => append(workspace, file, new),
+            false => edit(workspace, file, old, new),
         }
-        assert_ne!(hash(&workspace), before, "{file}: {old:?} -> {new:?}");
+        assert_ne!(hash(workspace), before, "{file}: {old:?} -> {new:?}");
         std::fs::write(workspace.join(file), original).unwrap();
-        assert_eq!(hash(&workspace), before, "{file} restored");
+        assert_eq!(hash(workspace), before, "{file} restored");
     }
-    let _ = std::fs::remove_dir_all(&workspace);
 }

@@ -26,7 +26,8 @@ async fn post_and_flush(outbox: &Arc<Outbox>, url: &str, within: Duration) -> us
 async fn the_right_client_certificate_delivers() {
     let ca = TestCa::new("network CA");
     let receiver = TlsReceiver::start(&ca.server(), &ca).await;
-    let mtls = Mtls::load(write_files("right", &ca.client(), &ca)).unwrap();
+    let pem = write_files(&ca.client(), &ca);
+    let mtls = Mtls::load(pem.files.clone()).unwrap();
     let outbox = Arc::new(Outbox::new(config(mtls)).unwrap());
     let left = post_and_flush(&outbox, &receiver.url, Duration::from_secs(10)).await;
     assert_eq!(left, 0);
@@ -43,7 +44,8 @@ async fn a_refused_client_certificate_leaves_the_result_pending_and_retried() {
     let stranger = TestCa::new("another CA");
     let receiver = TlsReceiver::start(&ca.server(), &ca).await;
     // The server is trusted, but our certificate is not the network's.
-    let mtls = Mtls::load(write_files("refused", &stranger.client(), &ca)).unwrap();
+    let pem = write_files(&stranger.client(), &ca);
+    let mtls = Mtls::load(pem.files.clone()).unwrap();
     let outbox = Arc::new(Outbox::new(config(mtls)).unwrap());
     let left = post_and_flush(&outbox, &receiver.url, Duration::from_millis(1500)).await;
     assert_eq!(left, 1, "kept, not dropped");
@@ -62,7 +64,8 @@ async fn a_server_not_chaining_to_the_ca_is_not_posted_to() {
     let impostor = TestCa::new("impostor CA");
     // The server accepts our certificate, but its own is not from the network's CA.
     let receiver = TlsReceiver::start(&impostor.server(), &ca).await;
-    let mtls = Mtls::load(write_files("impostor", &ca.client(), &ca)).unwrap();
+    let pem = write_files(&ca.client(), &ca);
+    let mtls = Mtls::load(pem.files.clone()).unwrap();
     let outbox = Arc::new(Outbox::new(config(mtls)).unwrap());
     let post = Post::new(format!("{}/x", receiver.url), "{}".into(), "r".into());
     let why = outbox.post("id", &post).await.unwrap_err();
@@ -75,8 +78,8 @@ async fn a_server_not_chaining_to_the_ca_is_not_posted_to() {
 #[test]
 fn bad_files_are_refused_naming_the_file_and_the_fault() {
     let ca = TestCa::new("network CA");
-    let files = write_files("bad", &ca.client(), &ca);
-    let dir = files.client_cert.parent().unwrap().to_path_buf();
+    let pem = write_files(&ca.client(), &ca);
+    let (files, dir) = (pem.files.clone(), pem.dir.path());
     let err = |files: MtlsFiles| Mtls::load(files).unwrap_err();
 
     let missing = dir.join("missing.crt");
@@ -89,7 +92,7 @@ fn bad_files_are_refused_naming_the_file_and_the_fault() {
         "{e}"
     );
 
-    let garbage = write_garbage(&dir, "garbage.pem");
+    let garbage = write_garbage(dir, "garbage.pem");
     let e = err(MtlsFiles {
         server_ca: garbage.clone(),
         ..files.clone()

@@ -290,9 +290,8 @@ async fn the_flush_deadline_cuts_posts_in_flight_and_keeps_them() {
         .wait_for(sender::PER_DESTINATION, Duration::from_secs(10))
         .await;
     stop.cancel();
-    let file =
-        std::env::temp_dir().join(format!("powhost-flush-cut-{}.ndjson", std::process::id()));
-    let _ = std::fs::remove_file(&file);
+    let dir = crate::test_support::tempdir();
+    let file = dir.path().join("flush-cut.ndjson");
     let started = Instant::now();
     let left = outbox.flush(Duration::from_secs(1), Some(&file)).await;
     let took = started.elapsed();
@@ -309,5 +308,4 @@ async fn the_flush_deadline_cuts_posts_in_flight_and_keeps_them() {
     kept.sort();
     assert_eq!(kept, (0..10).collect::<Vec<_>>());
     assert_eq!(outbox.stats().pending, 0);
-    let _ = std::fs::remove_file(&file);
 }

@@ -75,10 +75,8 @@ mod tests {
 
     #[test]
     fn left_results_are_appended_as_json_lines() {
-        let dir = std::env::temp_dir().join(format!("powhost-undelivered-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("left.jsonl");
-        let _ = std::fs::remove_file(&path);
+        let dir = crate::test_support::tempdir();
+        let path = dir.path().join("left.jsonl");
         let left = |body| Left {
             url: "http://x/generated",
             batch_id: "b1",
@@ -94,6 +92,5 @@ mod tests {
             "{\"batch_id\":\"b1\",\"body\":{\"nonces\":[1]},\"url\":\"http://x/generated\"}\n\
              {\"batch_id\":\"b1\",\"body\":\"not json\",\"url\":\"http://x/generated\"}\n"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -62,6 +62,15 @@ pub fn delivery() -> DeliveryConfig {
     }
 }
 
+/// A directory of the test's own, removed with what is in it when dropped: also when the
+/// test panics, so that no run leaves files behind.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("powhost-test-")
+        .tempdir()
+        .expect("a temporary directory")
+}
+
 /// A file of tests/golden, made by running the network's reference.
 pub fn golden(name: &str) -> serde_json::Value {
     let path = format!("{}/../tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));

@@ -65,20 +65,27 @@ impl TestCa {
     }
 }
 
+/// The three PEM files, and the directory that holds them: removed when this is dropped, so
+/// it must live as long as the files are read.
+pub struct PemFiles {
+    pub files: crate::delivery::MtlsFiles,
+    pub dir: tempfile::TempDir,
+}
+
 /// Three PEM files in a fresh directory, as an operator would hand them over.
-pub fn write_files(tag: &str, client: &Issued, server_ca: &TestCa) -> crate::delivery::MtlsFiles {
-    let dir = std::env::temp_dir().join(format!("powhost-mtls-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+pub fn write_files(client: &Issued, server_ca: &TestCa) -> PemFiles {
+    let dir = super::tempdir();
     let write = |name: &str, text: &str| -> PathBuf {
-        let path = dir.join(name);
+        let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         path
     };
-    crate::delivery::MtlsFiles {
+    let files = crate::delivery::MtlsFiles {
         client_cert: write("client.crt", &client.cert_pem),
         client_key: write("client.key", &client.key_pem),
         server_ca: write("ca.crt", &server_ca.pem()),
-    }
+    };
+    PemFiles { files, dir }
 }
 
 /// One POST that passed the handshake.

@@ -3,7 +3,7 @@
 //! own (naming the flag); a model too large for the machine is the work's failure (exit 1);
 //! and `bench --plugin` with a plugin that is missing or computes nothing.
 
-use crate::{HASH, KEY, powhost};
+use crate::{HASH, KEY, powhost, tempdir};
 use std::process::Command;
 
 /// Bad input: exit `code`, one `error:` sentence on stderr that contains `want` (clap's hint
@@ -218,7 +218,8 @@ fn usage_errors_exit_2() {
 /// request or nonce counts of zero — each one clear error, no panic.
 #[test]
 fn bench_plugin_bad_inputs() {
-    let misbehave = std::env::temp_dir().join(format!("bench-echo-{}.wasm", std::process::id()));
+    let dir = tempdir();
+    let misbehave = dir.path().join("bench-echo.wasm");
     std::fs::write(
         &misbehave,
         include_bytes!(concat!(env!("OUT_DIR"), "/misbehave.wasm")),

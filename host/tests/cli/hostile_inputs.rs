@@ -1,6 +1,6 @@
 //! What a hostile newcomer tried, one sentence each.
 
-use crate::{HASH, KEY, powhost};
+use crate::{HASH, KEY, powhost, tempdir};
 use serde_json::Value;
 use std::process::Command;
 
@@ -53,10 +53,8 @@ fn hostile_inputs_get_one_sentence_each() {
     );
 
     // A named pipe with no writer reads as empty, at once.
-    let dir = std::env::temp_dir().join(format!("powhost-hostile-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let fifo = dir.join("f");
-    let _ = std::fs::remove_file(&fifo);
+    let dir = tempdir();
+    let fifo = dir.path().join("f");
     assert!(
         Command::new("mkfifo")
             .arg(&fifo)
@@ -87,7 +85,7 @@ fn hostile_inputs_get_one_sentence_each() {
         .unwrap()
         .replace('\n', " ");
     let lines = [good.as_bytes(), b"{\"input\":\"\xff\"}", good.as_bytes()].join(&b'\n');
-    let file = dir.join("lines.ndjson");
+    let file = dir.path().join("lines.ndjson");
     std::fs::write(&file, lines).unwrap();
     let out = timed(&[
         "run",
@@ -164,7 +162,7 @@ fn hostile_inputs_get_one_sentence_each() {
         )
         .unwrap();
         batch["params"] = serde_json::from_str(params).unwrap();
-        let file = dir.join("nan-batch.json");
+        let file = dir.path().join("nan-batch.json");
         std::fs::write(&file, batch.to_string()).unwrap();
         let out = timed(&[
             "run",
@@ -182,5 +180,4 @@ fn hostile_inputs_get_one_sentence_each() {
         );
         assert_eq!(v["fraud_detected"], true, "{v}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -25,6 +25,15 @@ fn powhost(args: &[&str]) -> Output {
         .expect("run powhost")
 }
 
+/// A directory of the test's own, removed with what is in it when dropped: also when the
+/// test panics, so that no run leaves files behind.
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("powhost-test-")
+        .tempdir()
+        .expect("a temporary directory")
+}
+
 fn golden(name: &str) -> Value {
     let path = format!("{}/../tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()

@@ -52,9 +52,8 @@ fn a_partial_set_is_refused_naming_what_is_missing() {
 
 #[test]
 fn an_unusable_file_is_refused_naming_it() {
-    let dir = std::env::temp_dir().join(format!("powhost-mtls-flags-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let not_pem = dir.join("client.crt");
+    let dir = crate::tempdir();
+    let not_pem = dir.path().join("client.crt");
     std::fs::write(&not_pem, "hello").unwrap();
     let out = start(
         "serve",
@@ -71,7 +70,6 @@ fn an_unusable_file_is_refused_naming_it() {
         stderr.contains("client certificate") && stderr.contains("client.crt"),
         "{stderr}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `serve` started with `env`: whether it got as far as listening (then it is killed).
@@ -103,8 +101,7 @@ fn serves_with(env: &[(&str, &str)]) -> bool {
 
 #[test]
 fn good_files_from_the_variables_are_taken_and_an_empty_variable_is_unset() {
-    let dir = std::env::temp_dir().join(format!("powhost-mtls-good-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::tempdir();
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -115,7 +112,7 @@ fn good_files_from_the_variables_are_taken_and_an_empty_variable_is_unset() {
         .signed_by(&key, &ca, &ca_key)
         .unwrap();
     let write = |name: &str, text: String| {
-        let path = dir.join(name);
+        let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         path.to_str().unwrap().to_string()
     };
@@ -131,5 +128,4 @@ fn good_files_from_the_variables_are_taken_and_an_empty_variable_is_unset() {
     ]));
     // As in the reference, an empty variable is no setting (and no partial set).
     assert!(serves_with(&[("MLNODE_MTLS_CLIENT_CERT", "")]));
-    let _ = std::fs::remove_dir_all(&dir);
 }

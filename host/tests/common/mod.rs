@@ -71,16 +71,44 @@ pub fn direct_distances(params: &Value, nonces: &str) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// A directory of the test's own, removed with what is in it when dropped: also when the
+/// test panics, so that no run leaves files behind.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("powhost-test-")
+        .tempdir()
+        .expect("a temporary directory")
+}
+
+/// A file under the name the test gives it (errors name it), in a directory of its own that
+/// is removed when this is dropped: keep it while a process may read the file.
+pub struct TempFile {
+    path: String,
+    _dir: tempfile::TempDir,
+}
+
+impl TempFile {
+    pub fn new(name: &str, bytes: &[u8]) -> Self {
+        let dir = tempdir();
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        Self {
+            path: path.to_str().unwrap().to_string(),
+            _dir: dir,
+        }
+    }
+
+    /// The path, as a command-line argument.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+}
+
 /// The `misbehave` test plugin (traps, loops, hoards memory on request) as a file, for
-/// `--plugin PATH`; `tag` keeps test binaries out of each other's way.
-pub fn misbehave_plugin(tag: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("powhost-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("misbehave.wasm");
-    std::fs::write(
-        &path,
+/// `--plugin PATH`.
+pub fn misbehave_plugin() -> TempFile {
+    TempFile::new(
+        "misbehave.wasm",
         include_bytes!(concat!(env!("OUT_DIR"), "/misbehave.wasm")),
     )
-    .unwrap();
-    path.to_str().unwrap().to_string()
 }

@@ -1,9 +1,9 @@
 //! The default plugin against the reference handler's golden responses (compared within the
 //! distance tolerance, the rest snapshotted), a request read from a file, partial params.
 
-use crate::common::direct_distances;
 use crate::common::golden_response::assert_matches_golden;
-use crate::{golden, one_response, run, tempdir, tiny_input};
+use crate::common::{direct_distances, tempdir};
+use crate::{golden, one_response, run, tiny_input};
 use insta::assert_json_snapshot;
 use serde_json::{Value, json};
 
@@ -45,7 +45,7 @@ fn request_from_a_file_and_devices_honoured() {
     let mut input = tiny_input();
     input["nonces"] = json!([3, 1, 2]);
     input["devices"] = json!(["cpu"]);
-    let path = dir.join("request.json");
+    let path = dir.path().join("request.json");
     std::fs::write(&path, json!({ "input": input }).to_string()).unwrap();
     let out = run(&["--backend", "cpu", path.to_str().unwrap()], "");
     assert!(

@@ -44,14 +44,3 @@ fn one_response(out: &Output) -> Value {
 fn tiny_input() -> Value {
     golden("runpod_tiny_r2.json")["request"]["input"].clone()
 }
-
-/// A directory of this test thread's own.
-fn tempdir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "powhost-test-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}

@@ -1,8 +1,8 @@
 //! Plugins: the built-in one listed, deliberately bad ones contained while the host keeps
 //! answering, components of another world refused, compiled plugins cached.
 
-use crate::common::powhost;
-use crate::{lines, one_response, run, tempdir};
+use crate::common::{TempFile, powhost, tempdir};
+use crate::{lines, one_response, run};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -19,20 +19,14 @@ fn plugins_lists_the_builtin() {
 
 const MISBEHAVE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/misbehave.wasm"));
 
-fn plugin_file(name: &str, bytes: &[u8]) -> String {
-    let path = tempdir().join(name);
-    std::fs::write(&path, bytes).unwrap();
-    path.to_str().unwrap().to_string()
-}
-
 #[test]
 fn a_trapping_looping_or_hungry_plugin_is_contained_and_the_host_answers_the_next() {
-    let plugin = plugin_file("misbehave.wasm", MISBEHAVE);
+    let plugin = TempFile::new("misbehave.wasm", MISBEHAVE);
     let start = Instant::now();
     let out = run(
         &[
             "--plugin",
-            &plugin,
+            plugin.path(),
             "--ndjson",
             "--plugin-time-limit",
             "0.5",
@@ -63,8 +57,11 @@ fn a_trapping_looping_or_hungry_plugin_is_contained_and_the_host_answers_the_nex
 
 #[test]
 fn a_plugin_that_floods_emits_stops_at_the_time_limit() {
-    let plugin = plugin_file("flood.wasm", MISBEHAVE);
-    let out = run(&["--plugin", &plugin, "--time-limit", "0.3"], "emit-flood");
+    let plugin = TempFile::new("flood.wasm", MISBEHAVE);
+    let out = run(
+        &["--plugin", plugin.path(), "--time-limit", "0.3"],
+        "emit-flood",
+    );
     assert!(out.status.success());
     assert!(lines(&out).len() > 1);
 }
@@ -99,8 +96,8 @@ fn components_of_another_world_and_non_components_are_refused() {
         ),
     ];
     for (name, bytes, expect) in cases {
-        let plugin = plugin_file(name, &bytes);
-        let out = run(&["--plugin", &plugin], "{}");
+        let plugin = TempFile::new(name, &bytes);
+        let out = run(&["--plugin", plugin.path()], "{}");
         assert_eq!(out.status.code(), Some(1), "{name}");
         let response = one_response(&out);
         let error = response["error"].as_str().unwrap();
@@ -113,8 +110,8 @@ fn components_of_another_world_and_non_components_are_refused() {
 
 #[test]
 fn compiled_plugins_are_cached_and_a_bad_cache_file_is_recompiled() {
-    let dir = tempdir().join("plugin-cache");
-    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = tempdir();
+    let dir = scratch.path().join("plugin-cache");
     let list = || {
         let out = powhost()
             .env("POWHOST_CACHE_DIR", &dir)

@@ -218,10 +218,8 @@ fn sigterm_lets_jobs_finish_their_batch() {
 /// undelivered batch is kept in the --undelivered file, and the exit code says so.
 #[test]
 fn undeliverable_callbacks_are_kept_in_a_file_at_shutdown() {
-    let dir = std::env::temp_dir().join(format!("powhost-undelivered-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let kept = dir.join("undelivered.ndjson");
-    let _ = std::fs::remove_file(&kept);
+    let dir = common::tempdir();
+    let kept = dir.path().join("undelivered.ndjson");
     // A port nothing listens on.
     let dead = TcpListener::bind("127.0.0.1:0")
         .unwrap()

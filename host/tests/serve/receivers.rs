@@ -10,8 +10,8 @@ use super::*;
 #[test]
 fn bad_receivers_lose_nothing_delay_nothing_and_sigterm_keeps_the_deadline() {
     use common::receiver::Answer;
-    let kept = std::env::temp_dir().join(format!("powhost-bad-receivers-{}", std::process::id()));
-    let _ = std::fs::remove_file(&kept);
+    let dir = common::tempdir();
+    let kept = dir.path().join("undelivered.ndjson");
     let mut server = Server::start(&[
         "--callback-timeout",
         "60",
@@ -75,7 +75,6 @@ fn bad_receivers_lose_nothing_delay_nothing_and_sigterm_keeps_the_deadline() {
         all.iter()
             .all(|r| r.method == "POST" && r.path != "/elsewhere")
     );
-    let _ = std::fs::remove_file(&kept);
 }
 
 #[test]

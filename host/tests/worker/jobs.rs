@@ -120,11 +120,11 @@ fn bad_inputs_are_posted_as_errors_in_the_sdks_shape() {
 
 #[test]
 fn a_trapping_plugin_fails_its_job_and_the_worker_carries_on() {
-    let plugin = common::misbehave_plugin("worker");
+    let plugin = common::misbehave_plugin();
     let platform = Platform::start();
     platform.add_job("job-trap", json!({"action": "trap"}));
     platform.add_job("job-echo", json!({"action": "hello"}));
-    let _worker = Worker::start(&platform, &["--plugin", &plugin]);
+    let _worker = Worker::start(&platform, &["--plugin", plugin.path()]);
     platform.wait_for("both results", 60, |p| {
         !p.results("job-trap").is_empty() && !p.results("job-echo").is_empty()
     });

@@ -52,9 +52,8 @@ fn sigterm_keeps_undeliverable_results_in_the_undelivered_file() {
     let platform = Platform::start();
     platform.script().refuse_output = 1_000_000;
     platform.add_job("job-u", tiny_input());
-    let file =
-        std::env::temp_dir().join(format!("powhost-undelivered-{}.ndjson", std::process::id()));
-    let _ = std::fs::remove_file(&file);
+    let dir = crate::common::tempdir();
+    let file = dir.path().join("undelivered.ndjson");
     let mut worker = Worker::start(
         &platform,
         &[
@@ -84,7 +83,6 @@ fn sigterm_keeps_undeliverable_results_in_the_undelivered_file() {
         lines[0]["body"]["output"]["nonces"],
         golden("runpod_tiny_r2.json")["expected_response"]["nonces"]
     );
-    let _ = std::fs::remove_file(&file);
 }
 
 /// SIGTERM while a long list of nonces computes: the worker stops within --flush-timeout
