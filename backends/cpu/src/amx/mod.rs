@@ -8,6 +8,8 @@
 //! - [`packed`]: the weights packed per model (or per block) and the path's `x · Wᵀ`.
 //! - [`self_check`]: the tile kernel against its emulation, before the path is chosen.
 
+#[cfg(test)]
+mod contract_tests;
 pub mod detect;
 pub mod emulated;
 pub mod gemm;
