@@ -115,8 +115,10 @@ impl MicroKernel for TileKernel {
 #[cfg(test)]
 pub(crate) use tile_thread::palette_1_bytes;
 
-/// Per-thread tile state: the permission request (harmless to repeat; a thread created
-/// before the process asked may need its own) and `ldtilecfg` (per-thread state), once.
+/// Per-thread tile state, once per thread: the permission request (Linux grants it to the
+/// whole process, so this only confirms it, cheaply) and `ldtilecfg` (the configuration is
+/// per thread; Linux keeps it across context switches and restores it after a signal
+/// handler, and nothing else here loads another or releases the tiles).
 mod tile_thread {
     use std::cell::Cell;
 

@@ -17,6 +17,8 @@ pub mod kernel;
 pub mod packed;
 pub mod self_check;
 #[cfg(test)]
+mod summation_orders;
+#[cfg(test)]
 mod tests;
 
 pub use detect::Amx;
