@@ -38,13 +38,17 @@ fn tdpbf16ps(dst: u8, a: u8, b: u8) -> [u8; 5] {
 }
 
 #[test]
-fn the_encoding_helper_reproduces_what_gcc_assembles() {
+fn the_encoding_helper_reproduces_what_gcc_and_llvm_assemble() {
     // From `objdump -d` of the intrinsics compiled with gcc 12.2: (0, 4, 6), (3, 5, 7),
     // (1, 4, 7), (2, 5, 6).
     assert_eq!(tdpbf16ps(0, 4, 6), [0xc4, 0xe2, 0x4a, 0x5c, 0xc4]);
     assert_eq!(tdpbf16ps(3, 5, 7), [0xc4, 0xe2, 0x42, 0x5c, 0xdd]);
     assert_eq!(tdpbf16ps(1, 4, 7), [0xc4, 0xe2, 0x42, 0x5c, 0xcc]);
     assert_eq!(tdpbf16ps(2, 5, 6), [0xc4, 0xe2, 0x4a, 0x5c, 0xd5]);
+    // LLVM's MC tests, Intel syntax: `tdpbf16ps tmm6, tmm5, tmm4`, `tdpbf16ps tmm3, tmm2,
+    // tmm1`.
+    assert_eq!(tdpbf16ps(6, 5, 4), [0xc4, 0xe2, 0x5a, 0x5c, 0xf5]);
+    assert_eq!(tdpbf16ps(3, 2, 1), [0xc4, 0xe2, 0x72, 0x5c, 0xda]);
 }
 
 /// The `.text` section of this test binary (ELF64, little-endian): the machine code only, so
