@@ -65,7 +65,7 @@ pub const TILE_K: usize = 32;
 /// `C = A · B` for row-major float16 `A` (`m × k`) and `B` (`k × n`), as the tile kernel will
 /// compute it: both operands split into bfloat16 halves, B packed in the VNNI layout, and for
 /// each 16×16 block of C the products accumulated in f32 over 32-deep slices of k, one pair
-/// of k at a time (what one `tdpbf16ps` lane adds), as the tile kernel does
+/// of k at a time (the emulation's model of a `tdpbf16ps` lane), as the tile kernel does
 /// (`crate::amx::kernel`): the main product `hi·hi` in one sum, the corrections `hi·lo`,
 /// `lo·hi`, `lo·lo` (in that order per slice) in another, the two added at the end. Ragged
 /// edges are the tiles' zero padding. Returns C in f32, before the caller's rounding to
@@ -83,7 +83,7 @@ pub fn reference_gemm(a: &[f16], b: &[f16], m: usize, k: usize, n: usize) -> Vec
     let b_at = |part: &[bf16], p: usize, j: usize| part[((p / 2) * n + j) * 2 + p % 2].to_f32();
     let mut main = vec![0f32; m * n];
     let mut corr = vec![0f32; m * n];
-    // `acc += Σ pairs of ap·bp` over the slice at k0 (one `tdpbf16ps` lane).
+    // `acc += Σ pairs of ap·bp` over the slice at k0 (one `tdpbf16ps` lane, as modelled).
     let slice = |acc: &mut f32, ap: &[bf16], bp: &[bf16], i: usize, j: usize, k0: usize| {
         for p in (k0..(k0 + TILE_K).min(k)).step_by(2) {
             let pair = a_at(ap, i, p) * b_at(bp, p, j) + a_at(ap, i, p + 1) * b_at(bp, p + 1, j);
@@ -122,12 +122,36 @@ pub(crate) mod tests {
             assert_eq!(hi.to_f32() + lo.to_f32(), x.to_f32(), "{x:?}");
             // The remainder was representable: nothing was rounded away.
             assert_eq!(lo.to_f32(), x.to_f32() - hi.to_f32(), "{x:?}");
-            // Neither half is a bf16 subnormal, which the tiles would flush to zero.
+            // Neither half is below 2⁻²⁴ (float16's quantum), far from the bf16 subnormals
+            // that `tdpbf16ps` reads as zero (DAZ).
             for half in [hi, lo] {
                 let v = half.to_f32();
-                assert!(v == 0.0 || v.abs() >= f32::MIN_POSITIVE, "{x:?}: {v:e}");
+                assert!(v == 0.0 || v.abs() >= SMALLEST_HALF, "{x:?}: {v:e}");
             }
         }
+    }
+
+    /// The smallest nonzero |hi| or |lo| of any float16.
+    const SMALLEST_HALF: f32 = 1.0 / (1u32 << 24) as f32;
+
+    /// `tdpbf16ps` flushes f32 subnormal results to zero (FTZ). Every nonzero product of two
+    /// halves is at least 2⁻⁴⁸, and so is every nonzero f32 sum of such products (they are
+    /// multiples of 2⁻⁴⁸, and rounding to nearest never goes below the representable 2⁻⁴⁸):
+    /// 2⁻⁴⁸ is a normal f32, so nothing the kernel adds is ever flushed.
+    #[test]
+    fn no_product_or_sum_of_halves_is_an_f32_subnormal() {
+        let smallest_product = SMALLEST_HALF * SMALLEST_HALF;
+        assert_eq!(smallest_product as f64, 2f64.powi(-48));
+        assert!(smallest_product.is_normal());
+        // Both halves reach 2⁻²⁴: hi of the smallest f16 subnormal, lo of 511 · 2⁻²⁴ (nine
+        // significant bits, rounded to 512 · 2⁻²⁴).
+        let (hi, lo) = split(f16::from_bits(1));
+        assert_eq!((hi.to_f32(), lo.to_f32()), (SMALLEST_HALF, 0.0));
+        let (hi, lo) = split(f16::from_bits(0x01ff));
+        assert_eq!(
+            (hi.to_f32(), lo.to_f32()),
+            (512.0 * SMALLEST_HALF, -SMALLEST_HALF)
+        );
     }
 
     #[test]

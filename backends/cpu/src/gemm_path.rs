@@ -32,7 +32,8 @@ impl GemmPath {
     /// The path `value` (`f32`, `amx`, `auto`) names; `origin` says where the value came from
     /// (e.g. `POWHOST_CPU_GEMM=amx`), for the errors.
     pub fn from_choice(value: &str, origin: &str) -> Result<Self> {
-        resolve(value, origin, Amx::detect())
+        let tiles = Amx::detect().map(|amx| Arc::new(TileKernel::new(amx)) as Arc<dyn MicroKernel>);
+        resolve(value, origin, tiles)
     }
 
     /// The path `POWHOST_CPU_GEMM` names, `auto` where it is unset or empty.
@@ -76,14 +77,19 @@ impl GemmPath {
     }
 }
 
-/// [`GemmPath::from_choice`] with the detection's answer given (testable on any processor).
-fn resolve(value: &str, origin: &str, amx: Result<Amx, String>) -> Result<GemmPath> {
+/// [`GemmPath::from_choice`] with the detection's answer given: the tile kernel, or why there
+/// is none (testable on any processor, with any kernel).
+fn resolve(
+    value: &str,
+    origin: &str,
+    amx: Result<Arc<dyn MicroKernel>, String>,
+) -> Result<GemmPath> {
     // Tiles that do not compute what their emulation does are as good as absent.
     let tiles = || -> Result<GemmPath, String> {
-        let kernel = TileKernel::new(amx.clone()?);
-        crate::amx::self_check::check(&kernel)
+        let kernel = amx.clone()?;
+        crate::amx::self_check::check(&*kernel)
             .map_err(|why| format!("the AMX tiles failed their self-check ({why})"))?;
-        Ok(GemmPath::Amx(Arc::new(kernel)))
+        Ok(GemmPath::Amx(kernel))
     };
     match value.trim().to_ascii_lowercase().as_str() {
         "f32" => Ok(GemmPath::F32),
@@ -108,7 +114,7 @@ fn resolve(value: &str, origin: &str, amx: Result<Amx, String>) -> Result<GemmPa
 mod tests {
     use super::*;
 
-    fn no_amx() -> Result<Amx, String> {
+    fn no_amx() -> Result<Arc<dyn MicroKernel>, String> {
         Err("AMX unavailable: the processor has no AMX-TILE (CPUID leaf 7: AMX-TILE no, AMX-BF16 no)".into())
     }
 
@@ -143,6 +149,39 @@ mod tests {
     fn auto_and_f32_fall_back_or_stay_on_f32_without_the_tiles() {
         assert_eq!(resolve("auto", "auto", no_amx()).unwrap().name(), "f32");
         assert_eq!(resolve(" F32 ", "f32", no_amx()).unwrap().name(), "f32");
+    }
+
+    /// A kernel that computes nothing, standing for tiles that compute wrongly.
+    struct Wrong;
+
+    impl MicroKernel for Wrong {
+        fn run(&self, _: crate::amx::kernel::TileBlock<'_>) {}
+
+        fn name(&self) -> &'static str {
+            "wrong tiles"
+        }
+
+        fn peak_gflops(&self) -> Option<f64> {
+            None
+        }
+    }
+
+    /// Tiles that fail the self-check are never used: `auto` stays on f32, `amx` is refused
+    /// saying why; tiles that pass it are chosen.
+    #[test]
+    fn tiles_failing_their_self_check_are_refused_or_left_for_f32() {
+        let wrong = || Ok(Arc::new(Wrong) as Arc<dyn MicroKernel>);
+        assert_eq!(resolve("auto", "auto", wrong()).unwrap().name(), "f32");
+        let e = resolve("amx", "POWHOST_CPU_GEMM=amx", wrong())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("POWHOST_CPU_GEMM=amx asks for the AMX GEMM path, but this machine cannot run it: the AMX tiles failed their self-check (wrong tiles: element (0, 0)"),
+            "{e}"
+        );
+        let good = || Ok(Arc::new(EmulatedKernel) as Arc<dyn MicroKernel>);
+        assert_eq!(resolve("auto", "auto", good()).unwrap().name(), "amx");
+        assert_eq!(resolve("amx", "amx", good()).unwrap().name(), "amx");
     }
 
     /// On this machine: `amx` works exactly where detection does, with detection's reason.

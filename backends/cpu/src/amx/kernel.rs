@@ -112,8 +112,13 @@ impl MicroKernel for TileKernel {
     }
 }
 
-/// Per-thread tile state: the permission request (harmless to repeat; a thread created
-/// before the process asked may need its own) and `ldtilecfg` (per-thread state), once.
+#[cfg(test)]
+pub(crate) use tile_thread::palette_1_bytes;
+
+/// Per-thread tile state, once per thread: the permission request (Linux grants it to the
+/// whole process, so this only confirms it, cheaply) and `ldtilecfg` (the configuration is
+/// per thread; Linux keeps it across context switches and restores it after a signal
+/// handler, and nothing else here loads another or releases the tiles).
 mod tile_thread {
     use std::cell::Cell;
 
@@ -140,6 +145,17 @@ mod tile_thread {
             // reasonably fail; executing tiles without it would fault.
             panic!("the AMX tile permission was refused on a worker thread: {e}");
         }
+        let cfg = palette_1();
+        // SAFETY: a valid configuration; `ready` is reached only through a `TileKernel` (made
+        // from a detection token), and this thread's permission request just succeeded.
+        unsafe { super::asm_kernel::load_config(&cfg as *const TileConfig as *const u8) };
+        READY.set(true);
+    }
+
+    /// The kernel's configuration: tiles 0–7 of 16 rows × 64 bytes (the shapes every
+    /// `tdpbf16ps` of the kernel needs: C 16 × 16 f32, A 16 × 16 pairs, B 16 pair-rows × 16
+    /// columns); tiles 8–15 and the reserved bytes zero, as palette 1 requires.
+    fn palette_1() -> TileConfig {
         let mut cfg = TileConfig {
             palette: 1,
             start_row: 0,
@@ -151,10 +167,16 @@ mod tile_thread {
             cfg.colsb[t] = 64;
             cfg.rows[t] = 16;
         }
-        // SAFETY: a valid configuration; `ready` is reached only through a `TileKernel` (made
-        // from a detection token), and this thread's permission request just succeeded.
-        unsafe { super::asm_kernel::load_config(&cfg as *const TileConfig as *const u8) };
-        READY.set(true);
+        cfg
+    }
+
+    /// The 64 bytes `ldtilecfg` reads.
+    #[cfg(test)]
+    pub fn palette_1_bytes() -> [u8; 64] {
+        assert_eq!(std::mem::size_of::<TileConfig>(), 64);
+        let cfg = palette_1();
+        // SAFETY: `TileConfig` is `repr(C)`, 64 bytes without padding (1 + 1 + 14 + 32 + 16).
+        unsafe { std::mem::transmute::<TileConfig, [u8; 64]>(cfg) }
     }
 }
 

@@ -8,12 +8,16 @@
 //! - [`packed`]: the weights packed per model (or per block) and the path's `x · Wᵀ`.
 //! - [`self_check`]: the tile kernel against its emulation, before the path is chosen.
 
+#[cfg(test)]
+mod contract_tests;
 pub mod detect;
 pub mod emulated;
 pub mod gemm;
 pub mod kernel;
 pub mod packed;
 pub mod self_check;
+#[cfg(test)]
+mod summation_orders;
 #[cfg(test)]
 mod tests;
 

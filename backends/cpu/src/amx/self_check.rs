@@ -11,7 +11,8 @@ use half::f16;
 const SHAPE: (usize, usize, usize) = (37, 200, 40);
 
 /// `Ok` when `kernel` computes a small GEMM as the emulation does, to within the f32
-/// summation bound (the hardware may round inside a pair of products differently).
+/// summation bound (the hardware may order the f32 additions inside a `tdpbf16ps` otherwise:
+/// see [`super::emulated`]).
 pub fn check(kernel: &dyn MicroKernel) -> Result<(), String> {
     let (m, k, n) = SHAPE;
     let value = |i: usize, salt: usize| {

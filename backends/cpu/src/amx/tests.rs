@@ -2,6 +2,7 @@
 //! f32 GEMM; the tile kernel against the emulated one where the processor has AMX.
 
 use super::gemm::{PackedB, SplitA, gemm};
+use super::summation_orders::{GuideOrderKernel, SdmOrderKernel};
 use super::{Amx, EmulatedKernel, MicroKernel, TileKernel};
 use crate::bf16_split::reference_gemm;
 use crate::bf16_split::tests::{matrix, ulps_apart};
@@ -154,6 +155,55 @@ fn the_amx_gemm_agrees_with_the_f32_gemm_on_the_forward_pass_shapes() {
     assert!(worst <= 1, "{worst} ulps");
 }
 
+/// `kernel` against the emulated kernel on [`SHAPES`] (seeds from `seed`), asserting what the
+/// tiles must meet; prints how many values differ from the emulation and from each model of
+/// `tdpbf16ps`'s summation order in `models`.
+fn agrees_with_the_emulation(kernel: &dyn MicroKernel, models: &[&dyn MicroKernel]) {
+    for (case, &(m, k, n)) in SHAPES.iter().enumerate() {
+        let (x, w) = operands(m, k, n, case as u64 + 21);
+        let (x, w) = (widen(&x), widen(&w));
+        let emulated = amx_gemm(&EmulatedKernel, &x, &w, m, k, n);
+        let real = amx_gemm(kernel, &x, &w, m, k, n);
+        let differ = |other: &[f32]| real.iter().zip(other).filter(|(a, b)| a != b).count();
+        let by_model = models
+            .iter()
+            .map(|model| {
+                let other = amx_gemm(*model, &x, &w, m, k, n);
+                format!("{} from {}", differ(&other), model.name())
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let Apart {
+            ulps,
+            ulps_cancelled,
+            err,
+        } = compare(&real, &emulated, &x, &w, m, k, n);
+        println!(
+            "{m}×{k}×{n}: {}: {} of {} f32 values differ from the emulation{}, {ulps} f16 ulps ({ulps_cancelled} where the terms cancel); error / Σ|x·w| {err:.1e}",
+            kernel.name(),
+            differ(&emulated),
+            m * n,
+            if by_model.is_empty() {
+                String::new()
+            } else {
+                format!(" ({by_model})")
+            },
+        );
+        assert!(
+            real.iter().all(|v| v.is_finite()),
+            "{m}×{k}×{n}: a non-finite value"
+        );
+        // The order of the f32 additions inside a `tdpbf16ps` is the emulation's model
+        // (Intel documents two others): whatever the hardware's, the results lie within the
+        // f32 summation bound.
+        assert!(
+            err <= k as f64 * f32::EPSILON as f64 / 2.0,
+            "{m}×{k}×{n}: {err:e}"
+        );
+        assert!(ulps <= 1, "{m}×{k}×{n}: {ulps} ulps");
+    }
+}
+
 /// The tile kernel where the processor has AMX (else skipped, or failed where
 /// `POWHOST_REQUIRE_BACKENDS` names `amx`): against the emulated kernel on the same shapes.
 #[test]
@@ -162,33 +212,26 @@ fn the_tile_kernel_agrees_with_its_emulation() {
         Ok(amx) => amx,
         Err(why) => return skip_or_fail("amx", why),
     };
-    let tiles = TileKernel::new(amx);
-    for (case, &(m, k, n)) in SHAPES.iter().enumerate() {
-        let (x, w) = operands(m, k, n, case as u64 + 21);
+    agrees_with_the_emulation(&TileKernel::new(amx), &[&SdmOrderKernel, &GuideOrderKernel]);
+}
+
+/// Tiles that sum in either order Intel documents pass what the tile kernel must pass, here
+/// and in the self-check that chooses the path (and the models differ from the emulation, so
+/// the report on a processor with AMX tells which one the tiles follow).
+#[test]
+fn kernels_summing_in_the_documented_orders_pass_the_tiles_checks() {
+    let models: [&dyn MicroKernel; 2] = [&SdmOrderKernel, &GuideOrderKernel];
+    for model in models {
+        agrees_with_the_emulation(model, &[]);
+        super::self_check::check(model).unwrap();
+        let (m, k, n) = (64, 512, 512);
+        let (x, w) = operands(m, k, n, 5);
         let (x, w) = (widen(&x), widen(&w));
-        let emulated = amx_gemm(&EmulatedKernel, &x, &w, m, k, n);
-        let real = amx_gemm(&tiles, &x, &w, m, k, n);
-        let differ = real.iter().zip(&emulated).filter(|(a, b)| a != b).count();
-        let Apart {
-            ulps,
-            ulps_cancelled,
-            err,
-        } = compare(&real, &emulated, &x, &w, m, k, n);
-        println!(
-            "{m}×{k}×{n}: tiles vs emulation: {differ} of {} f32 values differ, {ulps} f16 ulps ({ulps_cancelled} where the terms cancel); tile error / Σ|x·w| {err:.1e}",
-            m * n
+        let (a, b) = (
+            amx_gemm(model, &x, &w, m, k, n),
+            amx_gemm(&EmulatedKernel, &x, &w, m, k, n),
         );
-        assert!(
-            real.iter().all(|v| v.is_finite()),
-            "{m}×{k}×{n}: a non-finite value"
-        );
-        // The emulation follows the documented rounding of each pair; where the hardware's
-        // internal rounding differs, the results still lie within the f32 summation bound.
-        assert!(
-            err <= k as f64 * f32::EPSILON as f64 / 2.0,
-            "{m}×{k}×{n}: {err:e}"
-        );
-        assert!(ulps <= 1, "{m}×{k}×{n}: {ulps} ulps");
+        assert!(a != b, "{} equals the emulation bit for bit", model.name());
     }
 }
 
