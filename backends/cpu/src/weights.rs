@@ -78,35 +78,48 @@ impl WeightStore {
 
 /// Elements `first .. first + out.len()` of `p`, widened (exact) to f32 on this thread.
 pub fn widen_rows_here(weights: &ModelWeights, p: &Parameter, first: usize, out: &mut [f32]) {
-    match p.placement {
-        Placement::Slice { start } => {
-            let src = &weights.pool.values()[start + first..start + first + out.len()];
-            crate::simd::widen_f16(src, out);
-        }
-        Placement::Tile { .. } => {
-            for (k, v) in out.iter_mut().enumerate() {
-                *v = weights.pool.element(p, first + k).to_f32();
-            }
-        }
+    let mut out = out;
+    for run in weights.pool.runs(p, first, out.len()) {
+        let (head, rest) = out.split_at_mut(run.len());
+        crate::simd::widen_f16(run, head);
+        out = rest;
     }
 }
 
 /// Elements `first .. first + out.len()` of `p`, widened (exact) to f32.
 fn widen_rows(weights: &ModelWeights, p: &Parameter, first: usize, out: &mut [f32]) {
-    let pool = weights.pool.values();
-    match p.placement {
-        Placement::Slice { start } => {
-            let src = &pool[start + first..start + first + out.len()];
-            out.par_chunks_mut(1 << 16)
-                .zip(src.par_chunks(1 << 16))
-                .for_each(|(o, i)| crate::simd::widen_f16(i, o));
-        }
-        Placement::Tile { .. } => {
-            out.par_chunks_mut(1 << 14).enumerate().for_each(|(c, o)| {
-                for (k, v) in o.iter_mut().enumerate() {
-                    *v = weights.pool.element(p, first + c * (1 << 14) + k).to_f32();
+    const CHUNK: usize = 1 << 16;
+    out.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(c, o)| widen_rows_here(weights, p, first + c * CHUNK, o));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Widening by pool runs gives every element the f16 the pool defines for it, in both
+    /// branches and from any starting element.
+    #[test]
+    fn widening_equals_the_elements_for_slices_and_tiles() {
+        // small: the output projection takes the tile branch.
+        let params = powhost_core::ModelParams::preset("small").unwrap();
+        let weights = ModelWeights::build(&params, "0a1b", 0, &|_, _| {}).unwrap();
+        let (layer, output) = (weights.layer(1), weights.output());
+        assert!(matches!(output.placement, Placement::Tile { .. }));
+        for p in [layer.w1, output] {
+            for (first, len) in [
+                (0, p.numel),
+                (p.numel / 5 + 7, p.numel / 2),
+                (p.numel - 3, 3),
+            ] {
+                let mut got = vec![f32::NAN; len];
+                widen_rows(&weights, p, first, &mut got);
+                for (k, g) in got.iter().enumerate() {
+                    let want = weights.pool.element(p, first + k).to_f32();
+                    assert_eq!(g.to_bits(), want.to_bits(), "{}[{}]", p.name, first + k);
                 }
-            });
+            }
         }
     }
 }

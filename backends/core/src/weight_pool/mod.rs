@@ -216,6 +216,41 @@ impl WeightPool {
         self.values[p.pool_index(i, self.values.len())]
     }
 
+    /// Elements `first .. first + len` of a parameter as the contiguous pool slices they are,
+    /// in order: one for the slice branch; for the tile branch a new one wherever its index
+    /// `((i + shift) mod numel) mod pool_size` wraps, so that a copy needs no division per
+    /// element.
+    pub fn runs<'a>(
+        &'a self,
+        p: &'a Parameter,
+        first: usize,
+        len: usize,
+    ) -> impl Iterator<Item = &'a [f16]> + 'a {
+        assert!(
+            first + len <= p.numel,
+            "elements {first}..{} of {} ({} elements)",
+            first + len,
+            p.name,
+            p.numel
+        );
+        let pool_size = self.values.len();
+        let (mut i, end) = (first, first + len);
+        std::iter::from_fn(move || {
+            (i < end).then(|| {
+                let run = match p.placement {
+                    crate::parameter_table::Placement::Slice { .. } => end - i,
+                    crate::parameter_table::Placement::Tile { shift } => {
+                        let j = (i + shift) % p.numel;
+                        (end - i).min(p.numel - j).min(pool_size - j % pool_size)
+                    }
+                };
+                let start = p.pool_index(i, pool_size);
+                i += run;
+                &self.values[start..start + run]
+            })
+        })
+    }
+
     /// A parameter's elements widened to f32 (exact), written into `out`.
     pub fn widen_into(&self, p: &Parameter, out: &mut [f32]) {
         assert_eq!(
@@ -224,12 +259,11 @@ impl WeightPool {
             "widen_into: wrong output length for {}",
             p.name
         );
-        match self.slice(p) {
-            Some(s) => s.convert_to_f32_slice(out),
-            None => out
-                .iter_mut()
-                .enumerate()
-                .for_each(|(i, o)| *o = self.element(p, i).to_f32()),
+        let mut out = out;
+        for run in self.runs(p, 0, p.numel) {
+            let (head, rest) = out.split_at_mut(run.len());
+            run.convert_to_f32_slice(head);
+            out = rest;
         }
     }
 
@@ -268,6 +302,38 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_are_the_elements_in_order_for_both_branches() {
+        use crate::parameter_table::Placement;
+        let pool = WeightPool::draw("runs", 1000, &|_, _| {});
+        let param = |numel, placement| Parameter {
+            name: "w".into(),
+            shape: vec![numel],
+            numel,
+            name_hash: 0,
+            placement,
+        };
+        // A slice; tiles shorter and longer than the pool, shifted so that both wraps (of
+        // the parameter and of the pool) fall inside.
+        let params = [
+            param(300, Placement::Slice { start: 650 }),
+            param(1700, Placement::Tile { shift: 1234 }),
+            param(2500, Placement::Tile { shift: 999 }),
+            param(1001, Placement::Tile { shift: 0 }),
+        ];
+        for p in &params {
+            for (first, len) in [(0, p.numel), (1, p.numel - 1), (17, 0), (250, 40), (0, 1)] {
+                let got: Vec<f16> = pool.runs(p, first, len).flatten().copied().collect();
+                let want: Vec<f16> = (first..first + len).map(|i| pool.element(p, i)).collect();
+                assert_eq!(got, want, "{:?} {first}+{len}", p.placement);
+                assert!(pool.runs(p, first, len).all(|r| !r.is_empty()));
+            }
+            let mut wide = vec![0f32; p.numel];
+            pool.widen_into(p, &mut wide);
+            assert!((0..p.numel).all(|i| wide[i] == pool.element(p, i).to_f32()));
+        }
+    }
 
     #[test]
     fn parallel_draw_equals_sequential_draw() {
