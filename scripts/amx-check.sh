@@ -4,7 +4,8 @@
 # POWHOST_REQUIRE_BACKENDS=amx turns every "SKIPPED: AMX unavailable" into a failure.
 #
 #   scripts/amx-check.sh     the tile kernel against its emulation, the goldens on the tiles,
-#                            `compare` on devtest, then `bench` on both GEMM paths (text and
+#                            `compare` on devtest, `bench` on both GEMM paths, then one mainnet
+#                            nonce on each path with its wall time and peak memory (text and
 #                            JSON under $OUT, default target/amx-check).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,4 +28,18 @@ for path in f32 amx; do
     "$bin" bench --backend cpu --cpu-gemm "$path" --preset "$preset" --json \
       | tee "$OUT/bench-$preset-$path.json"
   done
+done
+# One mainnet nonce (the validator's unit of work; the goal is <= 20 s and < 2 GB on the
+# tiles): the whole command, pool and model build included, on each path.
+for path in amx f32; do
+  cmd=("$bin" distances --backend cpu --preset mainnet --block-hash 0000000000000000000000000000000000000000000000000000000000000001
+    --public-key test_public_key_12345678901234567890 --nonces 0)
+  if [ -x /usr/bin/time ]; then
+    POWHOST_CPU_GEMM=$path /usr/bin/time -v "${cmd[@]}" > "$OUT/mainnet-$path.txt" 2> "$OUT/mainnet-$path.time"
+    grep -E 'Elapsed|Maximum resident' "$OUT/mainnet-$path.time" | sed "s/^/mainnet $path: /"
+  else
+    SECONDS=0
+    POWHOST_CPU_GEMM=$path "${cmd[@]}" > "$OUT/mainnet-$path.txt"
+    echo "mainnet $path: ${SECONDS} s (install 'time' for the peak memory)"
+  fi
 done
