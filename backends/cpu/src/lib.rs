@@ -81,10 +81,22 @@ impl Backend for CpuBackend {
     fn working_memory_bytes(&self, params: &ModelParams, batch: usize) -> u64 {
         let (_, pool_size) = pool_size_of(params);
         let widened = pool_size as u64 * 4;
+        // Weights kept in f16 are widened panel by panel, each thread into its own panel; a
+        // widened pool's tile-branch matrices (the output projection, k = dim) likewise.
+        let threads = rayon::current_num_threads() as u64;
+        let widest_panel = [
+            params.dim,
+            params.n_heads * params.head_dim(),
+            params.ffn_hidden(),
+        ]
+        .into_iter()
+        .map(streamed::panel_bytes)
+        .max()
+        .unwrap_or(0);
         let weights = if widened <= WIDEN_POOL_LIMIT_BYTES {
-            widened
+            widened + threads * streamed::panel_bytes(params.dim)
         } else {
-            weights::BLOCK_ELEMENTS as u64 * 4 * 2
+            threads * widest_panel
         };
         // The AMX path packs every matrix once where they fit (else a block widened and its
         // packed copy at a time) instead of widening the pool.

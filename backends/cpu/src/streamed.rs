@@ -27,6 +27,18 @@ const PANEL_BYTES: usize = 768 << 10;
 /// runs narrower, masked kernels on its remainder (a third of the time with 73-row panels).
 const KERNEL_ROWS: usize = 96;
 
+/// Rows of a `[n, k]` weight widened per panel: a whole number of kernels within
+/// [`PANEL_BYTES`], one kernel's rows at least (so a panel outgrows it when `k` is wide).
+fn panel_rows(k: usize) -> usize {
+    (PANEL_BYTES / 4 / k.max(1) / KERNEL_ROWS).max(1) * KERNEL_ROWS
+}
+
+/// Bytes of one thread's widened panel for a weight `k` columns wide (each thread keeps its
+/// panel for reuse): 768 KB for most, 18.9 MB for mainnet's `w2` (k = 49,152).
+pub fn panel_bytes(k: usize) -> u64 {
+    (panel_rows(k) * k * 4) as u64
+}
+
 thread_local! {
     /// Each thread's widened panel, reused across calls.
     static PANEL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
@@ -39,7 +51,7 @@ pub fn matmul_xwt(weights: &ModelWeights, x: &[f32], m: usize, w: &Parameter, ou
     debug_assert_eq!(out.len(), m * n);
     let lhs = MatRef::from_row_major_slice(x, m, k);
     let dst = MatMut::from_row_major_slice_mut(out, m, n);
-    let panel_rows = (PANEL_BYTES / 4 / k.max(1) / KERNEL_ROWS).max(1) * KERNEL_ROWS;
+    let panel_rows = panel_rows(k);
     dst.par_col_chunks_mut(panel_rows)
         .enumerate()
         .for_each(|(panel, mut dst)| {
@@ -80,6 +92,34 @@ mod tests {
         });
         crate::ops::round_f16(&mut out);
         out
+    }
+
+    /// The memory estimate's panel size is what a thread really keeps: the widest panel a
+    /// weight needs, for a narrow `k` and for one too wide for `PANEL_BYTES`.
+    #[test]
+    fn a_thread_keeps_one_panel_of_the_estimated_size() {
+        let params = ModelParams::preset("small").unwrap();
+        let weights = ModelWeights::build(&params, "0a1b", 0, &|_, _| {}).unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let layer = weights.layer(0);
+        for w in [layer.wq, layer.w2] {
+            let (n, k) = (w.shape[0], w.shape[1]);
+            let m = 3;
+            let x = vec![0.5f32; m * k];
+            let mut out = vec![0f32; m * n];
+            let kept = pool.install(|| {
+                super::PANEL.with_borrow_mut(Vec::clear);
+                super::matmul_xwt(&weights, &x, m, w, &mut out);
+                super::PANEL.with_borrow(|panel| panel.len() as u64 * 4)
+            });
+            let want = super::panel_bytes(k).min((n * k * 4) as u64);
+            assert_eq!(kept, want, "{} (k = {k})", w.name);
+        }
+        // mainnet's w2: one kernel's rows of a 49,152-wide weight.
+        assert_eq!(super::panel_bytes(49_152), 96 * 49_152 * 4);
     }
 
     #[test]
