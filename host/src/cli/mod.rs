@@ -161,6 +161,11 @@ pub struct BenchArgs {
     /// Nonces per forward pass (default: chosen from the model size).
     #[arg(long, value_parser = at_least_one)]
     pub batch: Option<usize>,
+    /// Time the nonces this many times on the one model and report the median round's
+    /// rate (every round's is in the JSON): on a shared or virtual machine single runs
+    /// move by a third. At most 1,000.
+    #[arg(long, default_value_t = 1, value_parser = round_count, conflicts_with = "plugin")]
+    pub rounds: usize,
     /// The block hash to build the model for.
     #[arg(
         long,
@@ -297,6 +302,11 @@ fn at_most(text: &str, max: usize) -> Result<usize, String> {
 /// A nonce count: the same bound as a nonce list (crate::nonce_list::MAX_NONCES).
 fn nonce_count(text: &str) -> Result<usize, String> {
     at_most(text, crate::nonce_list::MAX_NONCES)
+}
+
+/// `bench --rounds`: each round's rate is kept, so the count is bounded.
+fn round_count(text: &str) -> Result<usize, String> {
+    at_most(text, 1_000)
 }
 
 /// `bench --plugin --requests`: each timing is kept, so the count is bounded.

@@ -17,12 +17,19 @@ struct BenchReport {
     backend: String,
     device: String,
     preset: String,
+    /// Nonces per round.
     nonces: usize,
     batch: usize,
     pool_seconds: f64,
     model_build_seconds: f64,
+    rounds: usize,
+    /// All rounds together.
     compute_seconds: f64,
+    /// The median round's rate (of two middle rounds, their mean); the figures below are
+    /// taken from it.
     nonces_per_s: f64,
+    /// Each round's rate, in the order they ran.
+    round_nonces_per_s: Vec<f64>,
     gflop_per_nonce: f64,
     gflop_per_s: f64,
     peak_memory_bytes: Option<u64>,
@@ -60,13 +67,19 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let build = compute.prepare(&task)?;
 
     let list: Vec<i64> = (0..nonces as i64).collect();
-    let start = Instant::now();
-    compute.distances(&task, &list, &Stop::new())?;
-    let compute_seconds = start.elapsed().as_secs_f64();
+    let mut round_nonces_per_s = Vec::with_capacity(args.rounds);
+    let mut compute_seconds = 0.0;
+    for _ in 0..args.rounds {
+        let start = Instant::now();
+        compute.distances(&task, &list, &Stop::new())?;
+        let seconds = start.elapsed().as_secs_f64();
+        compute_seconds += seconds;
+        round_nonces_per_s.push(nonces as f64 / seconds);
+    }
     let backend = compute.backend();
 
     let gflop_per_nonce = params.forward_flops() as f64 / 1e9;
-    let nonces_per_s = nonces as f64 / compute_seconds;
+    let nonces_per_s = median(&round_nonces_per_s);
     let report = BenchReport {
         backend: backend.name().to_string(),
         device: backend.device_description(),
@@ -75,8 +88,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         batch,
         pool_seconds: build.pool_seconds,
         model_build_seconds: build.seconds,
+        rounds: args.rounds,
         compute_seconds,
         nonces_per_s,
+        round_nonces_per_s,
         gflop_per_nonce,
         gflop_per_s: nonces_per_s * gflop_per_nonce,
         peak_memory_bytes: peak_resident_bytes(),
@@ -97,7 +112,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
             report.model_build_seconds, report.pool_seconds
         );
         println!("compute        {:.2} s", report.compute_seconds);
-        println!("nonces/s       {:.2}", report.nonces_per_s);
+        if report.rounds > 1 {
+            let rates = &report.round_nonces_per_s;
+            let (low, high) = rates
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(l, h), &r| (l.min(r), h.max(r)));
+            println!(
+                "nonces/s       {:.2} (median of {} rounds; {low:.2} to {high:.2})",
+                report.nonces_per_s, report.rounds
+            );
+        } else {
+            println!("nonces/s       {:.2}", report.nonces_per_s);
+        }
         println!(
             "GFLOP/s        {:.1} ({:.3} GFLOP per nonce)",
             report.gflop_per_s, report.gflop_per_nonce
@@ -123,4 +149,26 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The median of rates (of the two middle ones, their mean); `rates` is not empty.
+fn median(rates: &[f64]) -> f64 {
+    let mut sorted = rates.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    if sorted.len() % 2 == 1 {
+        sorted[mid]
+    } else {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_median_is_the_middle_rate_or_the_mean_of_the_two() {
+        assert_eq!(super::median(&[5.0]), 5.0);
+        assert_eq!(super::median(&[9.0, 1.0, 5.0]), 5.0);
+        assert_eq!(super::median(&[4.0, 1.0, 9.0, 6.0]), 5.0);
+    }
 }

@@ -159,4 +159,20 @@ fn bench_reports_its_figures() {
         assert!(out[key].as_f64().unwrap() > 0.0, "{key}: {}", out[key]);
     }
     assert_eq!(out["nonces"], 8);
+    assert_eq!(out["rounds"], 1);
+
+    // Several rounds on one model: every round's rate, and their median as the rate.
+    let out = stdout_json(&powhost(&[
+        "bench", "--preset", "tiny", "--nonces", "8", "--rounds", "3", "--json",
+    ]));
+    let mut rates: Vec<f64> = out["round_nonces_per_s"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_f64().unwrap())
+        .collect();
+    assert_eq!((out["rounds"].as_u64(), rates.len()), (Some(3), 3));
+    assert!(rates.iter().all(|&r| r > 0.0));
+    rates.sort_by(f64::total_cmp);
+    assert_eq!(out["nonces_per_s"].as_f64().unwrap(), rates[1]);
 }
