@@ -25,7 +25,7 @@ bin=${CARGO_TARGET_DIR:-target}/release/powhost
   | tee "$OUT/compare-devtest-amx.txt"
 for path in f32 amx; do
   for preset in devtest cpu-bench; do
-    "$bin" bench --backend cpu --cpu-gemm "$path" --preset "$preset" --json \
+    "$bin" bench --backend cpu --cpu-gemm "$path" --preset "$preset" --rounds 5 --json \
       | tee "$OUT/bench-$preset-$path.json"
   done
 done
