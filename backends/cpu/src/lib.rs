@@ -84,19 +84,20 @@ impl Backend for CpuBackend {
         // Weights kept in f16 are widened panel by panel, each thread into its own panel; a
         // widened pool's tile-branch matrices (the output projection, k = dim) likewise.
         let threads = rayon::current_num_threads() as u64;
-        let widest_panel = [
-            params.dim,
-            params.n_heads * params.head_dim(),
-            params.ffn_hidden(),
-        ]
-        .into_iter()
-        .map(streamed::panel_bytes)
-        .max()
-        .unwrap_or(0);
         let weights = if widened <= WIDEN_POOL_LIMIT_BYTES {
             widened + threads * streamed::panel_bytes(params.dim)
         } else {
-            threads * widest_panel
+            let widths = [
+                params.dim,
+                params.n_heads * params.head_dim(),
+                params.ffn_hidden(),
+            ];
+            threads
+                * widths
+                    .into_iter()
+                    .map(streamed::panel_bytes)
+                    .max()
+                    .unwrap_or(0)
         };
         // The AMX path packs every matrix once where they fit (else a block widened and its
         // packed copy at a time) instead of widening the pool.

@@ -37,9 +37,15 @@ pub fn round_f16(values: &mut [f32]) {
     values.par_chunks_mut(PAR_CHUNK).for_each(|chunk| {
         simd::wide(
             #[inline(always)]
-            || chunk.iter_mut().for_each(|v| *v = r16(*v)),
+            || round_f16_here(chunk),
         )
     });
+}
+
+/// ⟂ on this thread; inline it into a `simd::wide` body to vectorise it.
+#[inline(always)]
+pub fn round_f16_here(values: &mut [f32]) {
+    values.iter_mut().for_each(|v| *v = r16(*v));
 }
 
 /// ⟂ for one value: round an f32 to the nearest f16 (ties to even) and back, in f32 bit

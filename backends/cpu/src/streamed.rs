@@ -9,7 +9,7 @@
 //! its own panels (rayon balances them), the widened panel is read back from L2 by the
 //! GEMM's packing, and each panel's output is rounded (⟂) while it is still in cache.
 
-use crate::ops::r16;
+use crate::ops::round_f16_here;
 use crate::simd;
 use crate::weights::widen_rows_here;
 use faer::linalg::matmul::matmul;
@@ -62,14 +62,15 @@ pub fn matmul_xwt(weights: &ModelWeights, x: &[f32], m: usize, w: &Parameter, ou
                 let rhs = MatRef::from_row_major_slice(block, rows, k).transpose();
                 matmul(dst.as_mut(), Accum::Replace, lhs, rhs, 1.0f32, Par::Seq);
             });
-            for row in dst.row_iter_mut() {
-                let row = row.try_as_row_major_mut().expect("row-major output");
-                let row = row.as_slice_mut();
-                simd::wide(
-                    #[inline(always)]
-                    || row.iter_mut().for_each(|v| *v = r16(*v)),
-                );
-            }
+            simd::wide(
+                #[inline(always)]
+                || {
+                    for row in dst.row_iter_mut() {
+                        let row = row.try_as_row_major_mut().expect("row-major output");
+                        round_f16_here(row.as_slice_mut());
+                    }
+                },
+            );
         });
 }
 

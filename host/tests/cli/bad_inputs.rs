@@ -3,7 +3,7 @@
 //! own (naming the flag); a model too large for the machine is the work's failure (exit 1);
 //! and `bench --plugin` with a plugin that is missing or computes nothing.
 
-use crate::{HASH, KEY, powhost, tempdir};
+use crate::{HASH, KEY, powhost};
 use std::process::Command;
 
 /// Bad input: exit `code`, one `error:` sentence on stderr that contains `want` (clap's hint
@@ -221,14 +221,8 @@ fn usage_errors_exit_2() {
 /// request or nonce counts of zero — each one clear error, no panic.
 #[test]
 fn bench_plugin_bad_inputs() {
-    let dir = tempdir();
-    let misbehave = dir.path().join("bench-echo.wasm");
-    std::fs::write(
-        &misbehave,
-        include_bytes!(concat!(env!("OUT_DIR"), "/misbehave.wasm")),
-    )
-    .unwrap();
-    let echo = misbehave.to_str().unwrap();
+    let misbehave = crate::common::misbehave_plugin();
+    let echo = misbehave.path();
     for (args, expect) in [
         (vec!["--plugin", "/no/such/plugin.wasm"], "unknown plugin"),
         (vec!["--plugin", "runpod", "--requests", "0"], "--requests"),

@@ -6,10 +6,13 @@
 //! - mtls_flags.rs: the mutual-TLS files, all three or none, refused at start-up when bad.
 //! - usage_errors.rs: exit 2 for a command line no command can use, one test per command.
 
+use common::tempdir;
 use serde_json::Value;
 use std::process::{Command, Output};
 
 mod bad_inputs;
+#[path = "../common/mod.rs"]
+mod common;
 mod hostile_inputs;
 mod mtls_flags;
 mod results;
@@ -23,15 +26,6 @@ fn powhost(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run powhost")
-}
-
-/// A directory of the test's own, removed with what is in it when dropped: also when the
-/// test panics, so that no run leaves files behind.
-fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("powhost-test-")
-        .tempdir()
-        .expect("a temporary directory")
 }
 
 fn golden(name: &str) -> Value {

@@ -200,16 +200,6 @@ impl WeightPool {
         &self.values
     }
 
-    /// A parameter's elements as a contiguous pool slice, when it takes the slice branch.
-    pub fn slice(&self, p: &Parameter) -> Option<&[f16]> {
-        match p.placement {
-            crate::parameter_table::Placement::Slice { start } => {
-                Some(&self.values[start..start + p.numel])
-            }
-            crate::parameter_table::Placement::Tile { .. } => None,
-        }
-    }
-
     /// Element `i` of a parameter, whichever branch it takes.
     #[inline]
     pub fn element(&self, p: &Parameter, i: usize) -> f16 {
@@ -272,22 +262,11 @@ impl WeightPool {
     pub fn sha256_f16le(&self, p: &Parameter) -> String {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
-        match self.slice(p) {
-            Some(s) => {
-                for chunk in s.chunks(1 << 16) {
-                    let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
-                    h.update(&bytes);
-                }
-            }
-            None => {
-                let mut bytes = Vec::with_capacity(1 << 17);
-                for i in 0..p.numel {
-                    bytes.extend_from_slice(&self.element(p, i).to_le_bytes());
-                    if bytes.len() >= 1 << 17 {
-                        h.update(&bytes);
-                        bytes.clear();
-                    }
-                }
+        let mut bytes = Vec::with_capacity(1 << 17);
+        for run in self.runs(p, 0, p.numel) {
+            for chunk in run.chunks(1 << 16) {
+                bytes.clear();
+                bytes.extend(chunk.iter().flat_map(|v| v.to_le_bytes()));
                 h.update(&bytes);
             }
         }

@@ -2,7 +2,7 @@
 //! f32 GEMM; the tile kernel against the emulated one where the processor has AMX.
 
 use super::gemm::{PackedB, SplitA, gemm};
-use super::summation_orders::{GuideOrderKernel, SdmOrderKernel};
+use super::summation_orders::{GUIDE_ORDER, SDM_ORDER};
 use super::{Amx, EmulatedKernel, MicroKernel, TileKernel};
 use crate::bf16_split::reference_gemm;
 use crate::bf16_split::tests::{matrix, ulps_apart};
@@ -212,7 +212,7 @@ fn the_tile_kernel_agrees_with_its_emulation() {
         Ok(amx) => amx,
         Err(why) => return skip_or_fail("amx", why),
     };
-    agrees_with_the_emulation(&TileKernel::new(amx), &[&SdmOrderKernel, &GuideOrderKernel]);
+    agrees_with_the_emulation(&TileKernel::new(amx), &[&SDM_ORDER, &GUIDE_ORDER]);
 }
 
 /// Tiles that sum in either order Intel documents pass what the tile kernel must pass, here
@@ -220,7 +220,7 @@ fn the_tile_kernel_agrees_with_its_emulation() {
 /// the report on a processor with AMX tells which one the tiles follow).
 #[test]
 fn kernels_summing_in_the_documented_orders_pass_the_tiles_checks() {
-    let models: [&dyn MicroKernel; 2] = [&SdmOrderKernel, &GuideOrderKernel];
+    let models: [&dyn MicroKernel; 2] = [&SDM_ORDER, &GUIDE_ORDER];
     for model in models {
         agrees_with_the_emulation(model, &[]);
         super::self_check::check(model).unwrap();
