@@ -86,8 +86,10 @@ fn resolve(
 ) -> Result<GemmPath> {
     // Tiles that do not compute what their emulation does are as good as absent.
     let tiles = || -> Result<GemmPath, String> {
+        use crate::amx::self_check::{CHILD_LIMIT, check, survives_in_child};
         let kernel = amx.clone()?;
-        crate::amx::self_check::check(&*kernel)
+        survives_in_child(&*kernel, CHILD_LIMIT)
+            .and_then(|()| check(&*kernel))
             .map_err(|why| format!("the AMX tiles failed their self-check ({why})"))?;
         Ok(GemmPath::Amx(kernel))
     };
@@ -182,6 +184,23 @@ mod tests {
         let good = || Ok(Arc::new(EmulatedKernel) as Arc<dyn MicroKernel>);
         assert_eq!(resolve("auto", "auto", good()).unwrap().name(), "amx");
         assert_eq!(resolve("amx", "amx", good()).unwrap().name(), "amx");
+    }
+
+    /// Tiles that fault in the self-check end its child process, not this one: `auto` stays
+    /// on f32, `amx` is refused naming the signal.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    #[test]
+    fn tiles_that_fault_in_their_self_check_leave_the_process_running() {
+        use crate::amx::self_check::tests::Illegal;
+        let illegal = || Ok(Arc::new(Illegal) as Arc<dyn MicroKernel>);
+        assert_eq!(resolve("auto", "auto", illegal()).unwrap().name(), "f32");
+        let e = resolve("amx", "POWHOST_CPU_GEMM=amx", illegal())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "POWHOST_CPU_GEMM=amx asks for the AMX GEMM path, but this machine cannot run it: the AMX tiles failed their self-check (illegal: the check killed its test process with SIGILL (an illegal instruction)); use f32 or auto"
+        );
     }
 
     /// On this machine: `amx` works exactly where detection does, with detection's reason.
