@@ -86,9 +86,13 @@ impl WgpuForward {
             "the wgpu backend indexes the pool with 32-bit integers; this model is too large for it"
         );
         let mut pool_bytes: Vec<u8> = Vec::with_capacity(weights.pool.len() * 2 + 2);
-        for v in weights.pool.values() {
-            pool_bytes.extend_from_slice(&v.to_bits().to_le_bytes());
-        }
+        pool_bytes.extend(
+            weights
+                .pool
+                .values()
+                .iter()
+                .flat_map(|v| v.to_bits().to_le_bytes()),
+        );
         while !pool_bytes.len().is_multiple_of(4) {
             pool_bytes.push(0);
         }
@@ -97,9 +101,8 @@ impl WgpuForward {
         for param in &weights.table.parameters {
             if let Placement::Tile { .. } = param.placement {
                 tile_starts.insert(param.name.clone(), tile_bytes.len() / 2);
-                for i in 0..param.numel {
-                    let v = weights.pool.element(param, i);
-                    tile_bytes.extend_from_slice(&v.to_bits().to_le_bytes());
+                for run in weights.pool.runs(param, 0, param.numel) {
+                    tile_bytes.extend(run.iter().flat_map(|v| v.to_bits().to_le_bytes()));
                 }
                 while !tile_bytes.len().is_multiple_of(4) {
                     tile_bytes.push(0);

@@ -252,7 +252,11 @@ pub(crate) mod tests {
         let start = std::time::Instant::now();
         let why = survives_in_child(&Stuck, Duration::from_millis(300)).unwrap_err();
         assert_eq!(why, "stuck: the check did not finish within 0.3 s");
-        assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     /// Panics.
