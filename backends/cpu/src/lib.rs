@@ -26,6 +26,14 @@ mod steps;
 mod streamed;
 mod weights;
 
+/// The AMX GEMM's parts, for `benches/amx_gemm.rs` only (not an API).
+#[doc(hidden)]
+pub mod amx_parts {
+    pub use crate::amx::gemm::{PackedB, SplitA, gemm};
+    pub use crate::amx::kernel::{MicroKernel, TileBlock};
+    pub use crate::amx::{Amx, TileKernel};
+}
+
 use anyhow::Result;
 pub use gemm_path::{CPU_GEMM_CHOICES, CPU_GEMM_ENV, GemmPath};
 use half::f16;

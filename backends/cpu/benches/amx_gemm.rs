@@ -1,0 +1,101 @@
+//! Where the AMX GEMM's time goes, shape by shape: `cargo bench -p powhost-cpu --bench amx_gemm`.
+//!
+//! Per shape of the forward pass (devtest as one core's group of 128 nonces runs it, mainnet at
+//! one nonce): splitting the activations, packing the weights, the driver around the kernel
+//! (timed with a kernel that does nothing: C's buffers, the blocking, the final sums), and,
+//! where the processor has AMX tiles, the whole GEMM on them; faer's f32 GEMM beside it. One
+//! JSON line per shape, milliseconds, best of 5.
+
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
+use powhost_cpu::amx_parts::{Amx, MicroKernel, PackedB, SplitA, TileBlock, TileKernel, gemm};
+use std::time::Instant;
+
+/// Stands in for the tiles: the driver's own cost.
+struct Nothing;
+
+impl MicroKernel for Nothing {
+    fn run(&self, _: TileBlock<'_>) {}
+
+    fn name(&self) -> &'static str {
+        "nothing"
+    }
+
+    fn peak_gflops(&self) -> Option<f64> {
+        None
+    }
+}
+
+fn best_ms(mut f: impl FnMut()) -> f64 {
+    f();
+    (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .fold(f64::MAX, f64::min)
+}
+
+/// f16-exact values of every scale.
+fn values(len: usize, salt: usize) -> Vec<f32> {
+    (0..len)
+        .map(|i| {
+            let h = (i.wrapping_mul(2_654_435_761) ^ salt).wrapping_mul(40_503) % 65_521;
+            half::f16::from_f32(h as f32 / 65_521.0 - 0.5).to_f32()
+        })
+        .collect()
+}
+
+fn main() {
+    let tiles = Amx::detect().map(TileKernel::new);
+    if let Err(why) = &tiles {
+        eprintln!("SKIPPED the tile GEMM: {why}");
+    }
+    let one_thread = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    // (name, m, k, n, threads): devtest as one core's group runs it (the forward pass runs a
+    // group per core, each on one thread); mainnet's one nonce on every core.
+    let shapes = [
+        ("devtest wq/wk/wv/wo", 512, 512, 512, 1),
+        ("devtest w1/w3", 512, 512, 2048, 1),
+        ("devtest w2", 512, 2048, 512, 1),
+        ("mainnet wq/wk/wv/wo", 256, 1792, 1792, 0),
+        ("mainnet w1/w3 block", 256, 1792, 2340, 0),
+    ];
+    for (name, m, k, n, threads) in shapes {
+        let pool = if threads == 1 {
+            &one_thread
+        } else {
+            &rayon::ThreadPoolBuilder::new().build().unwrap()
+        };
+        pool.install(|| {
+            let x = values(m * k, 11);
+            let w = values(n * k, 97);
+            let split = best_ms(|| drop(SplitA::new(&x, m, k)));
+            let pack = best_ms(|| drop(PackedB::new(&w, n, k)));
+            let (a, b) = (SplitA::new(&x, m, k), PackedB::new(&w, n, k));
+            let mut out = vec![0f32; m * n];
+            let driver = best_ms(|| gemm(&Nothing, &a, &b, &mut out, n, 0));
+            let tiles_ms = tiles
+                .as_ref()
+                .ok()
+                .map(|kernel| best_ms(|| gemm(kernel, &a, &b, &mut out, n, 0)));
+            let f32_ms = best_ms(|| {
+                let lhs = MatRef::from_row_major_slice(&x, m, k);
+                let rhs = MatRef::from_row_major_slice(&w, n, k).transpose();
+                let dst = MatMut::from_row_major_slice_mut(&mut out, m, n);
+                matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, Par::rayon(0));
+            });
+            let gflop = 2.0 * (m * k * n) as f64 / 1e9;
+            println!(
+                "{{\"shape\": \"{name}\", \"m\": {m}, \"k\": {k}, \"n\": {n}, \"threads\": {}, \"split_a_ms\": {split:.3}, \"pack_b_ms\": {pack:.3}, \"driver_ms\": {driver:.3}, \"tiles_gemm_ms\": {}, \"f32_gemm_ms\": {f32_ms:.3}, \"f32_gflops\": {:.1}}}",
+                rayon::current_num_threads(),
+                tiles_ms.map_or("null".into(), |t| format!("{t:.3}")),
+                gflop / f32_ms * 1e3,
+            );
+        });
+    }
+}
