@@ -8,7 +8,9 @@
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
-use powhost_cpu::amx_parts::{Amx, MicroKernel, PackedB, SplitA, TileBlock, TileKernel, gemm};
+use powhost_cpu::amx_parts::{
+    Amx, MicroKernel, PackedB, SplitA, TileBlock, TileKernel, Weights, gemm,
+};
 use std::time::Instant;
 
 /// Stands in for the tiles: the driver's own cost.
@@ -65,6 +67,7 @@ fn main() {
         ("mainnet wq/wk/wv/wo", 256, 1792, 1792, 0),
         ("mainnet w1/w3 block", 256, 1792, 2340, 0),
     ];
+    pool_shapes(tiles.as_ref().ok());
     for (name, m, k, n, threads) in shapes {
         let pool = if threads == 1 {
             &one_thread
@@ -75,14 +78,16 @@ fn main() {
             let x = values(m * k, 11);
             let w = values(n * k, 97);
             let split = best_ms(|| drop(SplitA::new(&x, m, k)));
-            let pack = best_ms(|| drop(PackedB::new(&w, n, k)));
+            // Packing per call reuses its buffer (a thread's block of the weight).
+            let mut packed = PackedB::new(&w, n, k);
+            let pack = best_ms(|| packed.repack(&w, n, k));
             let (a, b) = (SplitA::new(&x, m, k), PackedB::new(&w, n, k));
             let mut out = vec![0f32; m * n];
-            let driver = best_ms(|| gemm(&Nothing, &a, &b, &mut out, n, 0));
+            let driver = best_ms(|| gemm(&Nothing, &a, Weights::Packed(&b), &mut out));
             let tiles_ms = tiles
                 .as_ref()
                 .ok()
-                .map(|kernel| best_ms(|| gemm(kernel, &a, &b, &mut out, n, 0)));
+                .map(|kernel| best_ms(|| gemm(kernel, &a, Weights::Packed(&b), &mut out)));
             let f32_ms = best_ms(|| {
                 let lhs = MatRef::from_row_major_slice(&x, m, k);
                 let rhs = MatRef::from_row_major_slice(&w, n, k).transpose();
@@ -97,5 +102,38 @@ fn main() {
                 gflop / f32_ms * 1e3,
             );
         });
+    }
+}
+
+/// Mainnet's matrices packed group by group from the pool as the forward pass multiplies by
+/// them (one layer of mainnet's shapes, one nonce: m = 256, every core): the packing and the
+/// driver together with the kernel that does nothing, and the tiles where present.
+fn pool_shapes(tiles: Option<&TileKernel>) {
+    let mut params = powhost_core::ModelParams::preset("mainnet").unwrap();
+    params.n_layers = 1;
+    let weights = powhost_core::ModelWeights::build(&params, "bench", 0, &|_, _| {}).unwrap();
+    let layer = weights.layer(0);
+    let m = 256;
+    for (name, p) in [
+        ("mainnet wq from the pool", layer.wq),
+        ("mainnet w1 from the pool", layer.w1),
+        ("mainnet w2 from the pool", layer.w2),
+    ] {
+        let (n, k) = (p.shape[0], p.shape[1]);
+        let x = values(m * k, 11);
+        let a = SplitA::new(&x, m, k);
+        let mut out = vec![0f32; m * n];
+        let pool = Weights::Pool {
+            weights: &weights,
+            p,
+        };
+        let pack_and_driver = best_ms(|| gemm(&Nothing, &a, pool, &mut out));
+        let tiles_ms = tiles.map(|kernel| best_ms(|| gemm(kernel, &a, pool, &mut out)));
+        println!(
+            "{{\"shape\": \"{name}\", \"m\": {m}, \"k\": {k}, \"n\": {n}, \"threads\": {}, \"pack_and_driver_ms\": {pack_and_driver:.3}, \"tiles_gemm_ms\": {}, \"gflop\": {:.2}}}",
+            rayon::current_num_threads(),
+            tiles_ms.map_or("null".into(), |t| format!("{t:.3}")),
+            2.0 * (m * k * n) as f64 / 1e9,
+        );
     }
 }

@@ -25,13 +25,17 @@ pub fn split(x: f16) -> (bf16, bf16) {
 }
 
 /// [`split`] for an f32 holding a float16 value (the CPU backend's activations and widened
-/// weights).
-#[inline]
-pub fn split_f32(x: f32) -> (bf16, bf16) {
-    let hi = bf16::from_f32(x);
-    // Exact for every float16 value (see the module docs).
-    let lo = bf16::from_f32(x - hi.to_f32());
-    (hi, lo)
+/// weights), as the halves' bits, in integer and f32 arithmetic a loop vectorises (the
+/// packing and splitting of whole matrices): `hi` is `x` rounded to bfloat16 to nearest even
+/// (adding `0x7fff` plus the kept part's last bit carries exactly when the dropped half is
+/// above a half-ulp, or equal with an odd kept part; no float16 is near overflow or a NaN),
+/// and `lo = x − hi` is a bfloat16 already, so its top half is exact.
+#[inline(always)]
+pub fn split_f32_bits(x: f32) -> (u16, u16) {
+    let bits = x.to_bits();
+    let hi = bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) & 0xffff_0000;
+    let lo = x - f32::from_bits(hi);
+    ((hi >> 16) as u16, (lo.to_bits() >> 16) as u16)
 }
 
 /// A row-major `rows × cols` float16 matrix split into its bfloat16 halves.
@@ -138,6 +142,18 @@ pub(crate) mod tests {
     /// halves is at least 2⁻⁴⁸, and so is every nonzero f32 sum of such products (they are
     /// multiples of 2⁻⁴⁸, and rounding to nearest never goes below the representable 2⁻⁴⁸):
     /// 2⁻⁴⁸ is a normal f32, so nothing the kernel adds is ever flushed.
+    /// The bit arithmetic rounds as `half`'s conversion does, for every float16.
+    #[test]
+    fn the_vectorisable_split_equals_half_s_rounding() {
+        for x in finite_f16() {
+            let v = x.to_f32();
+            let hi = bf16::from_f32(v);
+            let lo = bf16::from_f32(v - hi.to_f32());
+            let (h, l) = split_f32_bits(v);
+            assert_eq!((h, l), (hi.to_bits(), lo.to_bits()), "{x:?}");
+        }
+    }
+
     #[test]
     fn no_product_or_sum_of_halves_is_an_f32_subnormal() {
         let smallest_product = SMALLEST_HALF * SMALLEST_HALF;

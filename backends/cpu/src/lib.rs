@@ -29,7 +29,7 @@ mod weights;
 /// The AMX GEMM's parts, for `benches/amx_gemm.rs` only (not an API).
 #[doc(hidden)]
 pub mod amx_parts {
-    pub use crate::amx::gemm::{PackedB, SplitA, gemm};
+    pub use crate::amx::gemm::{PackedB, SplitA, Weights, gemm};
     pub use crate::amx::kernel::{MicroKernel, TileBlock};
     pub use crate::amx::{Amx, TileKernel};
 }
@@ -107,13 +107,13 @@ impl Backend for CpuBackend {
                     .max()
                     .unwrap_or(0)
         };
-        // The AMX path packs every matrix once where they fit (else a block widened and its
-        // packed copy at a time) instead of widening the pool.
+        // The AMX path packs every matrix once where they fit, else each thread packs a group
+        // of columns at a time from the pool, instead of widening the pool.
         let weights = match &self.gemm {
             GemmPath::F32 => weights,
             GemmPath::Amx(_) => match amx::packed_model_bytes(params) {
                 packed if packed <= WIDEN_POOL_LIMIT_BYTES => packed,
-                _ => weights::BLOCK_ELEMENTS as u64 * 4 * 2,
+                _ => threads * amx::gemm::pool_group_bytes(params.ffn_hidden().max(params.dim)),
             },
         };
         let rows = (batch * params.seq_len) as u64;
@@ -121,10 +121,13 @@ impl Backend for CpuBackend {
         // Residual, normed, q/k/v/attention, two FFN buffers: f32 each.
         let activations = rows.saturating_mul(4 * (5 * params.dim as u64 + 2 * widest));
         let inputs = rows.saturating_mul(params.dim as u64 * 2);
-        // The AMX path's per-GEMM buffers: the split activations and the padded f32 result.
+        // The AMX path's buffers: the split activations (per GEMM) and each thread's C for a
+        // group of columns.
         let split = match &self.gemm {
             GemmPath::F32 => 0,
-            GemmPath::Amx(_) => rows.saturating_mul(8 * widest),
+            GemmPath::Amx(_) => rows.saturating_mul(4 * widest).saturating_add(
+                threads.saturating_mul(amx::gemm::group_c_bytes(rows.next_multiple_of(32))),
+            ),
         };
         weights
             .saturating_add(activations)

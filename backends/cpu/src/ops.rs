@@ -89,7 +89,7 @@ pub fn matmul_xwt(
     debug_assert_eq!(x.len(), m * k);
     debug_assert_eq!(out.len(), m * n);
     if let WeightStore::Amx(amx) = store {
-        amx.matmul_xwt(store, weights, x, m, w, out);
+        amx.matmul_xwt(weights, x, m, w, out);
         return round_f16(out);
     }
     let Some(wide) = store.widened(w) else {

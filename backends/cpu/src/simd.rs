@@ -28,6 +28,14 @@ pub fn wide<R>(kernel: impl FnOnce() -> R) -> R {
     kernel()
 }
 
+/// Whether this CPU has the AVX-512 subsets [`wide`] compiles for (F, BW, VL, DQ).
+pub fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return x86::has_avx512();
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// `dst = src` widened to f32 (exact for every f16), 16 values per instruction with AVX-512;
 /// elsewhere `half`'s slice conversion, which calls an out-of-line 8-value function per step.
 pub fn widen_f16(src: &[half::f16], dst: &mut [f32]) {

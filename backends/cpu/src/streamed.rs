@@ -76,21 +76,19 @@ pub fn matmul_xwt(weights: &ModelWeights, x: &[f32], m: usize, w: &Parameter, ou
 
 #[cfg(test)]
 mod tests {
-    use crate::weights::WeightStore;
     use powhost_core::{ModelParams, ModelWeights};
 
-    /// The widened path's product: whole blocks widened, one GEMM each, then ⟂.
-    fn by_blocks(weights: &ModelWeights, x: &[f32], m: usize, w: &super::Parameter) -> Vec<f32> {
+    /// The widened path's product: the whole weight widened, one GEMM, then ⟂.
+    fn one_gemm(weights: &ModelWeights, x: &[f32], m: usize, w: &super::Parameter) -> Vec<f32> {
         use faer::{Accum, MatMut, MatRef, Par, linalg::matmul::matmul};
         let (n, k) = (w.shape[0], w.shape[1]);
         let mut out = vec![0f32; m * n];
+        let mut wide = vec![0f32; n * k];
+        weights.pool.widen_into(w, &mut wide);
         let lhs = MatRef::from_row_major_slice(x, m, k);
-        let mut dst = MatMut::from_row_major_slice_mut(&mut out, m, n);
-        WeightStore::OnTheFly.for_row_blocks(weights, w, |row0, rows, block| {
-            let rhs = MatRef::from_row_major_slice(block, rows, k).transpose();
-            let dst = dst.as_mut().submatrix_mut(0, row0, m, rows);
-            matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, Par::Seq);
-        });
+        let rhs = MatRef::from_row_major_slice(&wide, n, k).transpose();
+        let dst = MatMut::from_row_major_slice_mut(&mut out, m, n);
+        matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, Par::Seq);
         crate::ops::round_f16(&mut out);
         out
     }
@@ -124,7 +122,7 @@ mod tests {
     }
 
     #[test]
-    fn panels_give_the_same_bits_as_whole_blocks() {
+    fn panels_give_the_same_bits_as_one_gemm_of_the_whole_weight() {
         // tiny's weights are pool slices, small's include tiled ones; the output projection
         // has a ragged last panel.
         for preset in ["tiny", "small"] {
@@ -139,7 +137,7 @@ mod tests {
                     .collect();
                 let mut got = vec![0f32; m * n];
                 super::matmul_xwt(&weights, &x, m, w, &mut got);
-                let want = by_blocks(&weights, &x, m, w);
+                let want = one_gemm(&weights, &x, m, w);
                 let differ = got
                     .iter()
                     .zip(&want)

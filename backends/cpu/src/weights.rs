@@ -4,9 +4,6 @@ use powhost_core::ModelWeights;
 use powhost_core::parameter_table::{Parameter, Placement};
 use rayon::prelude::*;
 
-/// Rows of a weight matrix widened at once when widening on the fly (about 16 MB of f32).
-pub const BLOCK_ELEMENTS: usize = 1 << 22;
-
 pub enum WeightStore {
     /// The whole pool widened to f32 once: slice-branch weights are views into it.
     WidenedPool { pool: Vec<f32> },
@@ -27,34 +24,6 @@ impl WeightStore {
             Self::WidenedPool { pool: out }
         } else {
             Self::OnTheFly
-        }
-    }
-
-    /// Call `f(row0, rows, block)` for consecutive blocks of a `[rows, cols]` parameter, each
-    /// `block` holding rows `row0 .. row0 + rows` as f32 (row-major).
-    pub fn for_row_blocks(
-        &self,
-        weights: &ModelWeights,
-        p: &Parameter,
-        mut f: impl FnMut(usize, usize, &[f32]),
-    ) {
-        let cols = *p.shape.last().unwrap();
-        let rows = p.numel / cols;
-        match (self, p.placement) {
-            (Self::WidenedPool { pool }, Placement::Slice { start }) => {
-                f(0, rows, &pool[start..start + p.numel]);
-            }
-            _ => {
-                let rows_per_block = (BLOCK_ELEMENTS / cols).clamp(1, rows);
-                let mut block = vec![0f32; rows_per_block * cols];
-                let mut row0 = 0;
-                while row0 < rows {
-                    let n = rows_per_block.min(rows - row0);
-                    widen_rows(weights, p, row0 * cols, &mut block[..n * cols]);
-                    f(row0, n, &block[..n * cols]);
-                    row0 += n;
-                }
-            }
         }
     }
 
@@ -86,14 +55,6 @@ pub fn widen_rows_here(weights: &ModelWeights, p: &Parameter, first: usize, out:
     }
 }
 
-/// Elements `first .. first + out.len()` of `p`, widened (exact) to f32.
-fn widen_rows(weights: &ModelWeights, p: &Parameter, first: usize, out: &mut [f32]) {
-    const CHUNK: usize = 1 << 16;
-    out.par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(c, o)| widen_rows_here(weights, p, first + c * CHUNK, o));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,7 +75,7 @@ mod tests {
                 (p.numel - 3, 3),
             ] {
                 let mut got = vec![f32::NAN; len];
-                widen_rows(&weights, p, first, &mut got);
+                widen_rows_here(&weights, p, first, &mut got);
                 for (k, g) in got.iter().enumerate() {
                     let want = weights.pool.element(p, first + k).to_f32();
                     assert_eq!(g.to_bits(), want.to_bits(), "{}[{}]", p.name, first + k);

@@ -1,12 +1,12 @@
 //! The AMX path's weights and its `x · Wᵀ`. The weights are split and packed once per model
 //! when all of them fit in the memory the f32 path would give a widened pool
 //! ([`crate::WIDEN_POOL_LIMIT_BYTES`]: packed hi + lo take 4 bytes an element, as f32 does);
-//! otherwise (mainnet, testnet) each GEMM packs its weight block by block as the f32 path
-//! widens it ([`WeightStore::for_row_blocks`]), so memory stays at two blocks.
+//! otherwise (mainnet, testnet) each GEMM packs its weight group of columns by group, straight
+//! from the pool, on the thread that multiplies by it ([`Weights::Pool`]), so memory stays at
+//! about a megabyte per thread.
 
-use super::gemm::{PackedB, SplitA, gemm};
+use super::gemm::{PackedB, SplitA, Weights, gemm};
 use super::kernel::MicroKernel;
-use crate::weights::WeightStore;
 use powhost_core::parameter_table::{Parameter, parameter_shapes};
 use powhost_core::{ModelParams, ModelWeights};
 use std::collections::HashMap;
@@ -58,7 +58,7 @@ impl AmxWeights {
         Self { kernel, packed }
     }
 
-    /// Whether the weights were packed once (else per call, block by block).
+    /// Whether the weights were packed once (else per call, group by group).
     #[cfg(test)]
     pub fn packed_once(&self) -> bool {
         !self.packed.is_empty()
@@ -67,21 +67,17 @@ impl AmxWeights {
     /// `out[m, n] = x[m, k] · Wᵀ` in f32 (the caller rounds), `W = w` of shape `[n, k]`.
     pub fn matmul_xwt(
         &self,
-        store: &WeightStore,
         weights: &ModelWeights,
         x: &[f32],
         m: usize,
         w: &Parameter,
         out: &mut [f32],
     ) {
-        let (n, k) = (w.shape[0], w.shape[1]);
-        let a = SplitA::new(x, m, k);
-        match self.packed.get(&w.name) {
-            Some(b) => gemm(&*self.kernel, &a, b, out, n, 0),
-            None => store.for_row_blocks(weights, w, |row0, rows, block| {
-                let b = PackedB::new(block, rows, k);
-                gemm(&*self.kernel, &a, &b, out, n, row0);
-            }),
-        }
+        let a = SplitA::new(x, m, w.shape[1]);
+        let b = match self.packed.get(&w.name) {
+            Some(b) => Weights::Packed(b),
+            None => Weights::Pool { weights, p: w },
+        };
+        gemm(&*self.kernel, &a, b, out);
     }
 }

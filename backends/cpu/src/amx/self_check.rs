@@ -7,7 +7,7 @@
 //! fault (an illegal instruction, a configuration the processor rejects) or never finish end
 //! that child instead of this process; then here, to compare the numbers.
 
-use super::gemm::{PackedB, SplitA, gemm};
+use super::gemm::{PackedB, SplitA, Weights, gemm};
 use super::{EmulatedKernel, MicroKernel};
 use half::f16;
 use std::time::Duration;
@@ -33,7 +33,7 @@ pub fn check(kernel: &dyn MicroKernel) -> Result<(), String> {
     let (a, b) = (SplitA::new(&x, m, k), PackedB::new(&w, n, k));
     let run = |kernel: &dyn MicroKernel| {
         let mut out = vec![0f32; m * n];
-        gemm(kernel, &a, &b, &mut out, n, 0);
+        gemm(kernel, &a, Weights::Packed(&b), &mut out);
         out
     };
     let (real, emulated) = (run(kernel), run(&EmulatedKernel));

@@ -1,7 +1,7 @@
 //! The AMX GEMM's driver on the emulated kernel against the split's reference and against the
 //! f32 GEMM; the tile kernel against the emulated one where the processor has AMX.
 
-use super::gemm::{PackedB, SplitA, gemm};
+use super::gemm::{PackedB, SplitA, Weights, gemm};
 use super::summation_orders::{GUIDE_ORDER, SDM_ORDER};
 use super::{Amx, EmulatedKernel, MicroKernel, TileKernel};
 use crate::bf16_split::reference_gemm;
@@ -33,10 +33,8 @@ fn amx_gemm(
     gemm(
         kernel,
         &SplitA::new(x, m, k),
-        &PackedB::new(w, n, k),
+        Weights::Packed(&PackedB::new(w, n, k)),
         &mut out,
-        n,
-        0,
     );
     out
 }
@@ -317,26 +315,42 @@ fn weights_packed_once_or_per_block_give_the_same_forward_pass() {
     assert_eq!(a.len(), 3 * params.vocab_size);
 }
 
-/// Weights multiplied block by block (as mainnet's are) land in their columns of the result,
-/// the same values as one product of the whole matrix: blocks of 37 and 63 rows of W.
+/// Weights packed group by group from the pool (as mainnet's are) give the same bits as the
+/// whole matrix packed ahead: slice- and tile-branch parameters, ragged last panels, one row
+/// and several row blocks, with groups narrower than the matrix.
 #[test]
-fn weight_blocks_land_in_their_columns() {
-    let (m, k, n) = (5, 70, 100);
-    let (x, w) = operands(m, k, n, 77);
-    let (x, w) = (widen(&x), widen(&w));
-    let whole = amx_gemm(&EmulatedKernel, &x, &w, m, k, n);
-    let a = SplitA::new(&x, m, k);
-    let mut out = vec![f32::NAN; m * n];
-    for (row0, rows) in [(0, 37), (37, 63)] {
-        let b = PackedB::new(&w[row0 * k..(row0 + rows) * k], rows, k);
-        gemm(&EmulatedKernel, &a, &b, &mut out, n, row0);
+fn weights_packed_from_the_pool_equal_weights_packed_ahead() {
+    use powhost_core::{ModelParams, ModelWeights};
+    let params = ModelParams::preset("small").unwrap();
+    let weights = ModelWeights::build(&params, "0a1b", 0, &|_, _| {}).unwrap();
+    let layer = weights.layer(1);
+    for p in [layer.wq, layer.w2, weights.output()] {
+        let (n, k) = (p.shape[0], p.shape[1]);
+        let mut wide = vec![0f32; n * k];
+        weights.pool.widen_into(p, &mut wide);
+        let ahead = PackedB::new(&wide, n, k);
+        for m in [1, 45] {
+            let (x, _) = operands(m, k, 1, m as u64);
+            let a = SplitA::new(&widen(&x), m, k);
+            let mut want = vec![f32::NAN; m * n];
+            gemm(&EmulatedKernel, &a, Weights::Packed(&ahead), &mut want);
+            let mut got = vec![f32::NAN; m * n];
+            gemm(
+                &EmulatedKernel,
+                &a,
+                Weights::Pool {
+                    weights: &weights,
+                    p,
+                },
+                &mut got,
+            );
+            let differ = got
+                .iter()
+                .zip(&want)
+                .filter(|(g, w)| g.to_bits() != w.to_bits());
+            assert_eq!(differ.count(), 0, "{} at m = {m}", p.name);
+        }
     }
-    assert!(
-        whole
-            .iter()
-            .zip(&out)
-            .all(|(x, y)| x.to_bits() == y.to_bits())
-    );
 }
 
 /// The emulated kernel, counting its runs.
