@@ -201,7 +201,7 @@ impl Rows<'_> {
 /// `2r, 2r + 1` (the VNNI layout), the hi tile then the lo tile.
 fn pack_panel(rows: Rows<'_>, k: usize, out: &mut [bf16]) {
     assert!(
-        rows.len() <= 16 * k && rows.len() % k.max(1) == 0,
+        rows.len() <= 16 * k && rows.len().is_multiple_of(k.max(1)),
         "up to 16 rows of {k}"
     );
     assert_eq!(
