@@ -4,6 +4,7 @@
 # POWHOST_REQUIRE_BACKENDS=amx turns every "SKIPPED: AMX unavailable" into a failure.
 #
 #   scripts/amx-check.sh     the tile kernel against its emulation, the goldens on the tiles,
+#                            the GEMM's parts timed per shape (`--bench amx_gemm`),
 #                            `compare` on devtest, `bench` on both GEMM paths, then one mainnet
 #                            nonce on each path with its wall time and peak memory (text and
 #                            JSON under $OUT, default target/amx-check).
@@ -19,6 +20,8 @@ grep -m1 'model name' /proc/cpuinfo | tee "$OUT/cpu.txt"
 export POWHOST_REQUIRE_BACKENDS=amx
 cargo test --release -p powhost-cpu -- --nocapture 2>&1 | tee "$OUT/tests-cpu.txt"
 cargo test --release -p powhost --test cpu_gemm 2>&1 | tee "$OUT/tests-host.txt"
+# Where the AMX GEMM's time goes per shape: splitting, packing, the driver, the tiles.
+cargo bench -p powhost-cpu --bench amx_gemm 2>&1 | tee "$OUT/amx-gemm-parts.json"
 cargo build --release -p powhost
 bin=${CARGO_TARGET_DIR:-target}/release/powhost
 "$bin" compare --backends cpu --cpu-gemm amx --golden tests/golden/forward_devtest.json \
