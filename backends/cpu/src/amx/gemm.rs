@@ -43,29 +43,53 @@ pub struct SplitA {
 
 impl SplitA {
     pub fn new(x: &[f32], m: usize, k: usize) -> Self {
+        let mut a = Self::empty();
+        a.resplit(x, m, k);
+        a
+    }
+
+    /// An empty split whose buffers later splits reuse.
+    pub fn empty() -> Self {
+        Self {
+            hi: Vec::new(),
+            lo: Vec::new(),
+            m: 0,
+            lda: 0,
+        }
+    }
+
+    /// Splits `x` into this split's buffers (a reused buffer is written whole: values,
+    /// then zeros to the padded row length and in the padding rows).
+    pub fn resplit(&mut self, x: &[f32], m: usize, k: usize) {
         assert_eq!(x.len(), m * k, "x is {m}×{k}");
         let lda = k.div_ceil(32) * 32;
         let rows = m.div_ceil(32) * 32;
-        let mut hi = vec![bf16::ZERO; rows * lda];
-        let mut lo = vec![bf16::ZERO; rows * lda];
-        if k > 0 {
-            hi.par_chunks_mut(lda)
-                .zip(lo.par_chunks_mut(lda))
-                .zip(x.par_chunks(k))
-                .with_min_len(8)
-                .for_each(|((hi, lo), row)| {
-                    crate::simd::wide(
-                        #[inline(always)]
-                        || {
-                            for ((h, l), &v) in hi.iter_mut().zip(lo.iter_mut()).zip(row) {
-                                let (hb, lb) = split_f32_bits(v);
-                                (*h, *l) = (bf16::from_bits(hb), bf16::from_bits(lb));
-                            }
-                        },
-                    )
-                });
+        (self.m, self.lda) = (m, lda);
+        for half in [&mut self.hi, &mut self.lo] {
+            half.resize(rows * lda, bf16::ZERO);
+            half[m * lda..].fill(bf16::ZERO);
         }
-        Self { hi, lo, m, lda }
+        if m == 0 || k == 0 {
+            return;
+        }
+        self.hi[..m * lda]
+            .par_chunks_mut(lda)
+            .zip(self.lo[..m * lda].par_chunks_mut(lda))
+            .zip(x.par_chunks(k))
+            .with_min_len(8)
+            .for_each(|((hi, lo), row)| {
+                crate::simd::wide(
+                    #[inline(always)]
+                    || {
+                        for ((h, l), &v) in hi.iter_mut().zip(lo.iter_mut()).zip(row) {
+                            let (hb, lb) = split_f32_bits(v);
+                            (*h, *l) = (bf16::from_bits(hb), bf16::from_bits(lb));
+                        }
+                        hi[row.len()..].fill(bf16::ZERO);
+                        lo[row.len()..].fill(bf16::ZERO);
+                    },
+                )
+            });
     }
 
     fn slices(&self) -> usize {
@@ -505,6 +529,38 @@ fn multiply_group(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A split reused for smaller and ragged shapes holds what a fresh one does, padding
+    /// included (the kernel reads the padding).
+    #[test]
+    fn a_reused_split_equals_a_fresh_one() {
+        let x = |m: usize, k: usize| -> Vec<f32> {
+            (0..m * k)
+                .map(|i| half::f16::from_bits((i * 7919 % 30000) as u16).to_f32())
+                .collect()
+        };
+        let mut reused = SplitA::empty();
+        for (m, k) in [
+            (70, 100),
+            (33, 64),
+            (5, 7),
+            (64, 2048),
+            (1, 1),
+            (40, 0),
+            (0, 9),
+            (17, 33),
+        ] {
+            let x = x(m, k);
+            reused.resplit(&x, m, k);
+            let fresh = SplitA::new(&x, m, k);
+            assert_eq!((reused.m, reused.lda), (fresh.m, fresh.lda), "{m}×{k}");
+            let rows = m.div_ceil(32) * 32 * fresh.lda;
+            assert_eq!(fresh.hi.len(), rows);
+            let bits = |v: &[bf16]| v.iter().map(|h| h.to_bits()).collect::<Vec<u16>>();
+            assert_eq!(bits(&reused.hi), bits(&fresh.hi), "{m}×{k}");
+            assert_eq!(bits(&reused.lo), bits(&fresh.lo), "{m}×{k}");
+        }
+    }
 
     /// The packing this processor runs (AVX-512 where present) writes the same bits as the
     /// element-by-element definition, for ragged rows and k, into a buffer holding garbage.

@@ -9,8 +9,14 @@ use super::gemm::{PackedB, SplitA, Weights, gemm};
 use super::kernel::MicroKernel;
 use powhost_core::parameter_table::{Parameter, parameter_shapes};
 use powhost_core::{ModelParams, ModelWeights};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
+
+thread_local! {
+    /// Each thread's split activations, reused from one product to the next.
+    static SPLIT: RefCell<SplitA> = RefCell::new(SplitA::empty());
+}
 
 pub struct AmxWeights {
     kernel: Arc<dyn MicroKernel>,
@@ -73,11 +79,13 @@ impl AmxWeights {
         w: &Parameter,
         out: &mut [f32],
     ) {
-        let a = SplitA::new(x, m, w.shape[1]);
-        let b = match self.packed.get(&w.name) {
-            Some(b) => Weights::Packed(b),
-            None => Weights::Pool { weights, p: w },
-        };
-        gemm(&*self.kernel, &a, b, out);
+        SPLIT.with_borrow_mut(|a| {
+            a.resplit(x, m, w.shape[1]);
+            let b = match self.packed.get(&w.name) {
+                Some(b) => Weights::Packed(b),
+                None => Weights::Pool { weights, p: w },
+            };
+            gemm(&*self.kernel, a, b, out);
+        })
     }
 }
