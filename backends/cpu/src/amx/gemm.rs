@@ -486,6 +486,37 @@ fn multiply_group(
     let (m, slices) = (a.m, a.slices());
     let rows = m.div_ceil(32) * 32;
     let count = dst.ncols().div_ceil(16);
+    if slices <= K_SLICES {
+        // One kernel call covers k: each block's C lives in 4 KiB on the stack, summed into
+        // `dst` straight after, instead of a group-sized buffer zeroed and read back.
+        let width = dst.ncols();
+        for i0 in (0..rows).step_by(32) {
+            for g in 0..count {
+                let mut c = [[0f32; C_BLOCK]; 2];
+                let [main, corr] = &mut c;
+                kernel.run(TileBlock {
+                    a_hi: &a.hi[i0 * a.lda..],
+                    a_lo: &a.lo[i0 * a.lda..],
+                    lda: a.lda,
+                    b: b.panel(first_panel + g, 0),
+                    slices,
+                    main,
+                    corr,
+                });
+                for r in 0..32.min(m - i0) {
+                    let row = dst.rb_mut().row_mut(i0 + r);
+                    let row = row.try_as_row_major_mut().expect("row-major output");
+                    let row = row.as_slice_mut();
+                    let out = &mut row[g * 16..(g * 16 + 16).min(width)];
+                    let (main, corr) = (&c[0][r * 16..], &c[1][r * 16..]);
+                    for ((o, &x), &y) in out.iter_mut().zip(main).zip(corr) {
+                        *o = x + y;
+                    }
+                }
+            }
+        }
+        return;
+    }
     // Per panel of the group: rows × 16 f32, row-major.
     let panel_len = rows * 16;
     GROUP_C.with_borrow_mut(|(main, corr)| {
