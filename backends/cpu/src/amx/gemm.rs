@@ -5,11 +5,12 @@
 //!
 //! Blocking: C is computed in blocks of 32 rows × 16 columns (the kernel's tiles), its main
 //! sums and its corrections apart ([`super::kernel`]), added once at the end. The columns are
-//! cut into groups of up to [`GROUP_COLUMNS`], one rayon task each (both cores), whose C lives
-//! in a buffer of the task's thread until its sums are written out. In a group, k goes in steps
-//! of [`K_SLICES`] slices of 32: per step, each 32-row block of A (32 × 512 × 2 halves × 2
-//! bytes = 64 KiB, in L2) meets every 16-column panel of the group's B (256 × 512 × 4 bytes =
-//! 512 KiB, kept in L2 across the row blocks).
+//! cut into groups of up to [`GROUP_COLUMNS`], one rayon task each (both cores). In a group, k
+//! goes in steps of [`K_SLICES`] slices of 32: per step, each 32-row block of A (32 × 512 × 2
+//! halves × 2 bytes = 64 KiB, in L2) meets every 16-column panel of the group's B (256 × 512
+//! × 4 bytes = 512 KiB, kept in L2 across the row blocks). Where one step covers k, a block's
+//! C lives on the stack and is added into the output after its one kernel call; else the
+//! group's C lives in a buffer of the task's thread until the last step.
 //!
 //! The splitting and packing are vectorised (AVX-512 where present): timed with a kernel that
 //! does nothing (`cargo bench -p powhost-cpu --bench amx_gemm`), they had cost more than the
@@ -435,9 +436,8 @@ thread_local! {
 /// `out[i][j] = Σ_p x[i][p] · W[j][p]` for `i < a.m`, `j < n` (`out` is `m × n`, row-major),
 /// in f32 (before the caller's rounding): per element the main sum plus the correction sum.
 ///
-/// The columns go in groups, one rayon task each; a task accumulates its group's C in a
-/// buffer of its thread (k in steps of [`K_SLICES`] slices, each 32-row block of A meeting
-/// every panel of the group), then writes the sums into its columns of `out`.
+/// The columns go in groups, one rayon task each, writing the sums into its columns of `out`
+/// (see the module's blocking).
 pub fn gemm(kernel: &dyn MicroKernel, a: &SplitA, b: Weights<'_>, out: &mut [f32]) {
     let (m, n) = (a.m, b.n());
     assert_eq!(out.len(), m * n, "out is {m}×{n}");
