@@ -1,6 +1,8 @@
 //! Where the AMX GEMM's time goes, shape by shape: `cargo bench -p powhost-cpu --bench amx_gemm`.
 //!
-//! Per shape of the forward pass (devtest as one core's group of 128 nonces runs it, mainnet at
+//! First devtest's whole forward pass on the AMX path with that kernel doing nothing, beside
+//! the f32 path's. Then, per shape of the forward pass (devtest as one core's group of 128
+//! nonces runs it, mainnet at
 //! one nonce): splitting the activations, packing the weights, the driver around the kernel
 //! (timed with a kernel that does nothing: C's buffers, the blocking, the final sums), and,
 //! where the processor has AMX tiles, the whole GEMM on them; faer's f32 GEMM beside it. One
@@ -67,6 +69,7 @@ fn main() {
         ("mainnet wq/wk/wv/wo", 256, 1792, 1792, 0),
         ("mainnet w1/w3 block", 256, 1792, 2340, 0),
     ];
+    forward_outside_the_tiles();
     pool_shapes(tiles.as_ref().ok());
     for (name, m, k, n, threads) in shapes {
         let pool = if threads == 1 {
@@ -136,4 +139,31 @@ fn pool_shapes(tiles: Option<&TileKernel>) {
             2.0 * (m * k * n) as f64 / 1e9,
         );
     }
+}
+
+/// The whole forward pass on the AMX path with a kernel that does nothing: what the path
+/// costs besides the tiles' products (splitting, the driver, the element-wise steps and
+/// roundings), beside the f32 path's forward pass; devtest, 256 nonces (a group of 128 per
+/// core), best of 3.
+fn forward_outside_the_tiles() {
+    use powhost_core::Backend;
+    use powhost_cpu::{CpuBackend, GemmPath};
+    let params = powhost_core::ModelParams::preset("devtest").unwrap();
+    let weights = std::sync::Arc::new(
+        powhost_core::ModelWeights::build(&params, "bench", 0, &|_, _| {}).unwrap(),
+    );
+    let nonces: Vec<i64> = (0..256).collect();
+    let inputs = powhost_core::poc::batch_inputs(&weights, "bench", &nonces);
+    let time = |gemm: GemmPath| {
+        let forward = CpuBackend::with_gemm(gemm).load(weights.clone()).unwrap();
+        best_ms(|| drop(forward.last_position_logits(&inputs, nonces.len()).unwrap()))
+    };
+    let f32_ms = time(GemmPath::F32);
+    let outside_ms = time(GemmPath::Amx(std::sync::Arc::new(Nothing)));
+    println!(
+        "{{\"forward\": \"devtest\", \"nonces\": {}, \"threads\": {}, \"f32_ms\": {f32_ms:.1}, \"amx_outside_the_tiles_ms\": {outside_ms:.1}, \"gflop\": {:.1}}}",
+        nonces.len(),
+        rayon::current_num_threads(),
+        nonces.len() as f64 * params.forward_flops() as f64 / 1e9,
+    );
 }
