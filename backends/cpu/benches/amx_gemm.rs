@@ -1,17 +1,20 @@
 //! Where the AMX GEMM's time goes, shape by shape: `cargo bench -p powhost-cpu --bench amx_gemm`.
+//! One JSON line each, milliseconds, best of 5:
 //!
-//! First devtest's whole forward pass on the AMX path with that kernel doing nothing, beside
-//! the f32 path's. Then, per shape of the forward pass (devtest as one core's group of 128
-//! nonces runs it, mainnet at
-//! one nonce): splitting the activations, packing the weights, the driver around the kernel
-//! (timed with a kernel that does nothing: C's buffers, the blocking, the final sums), and,
-//! where the processor has AMX tiles, the whole GEMM on them; faer's f32 GEMM beside it. One
-//! JSON line per shape, milliseconds, best of 5.
+//! - where the processor has AMX tiles, the kernel alone on one cache-resident block beside
+//!   the tiles' peak ÷ 4 (how close its own instruction sequence comes to the ceiling);
+//! - devtest's whole forward pass on the AMX path with a kernel that does nothing, beside the
+//!   f32 path's (what the path costs besides the tiles);
+//! - mainnet's matrices packed group by group from the pool (one layer, one nonce);
+//! - per shape of the forward pass (devtest as one core's group of 128 nonces runs it,
+//!   mainnet at one nonce): splitting the activations, packing the weights, the driver around
+//!   the kernel (with the kernel doing nothing: C's buffers, the blocking, the final sums),
+//!   the whole GEMM on the tiles where present, and faer's f32 GEMM beside it.
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use powhost_cpu::amx_parts::{
-    Amx, MicroKernel, PackedB, SplitA, TileBlock, TileKernel, Weights, gemm,
+    Amx, C_BLOCK, MicroKernel, PANEL_SLICE, PackedB, SplitA, TileBlock, TileKernel, Weights, gemm,
 };
 use std::time::Instant;
 
@@ -69,6 +72,11 @@ fn main() {
         ("mainnet wq/wk/wv/wo", 256, 1792, 1792, 0),
         ("mainnet w1/w3 block", 256, 1792, 2340, 0),
     ];
+    match &tiles {
+        Ok(kernel) => one_thread.install(|| kernel_alone(kernel)),
+        // Runs the measurement's code (bounds included) without timing anything meaningful.
+        Err(_) => drop(kernel_alone_ms(&Nothing, 1)),
+    }
     forward_outside_the_tiles();
     pool_shapes(tiles.as_ref().ok());
     for (name, m, k, n, threads) in shapes {
@@ -166,4 +174,48 @@ fn forward_outside_the_tiles() {
         rayon::current_num_threads(),
         nonces.len() as f64 * params.forward_flops() as f64 / 1e9,
     );
+}
+
+/// One kernel call's k-slices in [`kernel_alone`]: devtest's k of 512.
+const SLICES: usize = 16;
+
+/// The kernel by itself on one thread, on one block whose operands stay in L1 (A 32 rows ×
+/// 512 × 2 halves, B one panel): its rate beside the tiles' peak ÷ 4 measured on the same
+/// thread tells how close the kernel's own instruction sequence (its loads, and its three
+/// dependent products per slice on each correction tile) comes to the split's ceiling.
+fn kernel_alone(kernel: &TileKernel) {
+    let calls = 20_000;
+    let ms = kernel_alone_ms(kernel, calls);
+    let flop = (2 * 32 * 16 * 32 * SLICES * calls) as f64;
+    let ceiling = kernel.peak_gflops().unwrap_or(f64::NAN) / 4.0;
+    println!(
+        "{{\"kernel_alone\": \"32 x 16 block, k = {}\", \"threads\": 1, \"gflops\": {:.1}, \"split_ceiling_gflops\": {ceiling:.1}, \"fraction\": {:.3}}}",
+        32 * SLICES,
+        flop / ms / 1e6,
+        flop / ms / 1e6 / ceiling,
+    );
+}
+
+/// Milliseconds for `calls` kernel calls on one block (best of 5).
+fn kernel_alone_ms(kernel: &dyn MicroKernel, calls: usize) -> f64 {
+    let lda = 32 * SLICES;
+    let a_hi = vec![half::bf16::from_f32(0.5); 32 * lda];
+    let a_lo = vec![half::bf16::from_f32(0.001); 32 * lda];
+    let b = vec![half::bf16::from_f32(0.25); SLICES * PANEL_SLICE];
+    let (mut main, mut corr) = (vec![0f32; C_BLOCK], vec![0f32; C_BLOCK]);
+    best_ms(|| {
+        for _ in 0..calls {
+            let block = TileBlock {
+                a_hi: &a_hi,
+                a_lo: &a_lo,
+                lda,
+                b: &b,
+                slices: SLICES,
+                main: &mut main,
+                corr: &mut corr,
+            };
+            block.check();
+            kernel.run(block);
+        }
+    })
 }

@@ -30,7 +30,7 @@ mod weights;
 #[doc(hidden)]
 pub mod amx_parts {
     pub use crate::amx::gemm::{PackedB, SplitA, Weights, gemm};
-    pub use crate::amx::kernel::{MicroKernel, TileBlock};
+    pub use crate::amx::kernel::{C_BLOCK, MicroKernel, PANEL_SLICE, TileBlock};
     pub use crate::amx::{Amx, TileKernel};
 }
 
