@@ -147,8 +147,8 @@ impl PackedB {
     }
 
     /// Packs rows `row0 .. row0 + n` of the `[_, k]` parameter `p` straight from the weight
-    /// pool into this packing's buffer, on this thread: each panel's 16 rows widened into a
-    /// buffer that stays in its cache, then packed.
+    /// pool into this packing's buffer, on this thread: each panel from the pool's float16
+    /// where its rows lie in one run, else widened first into a buffer that stays in cache.
     pub fn pack_parameter_here(
         &mut self,
         weights: &ModelWeights,
