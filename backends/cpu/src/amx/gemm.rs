@@ -236,7 +236,7 @@ fn pack_panel(rows: Rows<'_>, k: usize, out: &mut [bf16]) {
     );
     #[cfg(target_arch = "x86_64")]
     if crate::simd::has_avx512() {
-        // SAFETY: the CPU has AVX-512 F and BW; the lengths are as asserted above.
+        // SAFETY: the CPU has AVX-512 F, BW and VL; the lengths are as asserted above.
         return unsafe { x86::pack_panel_avx512(rows, k, out) };
     }
     pack_panel_portable(rows, k, out)
@@ -269,18 +269,18 @@ fn pack_panel_portable(rows: Rows<'_>, k: usize, out: &mut [bf16]) {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{PANEL_SLICE, Rows};
+    use half::bf16;
+    use std::arch::x86_64::*;
 
     /// How many slices ahead [`pack_panel_avx512`] asks for its rows.
     const PREFETCH_SLICES: usize = 8;
-    use half::bf16;
-    use std::arch::x86_64::*;
 
     /// `pack_panel` with AVX-512: per slice, each row's 32 values split 16 at a time, their
     /// halves' pairs gathered into one vector per row (`vpermt2w`), and the 16 × 16 pairs
     /// transposed in registers into the tile's rows.
     ///
     /// # Safety
-    /// The CPU has AVX-512 F and BW; `rows` holds up to 16 rows of `k`, `out` the
+    /// The CPU has AVX-512 F, BW and VL; `rows` holds up to 16 rows of `k`, `out` the
     /// `ceil(k / 32)` slices of the panel.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub unsafe fn pack_panel_avx512(rows: Rows<'_>, k: usize, out: &mut [bf16]) {
@@ -424,6 +424,14 @@ impl Weights<'_> {
             Self::Pool { p, .. } => p.shape[0],
         }
     }
+
+    /// k in slices of 32.
+    fn k_slices(&self) -> usize {
+        match self {
+            Self::Packed(b) => b.slices,
+            Self::Pool { p, .. } => p.shape[1].div_ceil(32),
+        }
+    }
 }
 
 thread_local! {
@@ -441,11 +449,7 @@ thread_local! {
 pub fn gemm(kernel: &dyn MicroKernel, a: &SplitA, b: Weights<'_>, out: &mut [f32]) {
     let (m, n) = (a.m, b.n());
     assert_eq!(out.len(), m * n, "out is {m}×{n}");
-    let k_slices = match b {
-        Weights::Packed(b) => b.slices,
-        Weights::Pool { p, .. } => p.shape[1].div_ceil(32),
-    };
-    assert_eq!(a.slices(), k_slices, "A's k and B's k differ");
+    assert_eq!(a.slices(), b.k_slices(), "A's k and B's k differ");
     if m == 0 || n == 0 {
         return;
     }
@@ -508,10 +512,7 @@ fn multiply_group(
                     let row = row.try_as_row_major_mut().expect("row-major output");
                     let row = row.as_slice_mut();
                     let out = &mut row[g * 16..(g * 16 + 16).min(width)];
-                    let (main, corr) = (&c[0][r * 16..], &c[1][r * 16..]);
-                    for ((o, &x), &y) in out.iter_mut().zip(main).zip(corr) {
-                        *o = x + y;
-                    }
+                    add_sums(out, &c[0][r * 16..], &c[1][r * 16..]);
                 }
             }
         }
@@ -548,13 +549,17 @@ fn multiply_group(
             let row = row.try_as_row_major_mut().expect("row-major output");
             for (g, out) in row.as_slice_mut().chunks_mut(16).enumerate() {
                 let at = g * panel_len + i * 16;
-                let (main, corr) = (&main[at..at + out.len()], &corr[at..at + out.len()]);
-                for ((o, &x), &y) in out.iter_mut().zip(main).zip(corr) {
-                    *o = x + y;
-                }
+                add_sums(out, &main[at..], &corr[at..]);
             }
         }
     });
+}
+
+/// `out[j] = main[j] + corr[j]`: a row of C's blocks, finished.
+fn add_sums(out: &mut [f32], main: &[f32], corr: &[f32]) {
+    for ((o, &x), &y) in out.iter_mut().zip(main).zip(corr) {
+        *o = x + y;
+    }
 }
 
 #[cfg(test)]

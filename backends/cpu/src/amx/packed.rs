@@ -9,6 +9,7 @@ use super::gemm::{PackedB, SplitA, Weights, gemm};
 use super::kernel::MicroKernel;
 use powhost_core::parameter_table::{Parameter, parameter_shapes};
 use powhost_core::{ModelParams, ModelWeights};
+use rayon::prelude::*;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -52,15 +53,19 @@ fn packed_bytes(n: usize, k: usize) -> u64 {
 
 impl AmxWeights {
     pub fn new(weights: &ModelWeights, kernel: Arc<dyn MicroKernel>, limit_bytes: u64) -> Self {
-        let mut packed = HashMap::new();
-        if packed_model_bytes(&weights.params) <= limit_bytes {
-            let mut wide = Vec::new();
-            for p in matrices(weights) {
-                wide.resize(p.numel, 0f32);
-                weights.pool.widen_into(p, &mut wide);
-                packed.insert(p.name.clone(), PackedB::new(&wide, p.shape[0], p.shape[1]));
-            }
-        }
+        let packed = if packed_model_bytes(&weights.params) <= limit_bytes {
+            // Straight from the pool, as a product packs a weight on the fly; a matrix a core.
+            matrices(weights)
+                .into_par_iter()
+                .map(|p| {
+                    let mut b = PackedB::empty();
+                    b.pack_parameter_here(weights, p, 0, p.shape[0]);
+                    (p.name.clone(), b)
+                })
+                .collect()
+        } else {
+            HashMap::new()
+        };
         Self { kernel, packed }
     }
 

@@ -3,9 +3,9 @@
 //! fault in the kernel's assumptions about them) then leaves the f32 path in use instead of
 //! giving wrong distances.
 //!
-//! The check runs twice: first in a child process ([`survives_in_child`]), so that tiles which
-//! fault (an illegal instruction, a configuration the processor rejects) or never finish end
-//! that child instead of this process; then here, to compare the numbers.
+//! The kernel's product runs first in a child process ([`survives_in_child`]), so that tiles
+//! which fault (an illegal instruction, a configuration the processor rejects) or never finish
+//! end that child instead of this process; then the check runs here and compares the numbers.
 
 use super::gemm::{PackedB, SplitA, Weights, gemm};
 use super::{EmulatedKernel, MicroKernel};
@@ -19,24 +19,44 @@ pub const CHILD_LIMIT: Duration = Duration::from_secs(10);
 /// Ragged in every dimension, several k-slices and row blocks, f16 values of every scale.
 const SHAPE: (usize, usize, usize) = (37, 200, 40);
 
+/// The check's operands, f16-exact f32: `x` (`m × k`) and `W` (`n × k`), split and packed.
+struct Case {
+    x: Vec<f32>,
+    w: Vec<f32>,
+    a: SplitA,
+    b: PackedB,
+}
+
+impl Case {
+    fn new() -> Self {
+        let (m, k, n) = SHAPE;
+        let value = |i: usize, salt: usize| {
+            let h = (i.wrapping_mul(2_654_435_761) ^ salt).wrapping_mul(40_503) % 65_521;
+            f16::from_f32((h as f32 / 65_521.0 - 0.5) * [0.02, 1.0, 37.0][i % 3]).to_f32()
+        };
+        let x: Vec<f32> = (0..m * k).map(|i| value(i, 11)).collect();
+        let w: Vec<f32> = (0..n * k).map(|i| value(i, 97)).collect();
+        let (a, b) = (SplitA::new(&x, m, k), PackedB::new(&w, n, k));
+        Self { x, w, a, b }
+    }
+
+    /// `x · Wᵀ` on `kernel`.
+    fn product(&self, kernel: &dyn MicroKernel) -> Vec<f32> {
+        let (m, _, n) = SHAPE;
+        let mut out = vec![0f32; m * n];
+        gemm(kernel, &self.a, Weights::Packed(&self.b), &mut out);
+        out
+    }
+}
+
 /// `Ok` when `kernel` computes a small GEMM as the emulation does, to within the f32
 /// summation bound (the hardware may order the f32 additions inside a `tdpbf16ps` otherwise:
 /// see [`super::emulated`]).
 pub fn check(kernel: &dyn MicroKernel) -> Result<(), String> {
     let (m, k, n) = SHAPE;
-    let value = |i: usize, salt: usize| {
-        let h = (i.wrapping_mul(2_654_435_761) ^ salt).wrapping_mul(40_503) % 65_521;
-        f16::from_f32((h as f32 / 65_521.0 - 0.5) * [0.02, 1.0, 37.0][i % 3]).to_f32()
-    };
-    let x: Vec<f32> = (0..m * k).map(|i| value(i, 11)).collect();
-    let w: Vec<f32> = (0..n * k).map(|i| value(i, 97)).collect();
-    let (a, b) = (SplitA::new(&x, m, k), PackedB::new(&w, n, k));
-    let run = |kernel: &dyn MicroKernel| {
-        let mut out = vec![0f32; m * n];
-        gemm(kernel, &a, Weights::Packed(&b), &mut out);
-        out
-    };
-    let (real, emulated) = (run(kernel), run(&EmulatedKernel));
+    let case = Case::new();
+    let (x, w) = (&case.x, &case.w);
+    let (real, emulated) = (case.product(kernel), case.product(&EmulatedKernel));
     for i in 0..m {
         for j in 0..n {
             let magnitude: f64 = (0..k)
@@ -55,10 +75,11 @@ pub fn check(kernel: &dyn MicroKernel) -> Result<(), String> {
     Ok(())
 }
 
-/// `Err` when [`check`] with `kernel`, run in a forked child process, dies of a signal, panics
-/// or takes longer than `limit`; `Ok` when the child finishes, whatever the numbers (those are
-/// [`check`]'s to judge, in this process). Where no child can be started or watched, it says so
-/// in the log and returns `Ok`: the check then runs in this process only, as without it.
+/// `Err` when the check's product on `kernel`, run in a forked child process, dies of a
+/// signal, panics or takes longer than `limit`; `Ok` when the child finishes, whatever the
+/// numbers (those are [`check`]'s to judge, in this process). Where no child can be started
+/// or watched, it says so in the log and returns `Ok`: the check then runs in this process
+/// only, as without it.
 #[cfg(target_os = "linux")]
 pub fn survives_in_child(kernel: &dyn MicroKernel, limit: Duration) -> Result<(), String> {
     // SAFETY: the child only runs Rust code that allocates (glibc's malloc is re-initialised
@@ -122,11 +143,12 @@ pub fn survives_in_child(_: &dyn MicroKernel, _: Duration) -> Result<(), String>
     Ok(())
 }
 
-/// The child's exit status when the check returned (passed or not).
+/// The child's exit status when the product returned.
 const CHILD_FINISHED: i32 = 0;
 
-/// The forked child: the check on a fresh one-thread pool (the parent's rayon workers do not
-/// exist here), no core file if it faults, then `_exit`.
+/// The forked child: the check's product on `kernel` (only that: comparing is the parent's),
+/// on a fresh one-thread pool (the parent's rayon workers do not exist here), no core file if
+/// it faults, then `_exit`.
 #[cfg(target_os = "linux")]
 fn in_child(kernel: &dyn MicroKernel) -> ! {
     let no_core = libc::rlimit {
@@ -137,7 +159,7 @@ fn in_child(kernel: &dyn MicroKernel) -> ! {
     unsafe { libc::setrlimit(libc::RLIMIT_CORE, &no_core) };
     let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().ok();
-        pool.map(|pool| pool.install(|| drop(check(kernel))))
+        pool.map(|pool| pool.install(|| drop(Case::new().product(kernel))))
     }));
     let code = match finished {
         Ok(Some(())) => CHILD_FINISHED,
